@@ -1,0 +1,1 @@
+"""Observation schema, feature engineering and the observation stores."""

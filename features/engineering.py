@@ -1,0 +1,156 @@
+"""The one feature function, shared by training and prediction.
+
+Train/serve skew is the classic bug of online latency models, so there is exactly one
+path from a record to a feature row: records become ``RequestColumns`` (one numpy array
+per raw field) and ``build_features`` turns columns into the model matrix, vectorised.
+Features are chosen so that a linear model on a log-latency target can already express
+the physics: prefill time grows with uncached prompt tokens plus queued prefill work over
+compute speed, decode time with decode tokens in flight over memory bandwidth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from features.accelerators import HARDWARE_SPECS, hardware_spec
+from features.schema import PodRole, PredictionRequest
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_input_tokens",
+    "log_cached_tokens",
+    "log_uncached_tokens",
+    "prefix_hit_fraction",
+    "running_requests",
+    "waiting_requests",
+    "log_running_requests",
+    "log_waiting_requests",
+    "kv_cache_usage",
+    "log_prefill_in_flight",
+    "log_decode_in_flight",
+    "log_queued_prefill_work",
+    "log_output_tokens",
+    "log_max_tokens",
+    "role_prefill",
+    "role_decode",
+    "log_tflops",
+    "log_hbm_gbps",
+    "log_memory_gb",
+    "hardware_known",
+    "log_prefill_compute_time",
+    "log_decode_memory_time",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+_MEDIAN_SPEC = np.median(
+    np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
+)
+_ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestColumns:
+    """A batch of prediction requests (or observations) as one array per raw field."""
+
+    accelerator: np.ndarray  # object array of canonical names
+    role: np.ndarray  # int8 codes, see _ROLE_CODES
+    input_tokens: np.ndarray
+    cached_tokens: np.ndarray
+    output_tokens: np.ndarray
+    max_tokens: np.ndarray
+    running_requests: np.ndarray
+    waiting_requests: np.ndarray
+    kv_cache_usage: np.ndarray
+    prefill_tokens_in_flight: np.ndarray
+    decode_tokens_in_flight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_tokens)
+
+    @classmethod
+    def from_requests(cls, requests: Sequence[PredictionRequest]) -> RequestColumns:
+        """Columns of validated records (observations are prediction requests too)."""
+        raw = np.array(
+            [
+                (
+                    r.input_tokens,
+                    r.cached_tokens(),
+                    r.output_tokens,
+                    r.max_tokens,
+                    r.running_requests,
+                    r.waiting_requests,
+                    r.kv_cache_usage,
+                    r.prefill_tokens_in_flight,
+                    r.decode_tokens_in_flight,
+                    _ROLE_CODES[r.role],
+                )
+                for r in requests
+            ],
+            dtype=np.float64,
+        ).reshape(len(requests), 10)
+        return cls(
+            accelerator=np.array([r.accelerator for r in requests], dtype=object),
+            role=raw[:, 9].astype(np.int8),
+            input_tokens=raw[:, 0],
+            cached_tokens=raw[:, 1],
+            output_tokens=raw[:, 2],
+            max_tokens=raw[:, 3],
+            running_requests=raw[:, 4],
+            waiting_requests=raw[:, 5],
+            kv_cache_usage=raw[:, 6],
+            prefill_tokens_in_flight=raw[:, 7],
+            decode_tokens_in_flight=raw[:, 8],
+        )
+
+    def take(self, index: np.ndarray) -> RequestColumns:
+        """The rows at ``index`` (a boolean mask or integer positions)."""
+        return RequestColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def hardware_matrix(accelerators: np.ndarray) -> np.ndarray:
+    """(n, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown)."""
+    names, inverse = np.unique(accelerators, return_inverse=True)
+    table = np.empty((len(names), 4))
+    for i, name in enumerate(names):
+        spec = hardware_spec(str(name))
+        if spec is None:
+            table[i] = (*_MEDIAN_SPEC, 0.0)
+        else:
+            table[i] = (spec.tflops, spec.hbm_gbps, spec.memory_gb, 1.0)
+    return table[inverse.reshape(-1)]
+
+
+def build_features(columns: RequestColumns) -> np.ndarray:
+    """The (n, N_FEATURES) model matrix of a batch, in ``FEATURE_NAMES`` order."""
+    n = len(columns)
+    out = np.empty((n, N_FEATURES))
+    uncached = np.maximum(columns.input_tokens - columns.cached_tokens, 0.0)
+    queued_work = columns.prefill_tokens_in_flight + uncached
+    hardware = hardware_matrix(columns.accelerator)
+    log_tflops = np.log(hardware[:, 0])
+    log_hbm = np.log(hardware[:, 1])
+    out[:, 0] = np.log1p(columns.input_tokens)
+    out[:, 1] = np.log1p(columns.cached_tokens)
+    out[:, 2] = np.log1p(uncached)
+    out[:, 3] = columns.cached_tokens / np.maximum(columns.input_tokens, 1.0)
+    out[:, 4] = columns.running_requests
+    out[:, 5] = columns.waiting_requests
+    out[:, 6] = np.log1p(columns.running_requests)
+    out[:, 7] = np.log1p(columns.waiting_requests)
+    out[:, 8] = columns.kv_cache_usage
+    out[:, 9] = np.log1p(columns.prefill_tokens_in_flight)
+    out[:, 10] = np.log1p(columns.decode_tokens_in_flight)
+    out[:, 11] = np.log1p(queued_work)
+    out[:, 12] = np.log1p(columns.output_tokens)
+    out[:, 13] = np.log1p(columns.max_tokens)
+    out[:, 14] = columns.role == _ROLE_CODES[PodRole.PREFILL]
+    out[:, 15] = columns.role == _ROLE_CODES[PodRole.DECODE]
+    out[:, 16] = log_tflops
+    out[:, 17] = log_hbm
+    out[:, 18] = np.log(hardware[:, 2])
+    out[:, 19] = hardware[:, 3]
+    out[:, 20] = out[:, 11] - log_tflops
+    out[:, 21] = np.log1p(columns.decode_tokens_in_flight + columns.running_requests) - log_hbm
+    return out

@@ -1,0 +1,116 @@
+"""The typed records pods report and routers ask about, validated at the edge.
+
+A prediction request is an observation minus its outcome, so both share one set of
+field definitions: the bounds that keep a bad sidecar from poisoning a model are the same
+bounds that reject a malformed prediction request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from features.accelerators import normalize_accelerator
+
+MAX_TOKENS = 10_000_000
+MAX_REQUESTS = 1_000_000
+MAX_TTFT_MS = 3_600_000.0
+MAX_TPOT_MS = 60_000.0
+
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+RequestCount = Annotated[int, Field(ge=0, le=MAX_REQUESTS)]
+Accelerator = Annotated[
+    str, Field(min_length=1, max_length=128), AfterValidator(normalize_accelerator)
+]
+
+
+class PodRole(StrEnum):
+    """What a pod does in a (possibly disaggregated) serving pool."""
+
+    BOTH = "both"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class PodIdentity(_Record):
+    """Which pod, on which hardware, serving which model."""
+
+    pod: str = Field("", max_length=253, description="Pod name.")
+    accelerator: Accelerator = Field(description="Accelerator type, e.g. H100, MI300X, L4.")
+    role: PodRole = Field(PodRole.BOTH, description="both, prefill or decode.")
+    model: str = Field("", max_length=256, description="Served model name.")
+
+
+class ServerState(_Record):
+    """The engine's load when the request arrived (from the sidecar's last scrape)."""
+
+    running_requests: RequestCount = 0
+    waiting_requests: RequestCount = 0
+    kv_cache_usage: float = Field(0.0, ge=0.0, le=1.0, description="KV-cache use in [0, 1].")
+    prefill_tokens_in_flight: TokenCount = 0
+    decode_tokens_in_flight: TokenCount = 0
+
+
+class RequestShape(_Record):
+    """What the request asks of the engine."""
+
+    input_tokens: TokenCount = Field(description="Prompt length in tokens.")
+    prefix_cache_score: float | None = Field(
+        None, ge=0.0, le=1.0, description="Fraction of the prompt found in the prefix cache."
+    )
+    prefix_cache_hit_tokens: TokenCount | None = Field(
+        None, description="Prompt tokens found in the prefix cache (wins over the score)."
+    )
+    output_tokens: TokenCount = Field(0, description="Output tokens generated (so far).")
+    max_tokens: TokenCount = Field(0, description="max_tokens requested; 0 when unset.")
+
+    @model_validator(mode="after")
+    def _hits_within_prompt(self) -> Self:
+        hits = self.prefix_cache_hit_tokens
+        if hits is not None and hits > self.input_tokens:
+            raise ValueError("prefix_cache_hit_tokens cannot exceed input_tokens")
+        return self
+
+    def cached_tokens(self) -> float:
+        """Prompt tokens served from the prefix cache, from whichever hint was given."""
+        if self.prefix_cache_hit_tokens is not None:
+            return float(self.prefix_cache_hit_tokens)
+        return (self.prefix_cache_score or 0.0) * self.input_tokens
+
+
+class PredictionRequest(PodIdentity, RequestShape, ServerState):
+    """A candidate placement: the request on a pod in its current state."""
+
+
+class Observation(PredictionRequest):
+    """One finished request as a pod saw it, with its measured latencies."""
+
+    observation_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        min_length=1,
+        max_length=128,
+        description="Idempotency key: a retried write with the same id is counted once.",
+    )
+    timestamp: float = Field(
+        default_factory=time.time, gt=0, description="Unix time the request finished."
+    )
+    ttft_ms: float | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
+    tpot_ms: float | None = Field(
+        None, gt=0, le=MAX_TPOT_MS, description="Time per output token after the first."
+    )
+
+    @model_validator(mode="after")
+    def _outcome_present(self) -> Self:
+        if self.ttft_ms is None and self.tpot_ms is None:
+            raise ValueError("an observation needs ttft_ms, tpot_ms or both")
+        if self.tpot_ms is not None and self.output_tokens < 2:
+            raise ValueError("tpot_ms needs output_tokens >= 2 (TPOT is undefined below)")
+        return self

@@ -1,0 +1,1 @@
+"""Latency Oracle: CLI and settings shared by every component."""

@@ -1,0 +1,1 @@
+"""Online quantile learners, calibration, evaluation and the per-accelerator registry."""

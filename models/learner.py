@@ -1,0 +1,109 @@
+"""The learner protocol every model implements, so learners are interchangeable.
+
+Learners work in log-milliseconds: latency noise is multiplicative, and quantiles commute
+with the log, so a quantile of log-latency is the log of the latency quantile.
+
+Training and serving are split on purpose. A learner mutates itself while it learns (on
+the trainer thread), and hands out an immutable ``QuantileFunction`` that prediction
+threads call without locks; a new function is swapped in by reference after each batch.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class QuantileFunction(Protocol):
+    """An immutable, thread-safe fitted model: (n, d) features -> (n, q) log-ms quantiles."""
+
+    def __call__(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What the model set needs of a learner."""
+
+    name: str
+    quantiles: tuple[float, ...]
+
+    @property
+    def n_samples(self) -> int: ...
+
+    @property
+    def is_fitted(self) -> bool: ...
+
+    def learn_one(self, x: np.ndarray, y: float) -> None: ...
+
+    def learn_many(self, features: np.ndarray, y: np.ndarray) -> None: ...
+
+    def predict_one(self, x: np.ndarray) -> np.ndarray: ...
+
+    def predict_many(self, features: np.ndarray) -> np.ndarray: ...
+
+    def serving_function(self) -> QuantileFunction | None: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a learner is asked to predict before it has learned anything."""
+
+
+class BaseLearner(ABC):
+    """Shared plumbing: one-row calls, prediction through the serving function, pickling."""
+
+    name: str = "base"
+
+    def __init__(self, quantiles: tuple[float, ...], n_features: int) -> None:
+        self.quantiles = tuple(quantiles)
+        self.n_features = n_features
+        self._n_samples = 0
+        self._function: QuantileFunction | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return self._n_samples
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._function is not None
+
+    @abstractmethod
+    def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
+        """Learn a batch; implementations must end by publishing a new serving function."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything (used when the learner failed or diverged)."""
+
+    def learn_one(self, x: np.ndarray, y: float) -> None:
+        self.learn_many(np.asarray(x, dtype=np.float64).reshape(1, -1), np.array([y], float))
+
+    def predict_many(self, features: np.ndarray) -> np.ndarray:
+        function = self._function
+        if function is None:
+            raise NotFittedError(f"{self.name} has not learned anything yet")
+        return function(features)
+
+    def predict_one(self, x: np.ndarray) -> np.ndarray:
+        return self.predict_many(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
+
+    def serving_function(self) -> QuantileFunction | None:
+        return self._function
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, data: bytes) -> None:
+        state = pickle.loads(data)
+        if state.get("quantiles") != self.quantiles or state.get("n_features") != self.n_features:
+            raise ValueError(f"snapshot of {self.name} does not match its quantiles/features")
+        self.__dict__.update(state)

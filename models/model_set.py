@@ -1,0 +1,193 @@
+"""One model set per (accelerator type, target): learners, their calibration and the champion.
+
+Every learner is guarded. A learner whose output is non-finite or absurd, or that raises
+while learning, is dropped from serving and reset on the spot, and its failure stays
+visible (state ``failed`` with the error) until it has re-learned enough to be trusted.
+Serving never falls back silently: the published ``ServingModel`` names the learner.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.calibration import AdaptiveConformal
+from models.config import ModelConfig
+from models.evaluation import PrequentialEvaluator, WindowScores
+from models.keys import ModelKey
+from models.learner import Learner, QuantileFunction
+
+# Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
+LOG_MS_MIN = math.log(1e-3)
+LOG_MS_MAX = math.log(1e8)
+
+
+class LearnerDiverged(ArithmeticError):
+    """A learner produced non-finite or absurd output."""
+
+
+def check_output(raw: np.ndarray) -> None:
+    """Raise ``LearnerDiverged`` unless every log-ms prediction is finite and plausible."""
+    if not np.all(np.isfinite(raw)):
+        raise LearnerDiverged("non-finite prediction")
+    low, high = float(raw.min()), float(raw.max())
+    if low < LOG_MS_MIN or high > LOG_MS_MAX:
+        raise LearnerDiverged(f"prediction out of range: log-ms {low:.3g}..{high:.3g}")
+
+
+def served_quantiles(calibrated_log: np.ndarray) -> np.ndarray:
+    """Monotone quantiles in ms: a p99 below the p90 is never served."""
+    return np.exp(np.maximum.accumulate(calibrated_log, axis=1))
+
+
+@dataclass(slots=True)
+class LearnerHealth:
+    """Whether a learner may serve, and the last thing that went wrong with it."""
+
+    state: str = "warming"  # warming -> ok; failed until it has re-learned min_samples
+    failures: int = 0
+    last_error: str | None = None
+    last_failure_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerFailure:
+    """A learner failure, reported up so it shows on /readyz and /metrics."""
+
+    key: ModelKey
+    learner: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModel:
+    """What predictions use for one key: immutable, swapped in by reference."""
+
+    key: ModelKey
+    learner: str
+    function: QuantileFunction
+    offsets: np.ndarray
+    n_samples: int
+    version: int
+    updated_at: float
+
+    def predict_log(self, features: np.ndarray) -> np.ndarray:
+        return self.function(features) + self.offsets
+
+
+@dataclass
+class LearnerSlot:
+    """A learner with its own calibrator, evaluator and health."""
+
+    learner: Learner
+    calibrator: AdaptiveConformal
+    evaluator: PrequentialEvaluator
+    health: LearnerHealth = field(default_factory=LearnerHealth)
+
+    def step(self, features: np.ndarray, y_log: np.ndarray, config: ModelConfig) -> str | None:
+        """Predict, score, calibrate, then learn the batch; the error text if it failed."""
+        try:
+            if self.learner.is_fitted:
+                raw = self.learner.predict_many(features)
+                check_output(raw)
+                served = served_quantiles(self.calibrator.calibrate(raw))
+                self.evaluator.update(served, np.exp(y_log))
+                self.calibrator.update(raw, y_log)
+            self.learner.learn_many(features, y_log)
+            if self.learner.is_fitted:
+                check_output(self.learner.predict_many(features))
+        except Exception as exc:  # any learner bug must fail loudly, never crash the trainer
+            return self._fail(f"{type(exc).__name__}: {exc}")
+        trusted = self.health.state == "warming" or self.learner.n_samples >= config.min_samples
+        if trusted and len(self.evaluator) >= config.min_eval_samples:
+            self.health.state = "ok"
+        return None
+
+    def _fail(self, error: str) -> str:
+        self.health.state = "failed"
+        self.health.failures += 1
+        self.health.last_error = error[:500]
+        self.health.last_failure_at = time.time()
+        self.learner.reset()
+        self.calibrator.reset()
+        self.evaluator.reset()
+        return self.health.last_error
+
+    def eligible(self) -> bool:
+        return self.health.state == "ok" and self.learner.is_fitted
+
+    def headline_loss(self, config: ModelConfig) -> float:
+        return self.evaluator.scores().pinball[config.headline_index]
+
+
+class ModelSet:
+    """All learners of one key, evaluated prequentially; the best recent one serves."""
+
+    def __init__(self, key: ModelKey, config: ModelConfig) -> None:
+        self.key = key
+        self.config = config
+        self.slots = [
+            LearnerSlot(
+                learner,
+                AdaptiveConformal(
+                    config.quantiles, config.calibration_window, config.calibration_step
+                ),
+                PrequentialEvaluator(config.quantiles, config.eval_window),
+            )
+            for learner in config.make_learners(key.accelerator)
+        ]
+        self.champion: str | None = None
+        self.n_samples = 0
+        self.last_update: float | None = None
+        self.version = 0
+
+    def learn(self, features: np.ndarray, y_log: np.ndarray) -> list[LearnerFailure]:
+        failures = [
+            LearnerFailure(self.key, slot.learner.name, error)
+            for slot in self.slots
+            if (error := slot.step(features, y_log, self.config)) is not None
+        ]
+        self.n_samples += len(y_log)
+        self.last_update = time.time()
+        self.version += 1
+        self._elect()
+        return failures
+
+    def _elect(self) -> None:
+        """Champion: lowest recent headline pinball loss, with a margin against flapping."""
+        eligible = [s for s in self.slots if s.eligible()]
+        if not eligible:
+            fitted = [s for s in self.slots if s.learner.is_fitted and s.health.state != "failed"]
+            self.champion = fitted[0].learner.name if fitted else None
+            return
+        losses = {s.learner.name: s.headline_loss(self.config) for s in eligible}
+        best = min(losses, key=losses.__getitem__)
+        current = losses.get(self.champion or "")
+        if current is None or losses[best] < current * (1.0 - self.config.champion_margin):
+            self.champion = best
+
+    def slot(self, name: str) -> LearnerSlot:
+        return next(s for s in self.slots if s.learner.name == name)
+
+    def serving_model(self) -> ServingModel | None:
+        if self.champion is None:
+            return None
+        slot = self.slot(self.champion)
+        function = slot.learner.serving_function()
+        if function is None:
+            return None
+        return ServingModel(
+            key=self.key,
+            learner=slot.learner.name,
+            function=function,
+            offsets=slot.calibrator.offsets.copy(),
+            n_samples=self.n_samples,
+            version=self.version,
+            updated_at=self.last_update or time.time(),
+        )
+
+    def scores(self) -> dict[str, WindowScores]:
+        return {slot.learner.name: slot.evaluator.scores() for slot in self.slots}

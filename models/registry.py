@@ -1,0 +1,173 @@
+"""All model sets of a deployment, keyed by (accelerator type, target), plus the global ones.
+
+A new accelerator type gets its own model sets on first sight; until they have
+``min_samples`` samples, its requests are answered by the global model, which learns from
+every accelerator and sees hardware descriptors, so what it learned on an H100 transfers
+to an MI300X by compute and bandwidth ratios. Predictions read only published, immutable
+``ServingModel`` objects, so they never wait for learning.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.engineering import RequestColumns, build_features
+from features.schema import Observation
+from models.config import ModelConfig
+from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from models.model_set import LearnerFailure, ModelSet, ServingModel, served_quantiles
+from models.prior import prior_log_quantiles
+
+PRIOR_MODEL = "prior"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionBatch:
+    """Quantiles in ms for n requests, and which model answered each."""
+
+    quantiles: tuple[float, ...]
+    ttft_ms: np.ndarray  # (n, q)
+    tpot_ms: np.ndarray  # (n, q)
+    ttft_model: np.ndarray  # (n,) learner@accelerator, or "prior"
+    tpot_model: np.ndarray
+    cold: np.ndarray  # (n,) bool: the request's own accelerator model is not trained yet
+
+
+@dataclass(frozen=True, slots=True)
+class LearnReport:
+    """What one learning cycle did."""
+
+    observations: int
+    samples: dict[ModelKey, int]
+    failures: list[LearnerFailure]
+
+
+class ModelRegistry:
+    """Creates, trains and publishes model sets; answers vectorised predictions."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._model_sets: dict[ModelKey, ModelSet] = {}
+        self._serving: dict[ModelKey, ServingModel] = {}
+        self._lock = threading.Lock()
+
+    # -- learning (one trainer thread) -------------------------------------------------
+
+    def learn(self, observations: Sequence[Observation]) -> LearnReport:
+        """Apply a batch of observations to every model set they concern."""
+        if not observations:
+            return LearnReport(0, {}, [])
+        columns = RequestColumns.from_requests(observations)
+        features = build_features(columns)
+        outcomes = {
+            Target.TTFT: np.array([o.ttft_ms or np.nan for o in observations]),
+            Target.TPOT: np.array([o.tpot_ms or np.nan for o in observations]),
+        }
+        samples: dict[ModelKey, int] = {}
+        failures: list[LearnerFailure] = []
+        with self._lock:
+            for target, values in outcomes.items():
+                valid = ~np.isnan(values)
+                if not valid.any():
+                    continue
+                groups = [(GLOBAL_ACCELERATOR, valid)] + [
+                    (str(acc), valid & (columns.accelerator == acc))
+                    for acc in np.unique(columns.accelerator[valid])
+                ]
+                for accelerator, rows in groups:
+                    key = ModelKey(accelerator, target)
+                    failures += self._learn_key(key, features[rows], np.log(values[rows]))
+                    samples[key] = int(rows.sum())
+        return LearnReport(len(observations), samples, failures)
+
+    def _learn_key(
+        self, key: ModelKey, features: np.ndarray, y_log: np.ndarray
+    ) -> list[LearnerFailure]:
+        model_set = self._model_sets.get(key)
+        if model_set is None:
+            model_set = self._model_sets[key] = ModelSet(key, self.config)
+        failures = model_set.learn(features, y_log)
+        self._publish(model_set)
+        return failures
+
+    def _publish(self, model_set: ModelSet) -> None:
+        serving = model_set.serving_model()
+        if serving is None:
+            self._serving.pop(model_set.key, None)
+        else:
+            self._serving[model_set.key] = serving
+
+    # -- prediction (any thread, lock-free) --------------------------------------------
+
+    def predict(self, columns: RequestColumns) -> PredictionBatch:
+        """p-quantiles of TTFT and TPOT for every request, vectorised per accelerator."""
+        n, q = len(columns), len(self.config.quantiles)
+        features = build_features(columns)
+        log_out = {target: np.empty((n, q)) for target in Target}
+        names = {target: np.empty(n, dtype=object) for target in Target}
+        cold = np.zeros(n, dtype=bool)
+        accelerators, inverse = np.unique(columns.accelerator, return_inverse=True)
+        for i, accelerator in enumerate(accelerators):
+            rows = np.flatnonzero(inverse == i) if len(accelerators) > 1 else slice(None)
+            group = features[rows]
+            prior: dict[str, np.ndarray] | None = None
+            for target in Target:
+                serving, is_cold = self._serving_for(str(accelerator), target)
+                cold[rows] |= is_cold
+                if serving is None:
+                    prior = prior or prior_log_quantiles(group, self.config.quantiles)
+                    log_out[target][rows] = prior[target.value]
+                    label = PRIOR_MODEL
+                else:
+                    log_out[target][rows] = serving.predict_log(group)
+                    label = f"{serving.learner}@{serving.key.accelerator}"
+                names[target][rows] = label
+        return PredictionBatch(
+            quantiles=self.config.quantiles,
+            ttft_ms=served_quantiles(log_out[Target.TTFT]),
+            tpot_ms=served_quantiles(log_out[Target.TPOT]),
+            ttft_model=names[Target.TTFT],
+            tpot_model=names[Target.TPOT],
+            cold=cold,
+        )
+
+    def _serving_for(self, accelerator: str, target: Target) -> tuple[ServingModel | None, bool]:
+        own = self.serving(ModelKey(accelerator, target))
+        if own is not None:
+            return own, False
+        return self.serving(ModelKey(GLOBAL_ACCELERATOR, target)), True
+
+    # -- introspection and persistence -------------------------------------------------
+
+    def model_sets(self) -> list[ModelSet]:
+        with self._lock:
+            return list(self._model_sets.values())
+
+    def serving(self, key: ModelKey) -> ServingModel | None:
+        """The published model of ``key`` if it has learned enough to answer for it."""
+        serving = self._serving.get(key)
+        if serving is None or serving.n_samples < self.config.min_samples:
+            return None
+        return serving
+
+    def export_state(self) -> dict[ModelKey, ModelSet]:
+        """The model sets, for a snapshot; call from the learning thread (or with it idle)."""
+        with self._lock:
+            return dict(self._model_sets)
+
+    def import_state(self, model_sets: dict[ModelKey, ModelSet]) -> None:
+        """Replace every model set (restore from a snapshot) and republish them."""
+        with self._lock:
+            self._model_sets = dict(model_sets)
+            self._serving = {}
+            for model_set in self._model_sets.values():
+                model_set.config = self.config
+                self._publish(model_set)
+
+    def last_update(self) -> float | None:
+        stamps = [m.last_update for m in self.model_sets() if m.last_update is not None]
+        return max(stamps, default=None)

@@ -1,0 +1,29 @@
+"""A fixed-size ring of rows: the sliding windows of learners, calibrators and evaluators."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RingBuffer:
+    """The most recent ``capacity`` rows of width ``width``; order inside is not kept."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        self.capacity = capacity
+        self._rows = np.empty((capacity, width))
+        self._filled = 0
+        self._head = 0
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def extend(self, rows: np.ndarray) -> None:
+        rows = rows[-self.capacity :]
+        positions = (self._head + np.arange(len(rows))) % self.capacity
+        self._rows[positions] = rows
+        self._head = int((self._head + len(rows)) % self.capacity)
+        self._filled = min(self.capacity, self._filled + len(rows))
+
+    def view(self) -> np.ndarray:
+        """The stored rows (a view: copy it before keeping it past the next ``extend``)."""
+        return self._rows[: self._filled]

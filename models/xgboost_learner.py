@@ -1,0 +1,92 @@
+"""Incremental XGBoost: continued boosting on a sliding window, multi-quantile objective.
+
+Every ``boost_every`` new samples a few trees are added, fitted on the most recent
+``window`` samples with ``reg:quantileerror``; the new trees correct what the older trees
+get wrong about recent traffic, which is how the model follows drift. When the forest
+reaches ``max_rounds`` it is refitted from scratch on the window, which bounds its size
+(and so prediction cost) and forgets stale structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import xgboost as xgb
+
+from models.forest import CompiledForest
+from models.learner import BaseLearner
+from models.ring import RingBuffer
+
+
+class IncrementalXGBoost(BaseLearner):
+    """Sliding-window continued boosting with one output per served quantile."""
+
+    name = "xgboost"
+
+    def __init__(
+        self,
+        quantiles: tuple[float, ...],
+        n_features: int,
+        *,
+        window: int = 1024,
+        boost_every: int = 256,
+        rounds_per_boost: int = 2,
+        max_rounds: int = 80,
+        refit_rounds: int = 24,
+        max_depth: int = 5,
+        learning_rate: float = 0.3,
+    ) -> None:
+        super().__init__(quantiles, n_features)
+        self.window = window
+        self.boost_every = boost_every
+        self.rounds_per_boost = rounds_per_boost
+        self.max_rounds = max_rounds
+        self.refit_rounds = refit_rounds
+        self.params = {
+            "objective": "reg:quantileerror",
+            "quantile_alpha": list(self.quantiles),
+            "tree_method": "hist",
+            "max_bin": 64,
+            "max_depth": max_depth,
+            "eta": learning_rate,
+            "min_child_weight": 4.0,
+            "nthread": 1,
+            "verbosity": 0,
+        }
+        self.reset()
+
+    def reset(self) -> None:
+        self._n_samples = 0
+        self._function = None
+        self._booster: xgb.Booster | None = None
+        self._recent = RingBuffer(self.window, self.n_features + 1)
+        self._since_boost = 0
+
+    def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
+        self._recent.extend(np.column_stack([features, y]))
+        self._n_samples += len(y)
+        self._since_boost += len(y)
+        if self._since_boost >= self.boost_every and len(self._recent) >= min(64, self.window):
+            self._boost()
+            self._since_boost = 0
+
+    def _boost(self) -> None:
+        recent = self._recent.view()
+        data = xgb.DMatrix(recent[:, :-1], recent[:, -1], nthread=1)
+        booster = self._booster
+        full = booster is not None and (
+            booster.num_boosted_rounds() + self.rounds_per_boost > self.max_rounds
+        )
+        n_outputs, depth = len(self.quantiles), self.params["max_depth"]
+        if booster is None or full or not isinstance(self._function, CompiledForest):
+            booster = xgb.train(self.params, data, num_boost_round=self.refit_rounds)
+            self._function = CompiledForest.from_booster(booster, n_outputs, depth)
+        else:
+            done = booster.num_boosted_rounds()
+            booster = xgb.train(
+                self.params, data, num_boost_round=self.rounds_per_boost, xgb_model=booster
+            )
+            added = CompiledForest.from_booster(booster[done:], n_outputs, depth)
+            self._function = self._function.extend(replace(added, booster=booster))
+        self._booster = booster

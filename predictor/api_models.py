@@ -1,0 +1,83 @@
+"""Request and response bodies of the native REST API.
+
+Endpoints that take "one or many" accept either a JSON object or a JSON array; a callable
+discriminator picks the branch first, so a validation error names the field of the branch
+the client meant (``["body", "one", "input_tokens"]``) instead of listing both.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Discriminator, Field, Tag
+
+
+def _one_or_many(value: Any) -> str:
+    return "many" if isinstance(value, list) else "one"
+
+
+def one_or_many(item: type[BaseModel], max_items: int) -> Any:
+    """The body type "an ``item`` or a list of 1..max_items of them"."""
+    many = Annotated[list[item], Field(min_length=1, max_length=max_items)]  # type: ignore[valid-type]
+    return Annotated[
+        Annotated[item, Tag("one")] | Annotated[many, Tag("many")],
+        Discriminator(_one_or_many),
+    ]
+
+
+class ModelsUsed(BaseModel):
+    ttft: str = Field(description="learner@accelerator that answered TTFT, or 'prior'.")
+    tpot: str = Field(description="learner@accelerator that answered TPOT, or 'prior'.")
+
+
+class Prediction(BaseModel):
+    pod: str
+    accelerator: str
+    ttft_ms: dict[str, float]
+    tpot_ms: dict[str, float]
+    model: ModelsUsed
+    cold: bool = Field(description="True until this accelerator's own model is trained.")
+
+
+class PredictionList(BaseModel):
+    predictions: list[Prediction]
+
+
+class ObservationReceipt(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class WindowScoresOut(BaseModel):
+    samples: int
+    pinball_ms: dict[str, float | None]
+    coverage: dict[str, float | None]
+    mae_ms: float | None
+
+
+class LearnerOut(BaseModel):
+    name: str
+    state: str
+    samples: int
+    failures: int
+    last_error: str | None
+    window: WindowScoresOut
+
+
+class ModelOut(BaseModel):
+    accelerator: str
+    target: str
+    samples: int
+    champion: str | None
+    last_update: float | None
+    serving: bool
+    learners: list[LearnerOut]
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class Health(BaseModel):
+    status: str
+    problems: list[str] = []

@@ -1,0 +1,219 @@
+"""The FastAPI application: predictions, observations, model state, health and metrics.
+
+No ``from __future__ import annotations`` here: FastAPI must see the body types, which are
+built at app creation from the settings (the bulk size limit), as real objects.
+"""
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Body, FastAPI, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.schema import Observation, PredictionRequest
+from features.store import StoreFull
+from latency_oracle.settings import Settings
+from models.evaluation import WindowScores
+from models.model_set import ModelSet
+from models.registry import PredictionBatch
+from predictor.api_models import (
+    Health,
+    ModelList,
+    ObservationReceipt,
+    Prediction,
+    PredictionList,
+    one_or_many,
+)
+from predictor.metrics import ServiceMetrics, quantile_label
+from predictor.service import OracleService
+
+
+def create_app(settings: Settings | None = None, service: OracleService | None = None) -> FastAPI:
+    """The predictor app; it starts the service's learning loop for its lifetime."""
+    settings = settings or Settings()
+    service = service or OracleService(settings)
+    labels = [quantile_label(q) for q in settings.quantiles]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="Latency Oracle",
+        version="0.1.0",
+        summary="Online-learned p50/p90/p99 TTFT and TPOT for LLM inference pods.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(_TimingMiddleware, metrics=service.metrics)
+    predictions_body = one_or_many(PredictionRequest, settings.max_batch_items)
+    observations_body = one_or_many(Observation, settings.max_batch_items)
+
+    @app.exception_handler(RequestValidationError)
+    async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path == "/v1/observations":
+            service.metrics.observations.labels("rejected").inc()
+        return JSONResponse(
+            {"detail": _jsonable_errors(exc.errors())}, status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+
+    @app.post(
+        "/v1/predictions",
+        response_model=Prediction | PredictionList,
+        summary="p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
+    )
+    async def predict(body: Annotated[predictions_body, Body()]) -> Response:  # type: ignore[valid-type]
+        items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
+        rendered = _render(items, service.predict(items), labels)
+        return JSONResponse(
+            rendered[0] if not isinstance(body, list) else {"predictions": rendered}
+        )
+
+    @app.post(
+        "/v1/observations",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=ObservationReceipt,
+        responses={503: {"description": "Buffer full; retry after Retry-After seconds."}},
+        summary="Report finished requests (one or many); learned in the background",
+    )
+    async def observe(body: Annotated[observations_body, Body()]) -> Response:  # type: ignore[valid-type]
+        items: Sequence[Observation] = body if isinstance(body, list) else [body]
+        try:
+            result = service.ingest(items)
+        except StoreFull as exc:
+            return JSONResponse(
+                {"detail": str(exc)},
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+            )
+        return JSONResponse(
+            {"accepted": result.accepted, "duplicates": result.duplicates},
+            status.HTTP_202_ACCEPTED,
+        )
+
+    @app.get("/v1/models", response_model=ModelList, summary="State and accuracy per model key")
+    async def models() -> ModelList:
+        serving = {m.key for m in service.models.model_sets() if service.models.serving(m.key)}
+        return ModelList.model_validate(
+            {
+                "models": [
+                    _describe(m, m.key in serving, labels) for m in service.models.model_sets()
+                ]
+            }
+        )
+
+    @app.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health}},
+        summary="ready, degraded (serving, with problems listed) or not_ready (503)",
+    )
+    async def readyz() -> JSONResponse:
+        readiness = service.readiness()
+        code = status.HTTP_200_OK if readiness.serving else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse({"status": readiness.status, "problems": readiness.problems}, code)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _render(
+    items: Sequence[PredictionRequest], batch: PredictionBatch, labels: list[str]
+) -> list[dict[str, object]]:
+    ttft, tpot = batch.ttft_ms.tolist(), batch.tpot_ms.tolist()
+    cold = batch.cold.tolist()
+    return [
+        {
+            "pod": item.pod,
+            "accelerator": item.accelerator,
+            "ttft_ms": dict(zip(labels, ttft[i], strict=True)),
+            "tpot_ms": dict(zip(labels, tpot[i], strict=True)),
+            "model": {"ttft": batch.ttft_model[i], "tpot": batch.tpot_model[i]},
+            "cold": cold[i],
+        }
+        for i, item in enumerate(items)
+    ]
+
+
+def _describe(model_set: ModelSet, serving: bool, labels: list[str]) -> dict[str, object]:
+    return {
+        "accelerator": model_set.key.accelerator,
+        "target": model_set.key.target.value,
+        "samples": model_set.n_samples,
+        "champion": model_set.champion,
+        "last_update": model_set.last_update,
+        "serving": serving,
+        "learners": [
+            {
+                "name": slot.learner.name,
+                "state": slot.health.state,
+                "samples": slot.learner.n_samples,
+                "failures": slot.health.failures,
+                "last_error": slot.health.last_error,
+                "window": _scores(slot.evaluator.scores(), labels),
+            }
+            for slot in model_set.slots
+        ],
+    }
+
+
+def _scores(scores: WindowScores, labels: list[str]) -> dict[str, object]:
+    def finite(values: tuple[float, ...]) -> dict[str, float | None]:
+        return {k: (v if v == v else None) for k, v in zip(labels, values, strict=True)}
+
+    return {
+        "samples": scores.samples,
+        "pinball_ms": finite(scores.pinball),
+        "coverage": finite(scores.coverage),
+        "mae_ms": scores.mae if scores.mae == scores.mae else None,
+    }
+
+
+def _jsonable_errors(errors: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """Validation errors without the raw input/context objects (which may not be JSON)."""
+    return [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in errors]
+
+
+class _TimingMiddleware:
+    """Request latency histogram by route template (bounded label cardinality)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        code = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            self.metrics.http_duration.labels(
+                getattr(route, "path", "unmatched"), scope["method"], str(code)
+            ).observe(time.perf_counter() - start)

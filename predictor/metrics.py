@@ -1,0 +1,138 @@
+"""Prometheus metrics: counters updated as things happen, model gauges read at scrape time.
+
+Model quality gauges are collected from the registry when ``/metrics`` is scraped rather
+than pushed on every update, so a learner that fails shows on the very next scrape and the
+learning loop pays nothing for metrics it is not asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from models.registry import LearnReport, ModelRegistry
+
+PREFIX = "latency_oracle"
+
+# *_created series double the scrape size for no use on a long-running service.
+disable_created_metrics()
+
+
+def quantile_label(q: float) -> str:
+    """0.9 -> "p90", 0.99 -> "p99", 0.999 -> "p99.9"."""
+    return f"p{q * 100:g}"
+
+
+class ServiceMetrics:
+    """The service's metrics, in their own registry (several apps can share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route", "method", "status"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            f"{PREFIX}_predictions", "Items predicted.", ["cold"], registry=self.registry
+        )
+        self.observations = Counter(
+            f"{PREFIX}_observations",
+            "Observations received, by outcome: accepted, duplicate, rejected, buffer_full.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.learned = Counter(
+            f"{PREFIX}_observations_learned",
+            "Observations applied to models.",
+            registry=self.registry,
+        )
+        self.learner_failures = Counter(
+            f"{PREFIX}_learner_failures",
+            "Learner exceptions or divergences (the learner was reset).",
+            ["accelerator", "target", "learner"],
+            registry=self.registry,
+        )
+        self.learn_cycle_errors = Counter(
+            f"{PREFIX}_learn_cycle_errors",
+            "Learning cycles that failed outside any learner.",
+            registry=self.registry,
+        )
+
+    def record_learning(self, report: LearnReport) -> None:
+        self.learned.inc(report.observations)
+        for failure in report.failures:
+            self.learner_failures.labels(
+                failure.key.accelerator, failure.key.target.value, failure.learner
+            ).inc()
+
+    def watch(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:
+        """Expose model gauges from ``models`` and the observation backlog at scrape time."""
+        self.registry.register(_ModelCollector(models, buffered))
+
+
+class _ModelCollector(Collector):
+    def __init__(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:
+        self.models = models
+        self.buffered = buffered
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        key_labels = ["accelerator", "target"]
+        learner_labels = [*key_labels, "learner"]
+        quantile_labels = [*learner_labels, "quantile"]
+        samples = GaugeMetricFamily(
+            f"{PREFIX}_model_samples", "Samples learned per model key.", labels=key_labels
+        )
+        updated = GaugeMetricFamily(
+            f"{PREFIX}_model_last_update_timestamp_seconds",
+            "Unix time of each model key's last update.",
+            labels=key_labels,
+        )
+        champion = GaugeMetricFamily(
+            f"{PREFIX}_model_champion", "1 for the learner serving each key.", labels=learner_labels
+        )
+        failed = GaugeMetricFamily(
+            f"{PREFIX}_learner_failed",
+            "1 while a learner is failed (reset, not serving).",
+            labels=learner_labels,
+        )
+        coverage = GaugeMetricFamily(
+            f"{PREFIX}_model_coverage",
+            "Fraction of recent outcomes at or below each served quantile.",
+            labels=quantile_labels,
+        )
+        pinball = GaugeMetricFamily(
+            f"{PREFIX}_model_pinball_loss_ms",
+            "Recent mean pinball loss of each quantile, ms.",
+            labels=quantile_labels,
+        )
+        mae = GaugeMetricFamily(
+            f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.", labels=learner_labels
+        )
+        for model_set in self.models.model_sets():
+            key = [model_set.key.accelerator, model_set.key.target.value]
+            samples.add_metric(key, model_set.n_samples)
+            updated.add_metric(key, model_set.last_update or 0.0)
+            for slot in model_set.slots:
+                name = slot.learner.name
+                champion.add_metric([*key, name], float(model_set.champion == name))
+                failed.add_metric([*key, name], float(slot.health.state == "failed"))
+                scores = slot.evaluator.scores()
+                if scores.samples == 0:
+                    continue
+                mae.add_metric([*key, name], scores.mae)
+                for q, cov, loss in zip(
+                    model_set.config.quantiles, scores.coverage, scores.pinball, strict=True
+                ):
+                    coverage.add_metric([*key, name, quantile_label(q)], cov)
+                    pinball.add_metric([*key, name, quantile_label(q)], loss)
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_observation_backlog", "Observations accepted, not yet learned."
+        )
+        backlog.add_metric([], self.buffered())
+        yield from (samples, updated, champion, failed, coverage, pinball, mae, backlog)

@@ -1,0 +1,175 @@
+"""The predictor's engine room: models, the observation store and the learning loop.
+
+Observations are accepted into the store and learned by one background thread in
+batches, never on the request path; predictions read published models without locks.
+Snapshots are written by the learning thread itself between batches, so a snapshot is
+always of a consistent model state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from features.engineering import RequestColumns
+from features.schema import Observation, PredictionRequest
+from features.store import AppendResult, InProcessObservationStore, ObservationStore, StoreFull
+from latency_oracle.settings import Settings
+from models.config import ModelConfig
+from models.model_set import LearnerFailure
+from models.registry import ModelRegistry, PredictionBatch
+from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, write_atomically
+from predictor.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What /readyz says: ``ready``, ``degraded`` (serving, but something is wrong) or not."""
+
+    status: str
+    problems: list[str]
+
+    @property
+    def serving(self) -> bool:
+        return self.status != "not_ready"
+
+
+class OracleService:
+    """Owns the registry, the store and the learning thread of one predictor process."""
+
+    def __init__(self, settings: Settings, store: ObservationStore | None = None) -> None:
+        self.settings = settings
+        self.config = ModelConfig.from_settings(settings)
+        self.models = ModelRegistry(self.config)
+        self.store = store or InProcessObservationStore(
+            settings.observation_buffer, settings.dedup_window
+        )
+        self.metrics = ServiceMetrics()
+        self.metrics.watch(self.models, self.store.pending)
+        self.recent_failures: deque[LearnerFailure] = deque(maxlen=20)
+        self.learned_total = 0
+        self.loop_error: str | None = None
+        self._learned = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_snapshot = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.restore_snapshot()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._learn_forever, name="learner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.save_snapshot()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def predict(self, requests: Sequence[PredictionRequest]) -> PredictionBatch:
+        batch = self.models.predict(RequestColumns.from_requests(requests))
+        cold = int(batch.cold.sum())
+        if cold:
+            self.metrics.predictions.labels("true").inc(cold)
+        if cold < len(requests):
+            self.metrics.predictions.labels("false").inc(len(requests) - cold)
+        return batch
+
+    def ingest(self, observations: Sequence[Observation]) -> AppendResult:
+        """Accept observations for learning; raises ``StoreFull`` with nothing accepted."""
+        try:
+            result = self.store.append(observations)
+        except StoreFull:
+            self.metrics.observations.labels("buffer_full").inc(len(observations))
+            raise
+        self.metrics.observations.labels("accepted").inc(result.accepted)
+        self.metrics.observations.labels("duplicate").inc(result.duplicates)
+        return result
+
+    # -- learning ----------------------------------------------------------------------
+
+    def learn_cycle(self, timeout_s: float = 0.2) -> int:
+        """Learn one batch from the store; the number of observations applied."""
+        batch = self.store.read_batch(self.settings.learn_batch_size, timeout_s)
+        if not batch:
+            return 0
+        report = self.models.learn(batch)
+        self.metrics.record_learning(report)
+        for failure in report.failures:
+            log.error(
+                "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
+            )
+            self.recent_failures.append(failure)
+        with self._learned:
+            self.learned_total += len(batch)
+            self._learned.notify_all()
+        return len(batch)
+
+    def wait_learned(self, count: int, timeout_s: float) -> bool:
+        """Block until ``count`` observations have been learned in total (for tests, tools)."""
+        with self._learned:
+            return self._learned.wait_for(lambda: self.learned_total >= count, timeout_s)
+
+    def _learn_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.learn_cycle()
+                self.loop_error = None
+            except Exception as exc:  # the loop must survive anything a batch can throw
+                self.loop_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.learn_cycle_errors.inc()
+                log.exception("learning cycle failed")
+            if time.monotonic() - self._last_snapshot >= self.settings.snapshot_interval_s:
+                self.save_snapshot()
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save_snapshot(self) -> None:
+        self._last_snapshot = time.monotonic()
+        state = self.models.export_state()
+        if not state:
+            return
+        try:
+            data = encode_snapshot(state, self.config.quantiles)
+            write_atomically(self.settings.snapshot_path, data)
+        except OSError:
+            log.exception("could not write snapshot to %s", self.settings.snapshot_path)
+
+    def restore_snapshot(self) -> bool:
+        path = self.settings.snapshot_path
+        if not path.exists():
+            return False
+        try:
+            payload = decode_snapshot(path.read_bytes(), self.config.quantiles)
+        except (SnapshotError, OSError) as exc:
+            log.error("ignoring snapshot %s: %s", path, exc)
+            return False
+        self.models.import_state(payload["model_sets"])
+        log.info("restored %d model sets from %s", len(payload["model_sets"]), path)
+        return True
+
+    # -- health ------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        if self._thread is None or not self._thread.is_alive():
+            return Readiness("not_ready", ["learning thread is not running"])
+        problems = [
+            f"{m.key.label()} {s.learner.name} failed: {s.health.last_error}"
+            for m in self.models.model_sets()
+            for s in m.slots
+            if s.health.state == "failed"
+        ]
+        if self.loop_error:
+            problems.append(f"learning loop: {self.loop_error}")
+        return Readiness("degraded" if problems else "ready", problems)

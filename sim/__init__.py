@@ -1,0 +1,1 @@
+"""Simulated workloads and engines for tests, benchmarks and demos."""

@@ -1,0 +1,82 @@
+"""A generated observation stream whose true latency quantiles are known exactly.
+
+Latency is a nonlinear function of queue and prompt size times lognormal noise, so the
+true p-quantile of every sample is ``median * exp(sigma * z_p)``: tests and benchmarks can
+measure coverage and compare pinball loss against the truth. ``shift_at`` switches, from
+that sample on, to double the load and a slower pod: the abrupt shift of a real fleet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from features.schema import Observation
+
+TTFT_SIGMA = 0.35
+TPOT_SIGMA = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticStream:
+    """Observations in arrival order, with the true median of each latency."""
+
+    observations: list[Observation]
+    ttft_median_ms: np.ndarray
+    tpot_median_ms: np.ndarray
+
+    def true_ttft_quantile(self, q: float) -> np.ndarray:
+        return self.ttft_median_ms * np.exp(TTFT_SIGMA * NormalDist().inv_cdf(q))
+
+    def true_tpot_quantile(self, q: float) -> np.ndarray:
+        return self.tpot_median_ms * np.exp(TPOT_SIGMA * NormalDist().inv_cdf(q))
+
+
+def generate_stream(
+    n: int,
+    *,
+    seed: int = 0,
+    accelerator: str = "H100",
+    shift_at: int | None = None,
+    id_prefix: str = "obs",
+) -> SyntheticStream:
+    rng = np.random.default_rng(seed)
+    after = np.zeros(n, dtype=bool) if shift_at is None else np.arange(n) >= shift_at
+    load = np.where(after, 2.0, 1.0)
+    slowdown = np.where(after, 1.6, 1.0)
+    input_tokens = np.clip(rng.lognormal(6.5, 1.0, n), 1, 32_000).astype(int)
+    hit = np.where(rng.random(n) < 0.3, rng.uniform(0.2, 0.9, n), 0.0)
+    output_tokens = np.clip(rng.lognormal(4.0, 1.0, n), 2, 4_000).astype(int)
+    running = rng.poisson(12 * load)
+    waiting = rng.poisson(1.5 * load)
+    prefill_in_flight = rng.poisson(400 * load) + waiting * rng.poisson(900, n)
+    decode_in_flight = running * rng.poisson(300, n)
+    kv = np.clip(0.25 * load + rng.normal(0, 0.08, n), 0, 1)
+    uncached = input_tokens * (1 - hit)
+    queue_work = prefill_in_flight + uncached
+    ttft_median = slowdown * (15.0 + 0.04 * uncached + 0.02 * queue_work * (1 + 0.5 * kv) ** 2)
+    tpot_median = slowdown * (7.0 + 0.35 * running + 4e-4 * decode_in_flight) * (1 + kv**3)
+    ttft = ttft_median * rng.lognormal(0.0, TTFT_SIGMA, n)
+    tpot = tpot_median * rng.lognormal(0.0, TPOT_SIGMA, n)
+    observations = [
+        Observation(
+            observation_id=f"{id_prefix}-{seed}-{i}",
+            pod=f"pod-{i % 4}",
+            accelerator=accelerator,
+            input_tokens=int(input_tokens[i]),
+            prefix_cache_score=float(hit[i]),
+            output_tokens=int(output_tokens[i]),
+            max_tokens=int(output_tokens[i]) + 16,
+            running_requests=int(running[i]),
+            waiting_requests=int(waiting[i]),
+            kv_cache_usage=float(kv[i]),
+            prefill_tokens_in_flight=int(prefill_in_flight[i]),
+            decode_tokens_in_flight=int(decode_in_flight[i]),
+            ttft_ms=float(ttft[i]),
+            tpot_ms=float(tpot[i]),
+        )
+        for i in range(n)
+    ]
+    return SyntheticStream(observations, ttft_median, tpot_median)
