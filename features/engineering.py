@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,7 +48,7 @@ N_FEATURES = len(FEATURE_NAMES)
 _MEDIAN_SPEC = np.median(
     np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
 )
-_ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
+ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class RequestColumns:
     """A batch of prediction requests (or observations) as one array per raw field."""
 
     accelerator: np.ndarray  # object array of canonical names
-    role: np.ndarray  # int8 codes, see _ROLE_CODES
+    role: np.ndarray  # int8 codes, see ROLE_CODES
     input_tokens: np.ndarray
     cached_tokens: np.ndarray
     output_tokens: np.ndarray
@@ -84,7 +85,7 @@ class RequestColumns:
                     r.kv_cache_usage,
                     r.prefill_tokens_in_flight,
                     r.decode_tokens_in_flight,
-                    _ROLE_CODES[r.role],
+                    ROLE_CODES[r.role],
                 )
                 for r in requests
             ],
@@ -109,17 +110,17 @@ class RequestColumns:
         return RequestColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
+@lru_cache(maxsize=1024)
+def _hardware_row(accelerator: str) -> tuple[float, float, float, float]:
+    spec = hardware_spec(accelerator)
+    if spec is None:
+        return (*_MEDIAN_SPEC.tolist(), 0.0)
+    return (spec.tflops, spec.hbm_gbps, spec.memory_gb, 1.0)
+
+
 def hardware_matrix(accelerators: np.ndarray) -> np.ndarray:
     """(n, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown)."""
-    names, inverse = np.unique(accelerators, return_inverse=True)
-    table = np.empty((len(names), 4))
-    for i, name in enumerate(names):
-        spec = hardware_spec(str(name))
-        if spec is None:
-            table[i] = (*_MEDIAN_SPEC, 0.0)
-        else:
-            table[i] = (spec.tflops, spec.hbm_gbps, spec.memory_gb, 1.0)
-    return table[inverse.reshape(-1)]
+    return np.array([_hardware_row(name) for name in accelerators.tolist()]).reshape(-1, 4)
 
 
 def build_features(columns: RequestColumns) -> np.ndarray:
@@ -145,8 +146,8 @@ def build_features(columns: RequestColumns) -> np.ndarray:
     out[:, 11] = np.log1p(queued_work)
     out[:, 12] = np.log1p(columns.output_tokens)
     out[:, 13] = np.log1p(columns.max_tokens)
-    out[:, 14] = columns.role == _ROLE_CODES[PodRole.PREFILL]
-    out[:, 15] = columns.role == _ROLE_CODES[PodRole.DECODE]
+    out[:, 14] = columns.role == ROLE_CODES[PodRole.PREFILL]
+    out[:, 15] = columns.role == ROLE_CODES[PodRole.DECODE]
     out[:, 16] = log_tflops
     out[:, 17] = log_hbm
     out[:, 18] = np.log(hardware[:, 2])

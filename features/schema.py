@@ -12,7 +12,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from features.accelerators import normalize_accelerator
 
@@ -21,8 +21,10 @@ MAX_REQUESTS = 1_000_000
 MAX_TTFT_MS = 3_600_000.0
 MAX_TPOT_MS = 60_000.0
 
-TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-RequestCount = Annotated[int, Field(ge=0, le=MAX_REQUESTS)]
+# Strict numbers: "12" or true is a client bug to reject, not a value to coerce.
+TokenCount = Annotated[int, Strict(), Field(ge=0, le=MAX_TOKENS)]
+RequestCount = Annotated[int, Strict(), Field(ge=0, le=MAX_REQUESTS)]
+Number = Annotated[float, Strict()]
 Accelerator = Annotated[
     str, Field(min_length=1, max_length=128), AfterValidator(normalize_accelerator)
 ]
@@ -37,7 +39,7 @@ class PodRole(StrEnum):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class PodIdentity(_Record):
@@ -54,7 +56,7 @@ class ServerState(_Record):
 
     running_requests: RequestCount = 0
     waiting_requests: RequestCount = 0
-    kv_cache_usage: float = Field(0.0, ge=0.0, le=1.0, description="KV-cache use in [0, 1].")
+    kv_cache_usage: Number = Field(0.0, ge=0.0, le=1.0, description="KV-cache use in [0, 1].")
     prefill_tokens_in_flight: TokenCount = 0
     decode_tokens_in_flight: TokenCount = 0
 
@@ -63,7 +65,7 @@ class RequestShape(_Record):
     """What the request asks of the engine."""
 
     input_tokens: TokenCount = Field(description="Prompt length in tokens.")
-    prefix_cache_score: float | None = Field(
+    prefix_cache_score: Number | None = Field(
         None, ge=0.0, le=1.0, description="Fraction of the prompt found in the prefix cache."
     )
     prefix_cache_hit_tokens: TokenCount | None = Field(
@@ -99,11 +101,11 @@ class Observation(PredictionRequest):
         max_length=128,
         description="Idempotency key: a retried write with the same id is counted once.",
     )
-    timestamp: float = Field(
+    timestamp: Number = Field(
         default_factory=time.time, gt=0, description="Unix time the request finished."
     )
-    ttft_ms: float | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
-    tpot_ms: float | None = Field(
+    ttft_ms: Number | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
+    tpot_ms: Number | None = Field(
         None, gt=0, le=MAX_TPOT_MS, description="Time per output token after the first."
     )
 

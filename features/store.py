@@ -8,11 +8,13 @@ gets 503 and retries) instead of silently dropping part of it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from features.pod_state import PodState, select_pods
 from features.schema import Observation
 
 
@@ -43,9 +45,11 @@ class ObservationStore(Protocol):
 class InProcessObservationStore:
     """A bounded FIFO with an id window for idempotency, shared by threads of one process."""
 
-    def __init__(self, capacity: int, dedup_window: int) -> None:
+    def __init__(self, capacity: int, dedup_window: int, pod_ttl_s: float = 30.0) -> None:
         self.capacity = capacity
         self.dedup_window = dedup_window
+        self.pod_ttl_s = pod_ttl_s
+        self._pods: dict[str, tuple[float, PodState]] = {}
         self._queue: deque[Observation] = deque()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._ready = threading.Condition()
@@ -80,3 +84,16 @@ class InProcessObservationStore:
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def put_pod_state(self, state: PodState) -> None:
+        with self._ready:
+            self._pods[state.pod] = (time.monotonic() + self.pod_ttl_s, state)
+
+    def live_pods(self, model: str | None = None) -> list[PodState]:
+        """Pods that reported within ``pod_ttl_s``; expired ones are forgotten here."""
+        now = time.monotonic()
+        with self._ready:
+            for name in [n for n, (expires, _) in self._pods.items() if expires <= now]:
+                del self._pods[name]
+            states = [state for _, state in self._pods.values()]
+        return select_pods(states, model)

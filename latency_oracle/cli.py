@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from latency_oracle.settings import Settings
+from latency_oracle.settings import Settings, check_model_version
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -15,10 +15,10 @@ def _serve(args: argparse.Namespace) -> None:
     from predictor.app import create_app
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    if args.model_version:
+        overrides["model_versions"] = dict(args.model_version)
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -28,13 +28,62 @@ def _serve(args: argparse.Namespace) -> None:
     )
 
 
+def _train(_: argparse.Namespace) -> None:
+    from trainer.loop import run_until_signalled
+
+    settings = Settings()
+    _configure_logging(settings)
+    run_until_signalled(settings)
+
+
+def _review(args: argparse.Namespace) -> None:
+    from latency_oracle.review import open_ui, review
+
+    settings = Settings()
+    raise SystemExit(open_ui(settings, args.port) if args.ui else review(settings))
+
+
+def _model_version(text: str) -> tuple[str, int]:
+    """``H100/ttft=3`` -> ("H100/ttft", 3), or an argparse error naming the flag."""
+    label, _, number = text.partition("=")
+    try:
+        version = int(number)
+        check_model_version(label, version)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+    return label, version
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latency-oracle", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the prediction API (embedded store)")
     serve.add_argument("--host", help="listen address (LATENCY_ORACLE_HOST)")
     serve.add_argument("--port", type=int, help="listen port (LATENCY_ORACLE_PORT)")
+    serve.add_argument(
+        "--model-version",
+        action="append",
+        type=_model_version,
+        metavar="ACCELERATOR/TARGET=N",
+        help="serve this registered MLflow version of a model key (repeatable; rollback)",
+    )
     serve.set_defaults(handler=_serve)
+    train = commands.add_parser(
+        "train", help="run a trainer worker on the Redis streams (LATENCY_ORACLE_REDIS_URL)"
+    )
+    train.set_defaults(handler=_train)
+    review = commands.add_parser(
+        "review", help="model versions, loss, coverage and drifts per key, from MLflow"
+    )
+    review.add_argument("--ui", action="store_true", help="open the MLflow UI on the same store")
+    review.add_argument("--port", type=int, default=5000, help="port of the MLflow UI")
+    review.set_defaults(handler=_review)
     return parser
 
 

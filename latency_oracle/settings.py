@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LATENCY_ORACLE_"
+RoutePolicyName = Literal["headroom", "least-latency", "heuristic"]
+HeadroomMode = Literal["pack", "spread"]
 
 
 class Settings(BaseSettings):
@@ -78,6 +80,53 @@ class Settings(BaseSettings):
     )
     xgb_refit_rounds: int = Field(24, ge=1, description="Rounds of a refit from the window.")
     xgb_max_depth: int = Field(5, ge=1, le=10, description="XGBoost tree depth.")
+    drift_delta: float = Field(
+        0.002,
+        gt=0,
+        lt=1,
+        description="ADWIN confidence on the champion's residuals: lower, fewer false drifts.",
+    )
+    challenger_window: int = Field(
+        500,
+        ge=50,
+        description="Post-drift samples on which a challenger must beat the champion.",
+    )
+    challenger_max_samples: int = Field(
+        10_000, ge=50, description="Samples after which a challenger that never won is dropped."
+    )
+
+    mlflow_enabled: bool = Field(
+        True, description="Log model quality, drift and versions to MLflow (off the hot path)."
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry URI (http://mlflow:5000, sqlite:///...). "
+        "Unset: the embedded default, a SQLite file in state_dir.",
+    )
+    mlflow_experiment: str = Field(
+        "latency-oracle", min_length=1, description="MLflow experiment of this deployment."
+    )
+    mlflow_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of one MLflow REST call, seconds."
+    )
+    mlflow_retries: int = Field(1, ge=0, le=10, description="Retries of a failed MLflow call.")
+    tracking_every_observations: int = Field(
+        5_000, ge=1, description="Samples of a model key between two metric logs to MLflow."
+    )
+    tracking_interval_s: float = Field(
+        60.0, gt=0, description="Seconds after which a model key's metrics are logged anyway."
+    )
+    tracking_queue_size: int = Field(
+        256, ge=1, description="MLflow log items queued; beyond it they are dropped, counted."
+    )
+    tracking_flush_timeout_s: float = Field(
+        10.0, ge=0, description="Seconds shutdown waits for queued MLflow logs."
+    )
+    model_versions: dict[str, int] = Field(
+        default_factory=dict,
+        description='Registered versions to serve at start, JSON: {"H100/ttft": 3}; '
+        "the CLI's --model-version H100/ttft=3 sets it.",
+    )
 
     state_dir: Path = Field(
         Path("latency-oracle-state"),
@@ -85,6 +134,77 @@ class Settings(BaseSettings):
     )
     snapshot_interval_s: float = Field(
         30.0, gt=0, description="Seconds between model snapshots to disk."
+    )
+
+    route_policy: RoutePolicyName = Field(
+        "headroom", description="Default routing policy: headroom, least-latency or heuristic."
+    )
+    route_headroom_mode: HeadroomMode = Field(
+        "spread",
+        description="headroom policy: pack (least positive headroom) or spread (most).",
+    )
+    route_tie_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Pods within this fraction of the best score are near-ties; one is "
+        "picked at random so concurrent routers do not herd onto the same pod.",
+    )
+    route_inflight_ttl_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a placement counts against its pod when no newer pod-state "
+        "scrape has arrived (optimistic in-flight accounting).",
+    )
+    llmd_accelerator: str = Field(
+        "unknown",
+        min_length=1,
+        max_length=128,
+        description="Accelerator type assumed for llm-d API calls (they carry none).",
+    )
+    llmd_prefix: str = Field(
+        "",
+        pattern=r"^(/[A-Za-z0-9._-]+)*$",
+        description="Path prefix of the llm-d compatible endpoints ('' serves them at the root).",
+    )
+
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0). Set: observations go to Redis streams, "
+        "trainers learn, predictors sync models. Unset: the embedded in-process default.",
+    )
+    redis_key_prefix: str = Field(
+        "latency-oracle", min_length=1, description="Prefix of every Redis key this service uses."
+    )
+    redis_timeout_s: float = Field(
+        1.0, gt=0, description="Redis connect and socket timeout, seconds."
+    )
+    stream_maxlen: int = Field(
+        1_000_000, ge=1_000, description="Approximate entries kept per observation stream."
+    )
+    observation_id_ttl_s: int = Field(
+        86_400, ge=1, description="Seconds Redis remembers an observation id for idempotency."
+    )
+    pod_ttl_s: float = Field(
+        30.0, gt=0, description="Seconds a pod's state stays live without a fresh report."
+    )
+    trainer_name: str = Field(
+        "", description="Consumer name of this trainer; empty: host name and process id."
+    )
+    trainer_batch_size: int = Field(
+        1_000, ge=1, description="Stream entries a trainer reads and learns per step."
+    )
+    trainer_checkpoint_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between a trainer's snapshot checkpoints per shard."
+    )
+    trainer_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="Shard lease; a dead trainer's shards and pending entries are taken "
+        "over by another trainer after this idle time.",
+    )
+    model_sync_interval_s: float = Field(
+        0.25, gt=0, description="Seconds between a predictor's checks for new model snapshots."
     )
 
     @field_validator("quantiles", mode="before")
@@ -109,12 +229,52 @@ class Settings(BaseSettings):
             raise ValueError("headline_quantile must be one of the served quantiles")
         return value
 
+    @field_validator("model_versions")
+    @classmethod
+    def _check_model_versions(cls, value: dict[str, int]) -> dict[str, int]:
+        for label, version in value.items():
+            check_model_version(label, version)
+        return value
+
     @property
     def snapshot_path(self) -> Path:
         return self.state_dir / "models.snapshot"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Embedded store only: next to its database, not in the working directory."""
+        if self.mlflow_uri is not None:
+            return None
+        return (self.state_dir / "mlflow-artifacts").resolve().as_uri()
+
+
+def check_model_version(label: str, version: int) -> None:
+    """A pinned registered version must name ``<accelerator>/<ttft|tpot>`` and be >= 1."""
+    accelerator, _, target = label.rpartition("/")
+    if not accelerator or target not in ("ttft", "tpot") or version < 1:
+        raise ValueError(f"{label}={version}: expected <accelerator>/<ttft|tpot>=<n >= 1>")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Settings of this process (tests build their own ``Settings`` instead)."""
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's settings table, generated so documentation cannot drift from code."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(str(v) for v in default)
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -30,6 +30,9 @@ class ModelConfig:
     xgb_max_rounds: int = 80
     xgb_refit_rounds: int = 24
     xgb_max_depth: int = 5
+    drift_delta: float = 0.002
+    challenger_window: int = 500
+    challenger_max_samples: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelConfig:

@@ -24,8 +24,7 @@ class CompiledForest:
 
     feature: np.ndarray  # (nodes,) split feature, 0 on leaves
     threshold: np.ndarray  # (nodes,) float32; +inf on leaves so rows stay put
-    left: np.ndarray  # (nodes,) next node when x < threshold (self on leaves)
-    right: np.ndarray  # (nodes,) next node otherwise (self on leaves)
+    children: np.ndarray  # (2 * nodes,) [left, right] of node i at 2i, 2i+1 (self on leaves)
     value: np.ndarray  # (nodes,) leaf values, 0 on inner nodes
     roots: np.ndarray  # (trees,)
     group: np.ndarray  # (trees, q) one-hot output of each tree
@@ -62,8 +61,7 @@ class CompiledForest:
         return cls(
             feature=np.concatenate(features),
             threshold=np.concatenate(thresholds),
-            left=np.concatenate(lefts),
-            right=np.concatenate(rights),
+            children=np.column_stack([np.concatenate(lefts), np.concatenate(rights)]).ravel(),
             value=np.concatenate(values),
             roots=np.array(roots, np.int64),
             group=group,
@@ -78,8 +76,7 @@ class CompiledForest:
         return CompiledForest(
             feature=np.concatenate([self.feature, newer.feature]),
             threshold=np.concatenate([self.threshold, newer.threshold]),
-            left=np.concatenate([self.left, newer.left + shift]),
-            right=np.concatenate([self.right, newer.right + shift]),
+            children=np.concatenate([self.children, newer.children + shift]),
             value=np.concatenate([self.value, newer.value]),
             roots=np.concatenate([self.roots, newer.roots + shift]),
             group=np.concatenate([self.group, newer.group]),
@@ -96,10 +93,11 @@ class CompiledForest:
 
     def walk(self, features: np.ndarray) -> np.ndarray:
         """Numpy evaluation; XGBoost compares in float32, so do we."""
-        x = features.astype(np.float32)
-        rows = np.arange(x.shape[0])[:, None]
-        node = np.broadcast_to(self.roots, (x.shape[0], self.roots.size))
+        n, width = features.shape
+        x = features.astype(np.float32).ravel()
+        row_start = (np.arange(n) * width)[:, None]
+        node = np.tile(self.roots, (n, 1))
         for _ in range(self.depth):
-            go_left = x[rows, self.feature[node]] < self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
+            go_right = x[row_start + self.feature[node]] >= self.threshold[node]
+            node = self.children[2 * node + go_right]
         return self.value[node] @ self.group + self.base

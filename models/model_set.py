@@ -16,6 +16,7 @@ import numpy as np
 
 from models.calibration import AdaptiveConformal
 from models.config import ModelConfig
+from models.drift import DriftWatch
 from models.evaluation import PrequentialEvaluator, WindowScores
 from models.keys import ModelKey
 from models.learner import Learner, QuantileFunction
@@ -86,14 +87,20 @@ class LearnerSlot:
     calibrator: AdaptiveConformal
     evaluator: PrequentialEvaluator
     health: LearnerHealth = field(default_factory=LearnerHealth)
+    # The last batch's predictions made before learning it (None if it could not predict):
+    # drift detection and challenger races read them instead of predicting twice.
+    last_raw: np.ndarray | None = None
+    last_served: np.ndarray | None = None
 
     def step(self, features: np.ndarray, y_log: np.ndarray, config: ModelConfig) -> str | None:
         """Predict, score, calibrate, then learn the batch; the error text if it failed."""
+        self.last_raw = self.last_served = None
         try:
             if self.learner.is_fitted:
                 raw = self.learner.predict_many(features)
                 check_output(raw)
                 served = served_quantiles(self.calibrator.calibrate(raw))
+                self.last_raw, self.last_served = raw, served
                 self.evaluator.update(served, np.exp(y_log))
                 self.calibrator.update(raw, y_log)
             self.learner.learn_many(features, y_log)
@@ -129,20 +136,21 @@ class ModelSet:
     def __init__(self, key: ModelKey, config: ModelConfig) -> None:
         self.key = key
         self.config = config
-        self.slots = [
-            LearnerSlot(
-                learner,
-                AdaptiveConformal(
-                    config.quantiles, config.calibration_window, config.calibration_step
-                ),
-                PrequentialEvaluator(config.quantiles, config.eval_window),
-            )
-            for learner in config.make_learners(key.accelerator)
-        ]
+        self.slots = [self._new_slot(learner) for learner in config.make_learners(key.accelerator)]
         self.champion: str | None = None
         self.n_samples = 0
         self.last_update: float | None = None
         self.version = 0
+        self.drift = DriftWatch(config)
+
+    def _new_slot(self, learner: Learner) -> LearnerSlot:
+        return LearnerSlot(
+            learner,
+            AdaptiveConformal(
+                self.config.quantiles, self.config.calibration_window, self.config.calibration_step
+            ),
+            PrequentialEvaluator(self.config.quantiles, self.config.eval_window),
+        )
 
     def learn(self, features: np.ndarray, y_log: np.ndarray) -> list[LearnerFailure]:
         failures = [
@@ -151,10 +159,26 @@ class ModelSet:
             if (error := slot.step(features, y_log, self.config)) is not None
         ]
         self.n_samples += len(y_log)
+        if (error := self.drift.step(self, features, y_log)) is not None:
+            failures.append(LearnerFailure(self.key, f"{self.champion} challenger", error))
         self.last_update = time.time()
         self.version += 1
         self._elect()
         return failures
+
+    def champion_slot(self) -> LearnerSlot | None:
+        return None if self.champion is None else self.slot(self.champion)
+
+    def spawn_challenger(self) -> LearnerSlot:
+        """A fresh slot of the champion's kind, outside ``slots`` so it never serves."""
+        fresh = self.config.make_learners(self.key.accelerator)
+        return self._new_slot(next(x for x in fresh if x.name == self.champion))
+
+    def promote(self, challenger: LearnerSlot) -> None:
+        """The challenger replaces the stale slot of its kind and becomes champion."""
+        name = challenger.learner.name
+        self.slots = [challenger if s.learner.name == name else s for s in self.slots]
+        self.champion = name
 
     def _elect(self) -> None:
         """Champion: lowest recent headline pinball loss, with a margin against flapping."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 from features.engineering import RequestColumns, build_features
 from features.schema import Observation
 from models.config import ModelConfig
+from models.drift import ModelEvent
 from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from models.model_set import LearnerFailure, ModelSet, ServingModel, served_quantiles
 from models.prior import prior_log_quantiles
@@ -37,6 +39,14 @@ class PredictionBatch:
     cold: np.ndarray  # (n,) bool: the request's own accelerator model is not trained yet
 
 
+class LearnScope(StrEnum):
+    """Which model keys a learn call trains: sharded trainers each own one part."""
+
+    ALL = "all"
+    GLOBAL = "global"
+    ACCELERATORS = "accelerators"
+
+
 @dataclass(frozen=True, slots=True)
 class LearnReport:
     """What one learning cycle did."""
@@ -44,6 +54,7 @@ class LearnReport:
     observations: int
     samples: dict[ModelKey, int]
     failures: list[LearnerFailure]
+    events: list[ModelEvent] = field(default_factory=list)  # drifts, promotions
 
 
 class ModelRegistry:
@@ -57,8 +68,10 @@ class ModelRegistry:
 
     # -- learning (one trainer thread) -------------------------------------------------
 
-    def learn(self, observations: Sequence[Observation]) -> LearnReport:
-        """Apply a batch of observations to every model set they concern."""
+    def learn(
+        self, observations: Sequence[Observation], scope: LearnScope = LearnScope.ALL
+    ) -> LearnReport:
+        """Apply a batch of observations to every model set they concern within ``scope``."""
         if not observations:
             return LearnReport(0, {}, [])
         columns = RequestColumns.from_requests(observations)
@@ -69,20 +82,24 @@ class ModelRegistry:
         }
         samples: dict[ModelKey, int] = {}
         failures: list[LearnerFailure] = []
+        events: list[ModelEvent] = []
         with self._lock:
             for target, values in outcomes.items():
                 valid = ~np.isnan(values)
                 if not valid.any():
                     continue
-                groups = [(GLOBAL_ACCELERATOR, valid)] + [
-                    (str(acc), valid & (columns.accelerator == acc))
-                    for acc in np.unique(columns.accelerator[valid])
-                ]
+                groups = [(GLOBAL_ACCELERATOR, valid)] if scope != LearnScope.ACCELERATORS else []
+                if scope != LearnScope.GLOBAL:
+                    groups += [
+                        (str(acc), valid & (columns.accelerator == acc))
+                        for acc in np.unique(columns.accelerator[valid])
+                    ]
                 for accelerator, rows in groups:
                     key = ModelKey(accelerator, target)
                     failures += self._learn_key(key, features[rows], np.log(values[rows]))
+                    events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
-        return LearnReport(len(observations), samples, failures)
+        return LearnReport(len(observations), samples, failures, events)
 
     def _learn_key(
         self, key: ModelKey, features: np.ndarray, y_log: np.ndarray
@@ -110,9 +127,7 @@ class ModelRegistry:
         log_out = {target: np.empty((n, q)) for target in Target}
         names = {target: np.empty(n, dtype=object) for target in Target}
         cold = np.zeros(n, dtype=bool)
-        accelerators, inverse = np.unique(columns.accelerator, return_inverse=True)
-        for i, accelerator in enumerate(accelerators):
-            rows = np.flatnonzero(inverse == i) if len(accelerators) > 1 else slice(None)
+        for accelerator, rows in _groups(columns.accelerator):
             group = features[rows]
             prior: dict[str, np.ndarray] | None = None
             for target in Target:
@@ -162,12 +177,31 @@ class ModelRegistry:
     def import_state(self, model_sets: dict[ModelKey, ModelSet]) -> None:
         """Replace every model set (restore from a snapshot) and republish them."""
         with self._lock:
-            self._model_sets = dict(model_sets)
+            self._model_sets = {}
             self._serving = {}
-            for model_set in self._model_sets.values():
-                model_set.config = self.config
-                self._publish(model_set)
+            for model_set in model_sets.values():
+                self._adopt(model_set)
+
+    def merge_state(self, model_sets: dict[ModelKey, ModelSet]) -> None:
+        """Replace only the given keys: a replica syncs each trainer shard's keys on its own."""
+        with self._lock:
+            for model_set in model_sets.values():
+                self._adopt(model_set)
+
+    def _adopt(self, model_set: ModelSet) -> None:
+        model_set.config = self.config
+        self._model_sets[model_set.key] = model_set
+        self._publish(model_set)
 
     def last_update(self) -> float | None:
         stamps = [m.last_update for m in self.model_sets() if m.last_update is not None]
         return max(stamps, default=None)
+
+
+def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:
+    """Rows per accelerator; one slice when all rows share one (the common, hot case)."""
+    first = accelerators[0] if len(accelerators) else ""
+    if len(accelerators) <= 1 or bool((accelerators == first).all()):
+        return [(str(first), slice(None))]
+    names, inverse = np.unique(accelerators, return_inverse=True)
+    return [(str(name), np.flatnonzero(inverse == i)) for i, name in enumerate(names)]

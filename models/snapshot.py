@@ -20,7 +20,7 @@ from models.keys import ModelKey
 from models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model sets carry drift state and learner slots their last batch
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 

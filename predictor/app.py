@@ -1,18 +1,16 @@
-"""The FastAPI application: predictions, observations, model state, health and metrics.
+"""The FastAPI application: predictions, observations, model state, health and metrics."""
 
-No ``from __future__ import annotations`` here: FastAPI must see the body types, which are
-built at app creation from the settings (the bulk size limit), as real objects.
-"""
+from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import Body, FastAPI, Request, Response, status
+from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.schema import Observation, PredictionRequest
@@ -29,7 +27,12 @@ from predictor.api_models import (
     PredictionList,
     one_or_many,
 )
+from predictor.http_errors import store_full_response
+from predictor.json_body import JsonBody, publish_body_schemas
+from predictor.llmd_routes import llmd_router
 from predictor.metrics import ServiceMetrics, quantile_label
+from predictor.model_version_routes import model_version_router
+from predictor.routing_routes import routing_router
 from predictor.service import OracleService
 
 
@@ -55,8 +58,9 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     )
     app.state.service = service
     app.add_middleware(_TimingMiddleware, metrics=service.metrics)
-    predictions_body = one_or_many(PredictionRequest, settings.max_batch_items)
-    observations_body = one_or_many(Observation, settings.max_batch_items)
+    predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))
+    observations_body = JsonBody(one_or_many(Observation, settings.max_batch_items))
+    publish_body_schemas(app, predictions_body, observations_body)
 
     @app.exception_handler(RequestValidationError)
     async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,13 +74,14 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         "/v1/predictions",
         response_model=Prediction | PredictionList,
         summary="p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
+        openapi_extra=predictions_body.openapi_extra,
     )
-    async def predict(body: Annotated[predictions_body, Body()]) -> Response:  # type: ignore[valid-type]
+    async def predict(request: Request) -> Response:
+        body = await predictions_body.parse(request)
         items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
         rendered = _render(items, service.predict(items), labels)
-        return JSONResponse(
-            rendered[0] if not isinstance(body, list) else {"predictions": rendered}
-        )
+        payload = {"predictions": rendered} if isinstance(body, list) else rendered[0]
+        return Response(to_json(payload), media_type="application/json")
 
     @app.post(
         "/v1/observations",
@@ -84,17 +89,15 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         response_model=ObservationReceipt,
         responses={503: {"description": "Buffer full; retry after Retry-After seconds."}},
         summary="Report finished requests (one or many); learned in the background",
+        openapi_extra=observations_body.openapi_extra,
     )
-    async def observe(body: Annotated[observations_body, Body()]) -> Response:  # type: ignore[valid-type]
+    async def observe(request: Request) -> Response:
+        body = await observations_body.parse(request)
         items: Sequence[Observation] = body if isinstance(body, list) else [body]
         try:
             result = service.ingest(items)
         except StoreFull as exc:
-            return JSONResponse(
-                {"detail": str(exc)},
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
-            )
+            return store_full_response(exc)
         return JSONResponse(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status.HTTP_202_ACCEPTED,
@@ -130,6 +133,9 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(routing_router(service))
+    app.include_router(model_version_router(service))
+    app.include_router(llmd_router(service), prefix=settings.llmd_prefix)
     return app
 
 

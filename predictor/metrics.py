@@ -58,6 +58,12 @@ class ServiceMetrics:
             ["accelerator", "target", "learner"],
             registry=self.registry,
         )
+        self.model_events = Counter(
+            f"{PREFIX}_model_events",
+            "Drifts detected, challengers promoted or dropped, per model key.",
+            ["accelerator", "target", "kind"],
+            registry=self.registry,
+        )
         self.learn_cycle_errors = Counter(
             f"{PREFIX}_learn_cycle_errors",
             "Learning cycles that failed outside any learner.",
@@ -69,6 +75,10 @@ class ServiceMetrics:
         for failure in report.failures:
             self.learner_failures.labels(
                 failure.key.accelerator, failure.key.target.value, failure.learner
+            ).inc()
+        for event in report.events:
+            self.model_events.labels(
+                event.key.accelerator, event.key.target.value, event.kind.value
             ).inc()
 
     def watch(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from features.engineering import RequestColumns
 from features.schema import Observation, PredictionRequest
@@ -24,6 +25,11 @@ from models.model_set import LearnerFailure
 from models.registry import ModelRegistry, PredictionBatch
 from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, write_atomically
 from predictor.metrics import ServiceMetrics
+from predictor.model_versions import apply_pinned_versions
+from predictor.tracking import ModelTracker
+
+if TYPE_CHECKING:
+    from predictor.redis_replica import RedisReplica
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +49,29 @@ class Readiness:
 class OracleService:
     """Owns the registry, the store and the learning thread of one predictor process."""
 
-    def __init__(self, settings: Settings, store: ObservationStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObservationStore | None = None,
+        model_config: ModelConfig | None = None,
+    ) -> None:
         self.settings = settings
-        self.config = ModelConfig.from_settings(settings)
+        self.config = model_config or ModelConfig.from_settings(settings)
         self.models = ModelRegistry(self.config)
-        self.store = store or InProcessObservationStore(
-            settings.observation_buffer, settings.dedup_window
+        self.replica = None if store is not None else _redis_replica(settings, self.models)
+        self.store = store or (
+            self.replica.store
+            if self.replica is not None
+            else InProcessObservationStore(
+                settings.observation_buffer, settings.dedup_window, settings.pod_ttl_s
+            )
         )
         self.metrics = ServiceMetrics()
         self.metrics.watch(self.models, self.store.pending)
+        self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
+        self.version_problems: list[str] = []
+        if self.replica is not None:
+            self.replica.expose(self.metrics.registry)
         self.recent_failures: deque[LearnerFailure] = deque(maxlen=20)
         self.learned_total = 0
         self.loop_error: str | None = None
@@ -63,17 +83,26 @@ class OracleService:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.replica is not None:  # trainers learn; this replica syncs their models
+            self.replica.start()
+            return
         self.restore_snapshot()
+        self.version_problems = apply_pinned_versions(self.models, self.settings)
+        self.tracker.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._learn_forever, name="learner", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        if self.replica is not None:
+            self.replica.stop()
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
         self.save_snapshot()
+        self.tracker.stop()
 
     # -- requests ----------------------------------------------------------------------
 
@@ -106,6 +135,7 @@ class OracleService:
             return 0
         report = self.models.learn(batch)
         self.metrics.record_learning(report)
+        self.tracker.submit(report, self.models)
         for failure in report.failures:
             log.error(
                 "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
@@ -162,7 +192,9 @@ class OracleService:
     # -- health ------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        if self._thread is None or not self._thread.is_alive():
+        if self.replica is not None and not self.replica.running():
+            return Readiness("not_ready", ["model sync is not running"])
+        if self.replica is None and (self._thread is None or not self._thread.is_alive()):
             return Readiness("not_ready", ["learning thread is not running"])
         problems = [
             f"{m.key.label()} {s.learner.name} failed: {s.health.last_error}"
@@ -172,4 +204,16 @@ class OracleService:
         ]
         if self.loop_error:
             problems.append(f"learning loop: {self.loop_error}")
+        problems += self.version_problems
+        if self.replica is not None:
+            problems += self.replica.problems()
         return Readiness("degraded" if problems else "ready", problems)
+
+
+def _redis_replica(settings: Settings, models: ModelRegistry) -> RedisReplica | None:
+    """The Redis side of a replica when a Redis URL is set; imported only then."""
+    if not settings.redis_url:
+        return None
+    from predictor.redis_replica import RedisReplica
+
+    return RedisReplica(settings, models)

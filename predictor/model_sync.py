@@ -1,0 +1,76 @@
+"""Keeps a predictor replica's models current with the trainers' checkpoints in Redis.
+
+A background thread polls the per-shard checkpoint versions (one small hash read) and
+decodes a shard's snapshot only when its version moved, then swaps its keys into the
+registry; predictions keep reading published models meanwhile. If Redis is unreachable
+the last good models keep serving and the error and staleness are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from models.redis_checkpoint import CheckpointStore
+from models.registry import ModelRegistry
+from models.snapshot import SnapshotError
+
+log = logging.getLogger(__name__)
+
+
+class ModelSync:
+    """Loads new shard checkpoints into a registry, off the request path."""
+
+    def __init__(
+        self,
+        checkpoints: CheckpointStore,
+        models: ModelRegistry,
+        on_error: Callable[[Exception], None] = lambda _: None,
+    ) -> None:
+        self.checkpoints = checkpoints
+        self.models = models
+        self.on_error = on_error
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+        self.started = time.monotonic()
+        self._versions: dict[str, int] = {}
+
+    def sync_once(self) -> list[str]:
+        """Load every shard whose checkpoint changed; the shards loaded."""
+        loaded = []
+        for shard, version in self.checkpoints.versions().items():
+            if self._versions.get(shard) == version:
+                continue
+            try:
+                checkpoint = self.checkpoints.read(shard)
+            except SnapshotError as exc:
+                log.error("ignoring unreadable checkpoint of shard %s: %s", shard, exc)
+                self.on_error(exc)
+                checkpoint = None
+            self._versions[shard] = version
+            if checkpoint is not None:
+                self.models.merge_state(checkpoint.model_sets)
+                loaded.append(shard)
+        self.last_success = time.monotonic()
+        self.last_error = None
+        return loaded
+
+    def poll(self) -> None:
+        """One sync; a Redis failure is recorded, and the current models keep serving."""
+        try:
+            self.sync_once()
+        except redis.RedisError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.on_error(exc)
+
+    def sync_forever(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.wait(interval_s):
+            self.poll()
+
+    def staleness_s(self) -> float:
+        """Seconds since the last successful sync (since start, before the first one)."""
+        return time.monotonic() - (self.last_success or self.started)

@@ -1,0 +1,111 @@
+"""Observation writes that survive a Redis outage: accepted data is buffered, never dropped.
+
+While Redis answers, writes go straight through. When a write fails, the observations
+(with their ids) wait in a bounded in-memory queue that a delivery thread flushes once
+Redis is back; Redis dedups by id, so a flush retried after an ambiguous failure never
+doubles a sample. A full queue refuses the whole call (503, Retry-After), so the sidecar
+keeps the data and retries instead of it being lost here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import redis
+
+from features.redis_store import WRITE_CHUNK, RedisObservationStore
+from features.schema import Observation
+from features.store import AppendResult, StoreFull
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL_S = 0.5
+
+
+class BufferedRedisStore:
+    """The predictor's observation store in Redis mode."""
+
+    def __init__(
+        self,
+        store: RedisObservationStore,
+        capacity: int,
+        on_error: Callable[[Exception], None] = lambda _: None,
+    ) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.on_error = on_error
+        self.last_error: str | None = None
+        self.remote_backlog = 0
+        self._buffer: deque[Observation] = deque()
+        self._buffered_ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def append(self, observations: Sequence[Observation]) -> AppendResult:
+        """Write to Redis, or buffer; raises ``StoreFull`` with nothing accepted."""
+        if not self.buffered():
+            try:
+                return self.store.append(observations)
+            except redis.RedisError as exc:
+                self._failed(exc)
+        return self._buffer_up(observations)
+
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def pending(self) -> int:
+        """Accepted but not learned: the local buffer plus the trainers' last known backlog."""
+        return self.buffered() + self.remote_backlog
+
+    def deliver_forever(self, stop: threading.Event) -> None:
+        """Flush the buffer whenever Redis takes writes again; otherwise track the backlog."""
+        while not stop.is_set():
+            try:
+                if self.buffered():
+                    self._flush()
+                else:
+                    self.remote_backlog = self.store.pending()
+                    self.last_error = None
+            except redis.RedisError as exc:
+                self._failed(exc)
+            self._wake.wait(RETRY_INTERVAL_S)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _buffer_up(self, observations: Sequence[Observation]) -> AppendResult:
+        with self._lock:
+            fresh = {
+                o.observation_id: o
+                for o in observations
+                if o.observation_id not in self._buffered_ids
+            }
+            if len(self._buffer) + len(fresh) > self.capacity:
+                raise StoreFull(
+                    f"redis down and outage buffer full ({len(self._buffer)}/{self.capacity})",
+                    retry_after_s=2 * RETRY_INTERVAL_S,
+                )
+            self._buffer.extend(fresh.values())
+            self._buffered_ids.update(fresh)
+        return AppendResult(len(fresh), len(observations) - len(fresh))
+
+    def _flush(self) -> None:
+        started = time.monotonic()
+        while self._buffer:
+            with self._lock:
+                chunk = [self._buffer[i] for i in range(min(WRITE_CHUNK, len(self._buffer)))]
+            self.store.append(chunk)
+            with self._lock:
+                for _ in chunk:
+                    self._buffered_ids.discard(self._buffer.popleft().observation_id)
+        self.last_error = None
+        log.info("redis back: flushed buffered observations in %.2fs", time.monotonic() - started)
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.on_error(exc)

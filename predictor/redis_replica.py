@@ -1,0 +1,116 @@
+"""A predictor replica's Redis side: observation writes with an outage buffer, model sync.
+
+Only imported when a Redis URL is configured, so the embedded default never needs Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from features.redis_keys import RedisKeys
+from features.redis_store import RedisObservationStore, connect
+from latency_oracle.settings import Settings
+from models.redis_checkpoint import CheckpointStore
+from models.registry import ModelRegistry
+from predictor.metrics import PREFIX
+from predictor.model_sync import ModelSync
+from predictor.outage_buffer import BufferedRedisStore
+
+
+class RedisReplica:
+    """Runs the model sync and buffer delivery threads of one predictor process."""
+
+    def __init__(self, settings: Settings, models: ModelRegistry) -> None:
+        self.settings = settings
+        client = connect(settings.redis_url or "", settings.redis_timeout_s)
+        keys = RedisKeys(settings.redis_key_prefix)
+        self.store = BufferedRedisStore(
+            RedisObservationStore(
+                client,
+                keys,
+                stream_maxlen=settings.stream_maxlen,
+                id_ttl_s=settings.observation_id_ttl_s,
+                pod_ttl_s=settings.pod_ttl_s,
+            ),
+            settings.observation_buffer,
+            on_error=lambda _: self._count_error("write"),
+        )
+        self.sync = ModelSync(
+            CheckpointStore(client, keys, models.config.quantiles),
+            models,
+            on_error=lambda _: self._count_error("sync"),
+        )
+        self._errors: Counter | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def expose(self, registry: CollectorRegistry) -> None:
+        """Redis errors, sync staleness and the outage buffer on the service's /metrics."""
+        self._errors = Counter(
+            f"{PREFIX}_redis_errors",
+            "Failed Redis calls, by operation: write (observations) or sync (models).",
+            ["operation"],
+            registry=registry,
+        )
+        Gauge(
+            f"{PREFIX}_model_sync_staleness_seconds",
+            "Seconds since this replica last synced models from Redis.",
+            registry=registry,
+        ).set_function(self.sync.staleness_s)
+        Gauge(
+            f"{PREFIX}_outage_buffered_observations",
+            "Observations accepted while Redis was unreachable, waiting to be written.",
+            registry=registry,
+        ).set_function(self.store.buffered)
+
+    def start(self) -> None:
+        """Load the current models before serving, then keep them and the buffer moving."""
+        self._stop.clear()
+        self.sync.poll()
+        self._threads = [
+            threading.Thread(
+                target=self.sync.sync_forever,
+                args=(self._stop, self.settings.model_sync_interval_s),
+                name="model-sync",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self.store.deliver_forever,
+                args=(self._stop,),
+                name="observation-delivery",
+                daemon=True,
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.store.wake()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+
+    def running(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def problems(self) -> list[str]:
+        """Why this replica is degraded: stale models or observations stuck in memory."""
+        problems = []
+        if self.sync.last_error:
+            problems.append(
+                f"model sync failing for {self.sync.staleness_s():.1f}s, serving last good "
+                f"models: {self.sync.last_error}"
+            )
+        if self.store.buffered():
+            problems.append(
+                f"{self.store.buffered()} observations buffered in memory, redis writes "
+                f"failing: {self.store.last_error}"
+            )
+        return problems
+
+    def _count_error(self, operation: str) -> None:
+        if self._errors is not None:
+            self._errors.labels(operation).inc()

@@ -1,0 +1,1 @@
+"""SLO-aware routing: admit, place or shed a request against per-pod latency predictions."""

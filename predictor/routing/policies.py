@@ -1,0 +1,121 @@
+"""Routing policies: given one phase's scored candidates, pick a pod.
+
+Every policy turns candidates into a score (lower is better) and picks at random among
+the near-ties of the best, so routers sharing a stale view of the fleet do not all pick
+the same pod. Policies only choose among pods the router marked eligible.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from latency_oracle.settings import HeadroomMode
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseView:
+    """One placement decision's candidates (a whole pool, or its prefill or decode side)."""
+
+    phase: str  # "pod", "prefill" or "decode"
+    eligible: np.ndarray  # (n,) bool: the pod meets every SLO of this phase
+    headroom: np.ndarray  # (n,) worst relative headroom (slo - p)/slo; NaN without SLOs
+    latency_ms: np.ndarray  # (n,) predicted time this phase keeps the request
+    queued_prefill_tokens: np.ndarray  # (n,) prefill work ahead of the request, incl. its own
+    requests: np.ndarray  # (n,) waiting + running requests
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A chosen candidate (index into the phase) and why, in a few words."""
+
+    index: int
+    reason: str
+
+
+class RoutingPolicy(Protocol):
+    name: str
+
+    def choose(self, view: PhaseView, rng: random.Random) -> Choice: ...
+
+
+def near_best(scores: np.ndarray, eligible: np.ndarray, tolerance: float) -> np.ndarray:
+    """Indices of eligible candidates within ``tolerance`` (relative) of the best score."""
+    candidates = np.flatnonzero(eligible)
+    values = scores[candidates]
+    best = values.min()
+    return candidates[values <= best + tolerance * max(abs(best), 1e-9)]
+
+
+class LeastLatency:
+    """The pod with the lowest predicted latency for this phase."""
+
+    name = "least-latency"
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+
+    def choose(self, view: PhaseView, rng: random.Random) -> Choice:
+        ties = near_best(view.latency_ms, view.eligible, self.tolerance)
+        index = int(rng.choice(ties))
+        return Choice(index, f"least predicted latency ({len(ties)} near-tie(s))")
+
+
+class Headroom:
+    """Pack onto the pod with the least spare headroom, or spread to the one with the most."""
+
+    name = "headroom"
+
+    def __init__(self, mode: HeadroomMode, tolerance: float) -> None:
+        self.mode = mode
+        self.tolerance = tolerance
+        self._without_slo = LeastLatency(tolerance)
+
+    def choose(self, view: PhaseView, rng: random.Random) -> Choice:
+        if np.isnan(view.headroom).all():
+            fallback = self._without_slo.choose(view, rng)
+            return Choice(fallback.index, f"no SLO for this phase, so {fallback.reason}")
+        # Headroom is a fraction of the SLO, so the tolerance is absolute in SLO units.
+        scores = view.headroom if self.mode == "pack" else -view.headroom
+        candidates = np.flatnonzero(view.eligible)
+        best = scores[candidates].min()
+        ties = candidates[scores[candidates] <= best + self.tolerance]
+        index = int(rng.choice(ties))
+        return Choice(
+            index,
+            f"{self.mode}: headroom {view.headroom[index]:.0%} of SLO ({len(ties)} near-tie(s))",
+        )
+
+
+class LeastLoaded:
+    """The heuristic while models are cold: least queued prefill work, or fewest requests.
+
+    Prefill time is dominated by the prompt tokens queued ahead, decode time by the batch
+    a request joins, so each phase is ranked by the load that drives its latency.
+    """
+
+    name = "heuristic"
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+
+    def choose(self, view: PhaseView, rng: random.Random) -> Choice:
+        if view.phase == "decode":
+            scores, what = view.requests, "fewest waiting+running requests"
+        else:
+            scores, what = view.queued_prefill_tokens, "least queued prefill work"
+        everyone = np.ones_like(view.eligible)
+        ties = near_best(scores, everyone, self.tolerance)
+        return Choice(int(rng.choice(ties)), f"heuristic: {what}")
+
+
+def make_policy(name: str, mode: HeadroomMode, tolerance: float) -> RoutingPolicy:
+    """The policy called ``name`` (a RoutePolicyName)."""
+    if name == "headroom":
+        return Headroom(mode, tolerance)
+    if name == "least-latency":
+        return LeastLatency(tolerance)
+    return LeastLoaded(tolerance)

@@ -1,0 +1,307 @@
+"""The routing decision: place a request on a pod, shed it, or queue it (batch priority).
+
+All candidates are predicted in one vectorised call on their in-flight-adjusted states.
+A disaggregated pool (any prefill- or decode-only pod) is decided in two phases: the
+prefill pod is chosen for TTFT and the decode pod for TPOT. While any candidate's model
+is cold, predictions cannot tell pods apart reliably, so a load heuristic places the
+request and nothing is shed on a guess.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from features.engineering import ROLE_CODES, RequestColumns
+from features.schema import PodRole
+from latency_oracle.settings import Settings
+from models.registry import ModelRegistry, PredictionBatch
+from predictor.routing.inflight import (
+    DECODE_TOKENS,
+    LOAD_FIELDS,
+    PREFILL_TOKENS,
+    RUNNING,
+    WAITING,
+    InFlightLedger,
+)
+from predictor.routing.policies import LeastLoaded, PhaseView, make_policy
+from predictor.routing.schema import CandidatePod, RouteRequest, Slo
+
+Decision = Literal["place", "shed", "queue"]
+MIN_RETRY_AFTER_MS = 1.0
+
+
+class NoCandidates(LookupError):
+    """The request has nowhere it could go (no pods, or half a disaggregated pool)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    decision: Decision
+    pod: str | None  # where to send the request (the prefill pod when disaggregated)
+    decode_pod: str | None  # set only when the pool is disaggregated
+    reason: str
+    policy: str
+    cold: bool
+    retry_after_ms: float | None
+    quantile: float
+    candidates: list[dict[str, object]]
+
+    def to_json(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    """Candidates of one placement (indices into the pods) and the targets it is judged on."""
+
+    name: str
+    members: np.ndarray
+    ttft: bool
+    tpot: bool
+
+
+class Router:
+    """Decides placements; owns the in-flight ledger, so one Router serves a whole process."""
+
+    def __init__(
+        self, models: ModelRegistry, settings: Settings, rng: random.Random | None = None
+    ) -> None:
+        self.models = models
+        self.settings = settings
+        self.ledger = InFlightLedger(settings.route_inflight_ttl_s)
+        self._rng = rng or random.Random()
+        # Decide-then-reserve must be atomic, or concurrent calls decide on the same state.
+        self._lock = threading.Lock()
+
+    def route(self, request: RouteRequest, pods: Sequence[CandidatePod]) -> RouteDecision:
+        if not pods:
+            raise NoCandidates("no candidate pods")
+        phases = _phases(pods, request)
+        with self._lock:
+            pending = self.ledger.pending([p.pod for p in pods], [p.scraped_at for p in pods])
+            columns = _columns(request, pods, pending)
+            batch = self.models.predict(columns)
+            decision = self._decide(request, pods, phases, columns, batch, pending)
+            if decision.decision == "place":
+                self._reserve(request, pods, phases, columns, decision)
+        return decision
+
+    def _decide(
+        self,
+        request: RouteRequest,
+        pods: Sequence[CandidatePod],
+        phases: list[_Phase],
+        columns: RequestColumns,
+        batch: PredictionBatch,
+        pending: np.ndarray,
+    ) -> RouteDecision:
+        q = self.models.config.headline_index
+        ttft, tpot = batch.ttft_ms[:, q], batch.tpot_ms[:, q]
+        cold = bool(batch.cold.any())
+        name = "heuristic" if cold else request.policy or self.settings.route_policy
+        mode = request.headroom_mode or self.settings.route_headroom_mode
+        policy = make_policy(name, mode, self.settings.route_tie_tolerance)
+        judged = not isinstance(policy, LeastLoaded)
+        slo = request.slo
+        decode_length = max(request.max_tokens, 1)
+        queued = columns.prefill_tokens_in_flight + columns.input_tokens - columns.cached_tokens
+        busy = columns.waiting_requests + columns.running_requests
+        eligible_any = np.zeros(len(pods), dtype=bool)
+        chosen: list[str] = []
+        reasons: list[str] = []
+        retry_ms = 0.0
+        for phase in phases:
+            m = phase.members
+            headroom = _relative_headroom(
+                len(m),
+                (ttft[m], slo.ttft_ms if phase.ttft else None),
+                (tpot[m], slo.tpot_ms if phase.tpot else None),
+            )
+            eligible = np.isnan(headroom) | (headroom >= 0)
+            eligible_any[m] |= eligible
+            if judged and not eligible.any():
+                retry_ms = max(retry_ms, _retry_after_ms(phase, ttft[m], tpot[m], request))
+                continue
+            latency = (ttft[m] if phase.ttft else 0.0) + (
+                tpot[m] * decode_length if phase.tpot else 0.0
+            )
+            view = PhaseView(phase.name, eligible, headroom, latency, queued[m], busy[m])
+            choice = policy.choose(view, self._rng)
+            chosen.append(pods[int(m[choice.index])].pod)
+            reasons.append(f"{phase.name} {chosen[-1]}: {choice.reason}")
+        report = _candidate_report(pods, ttft, tpot, slo, eligible_any, batch, pending)
+        quantile = self.models.config.quantiles[q]
+        if len(chosen) < len(phases):
+            verdict: Decision = "queue" if request.priority == "batch" else "shed"
+            return RouteDecision(
+                verdict,
+                None,
+                None,
+                f"no candidate meets the SLO at p{quantile * 100:g}; {verdict}",
+                policy.name,
+                cold,
+                round(max(retry_ms, MIN_RETRY_AFTER_MS), 1),
+                quantile,
+                report,
+            )
+        prefix = f"models cold ({_cold_accelerators(columns, batch)}); " if cold else ""
+        return RouteDecision(
+            "place",
+            chosen[0],
+            chosen[1] if len(chosen) > 1 else None,
+            prefix + "; ".join(reasons),
+            policy.name,
+            cold,
+            None,
+            quantile,
+            report,
+        )
+
+    def _reserve(
+        self,
+        request: RouteRequest,
+        pods: Sequence[CandidatePod],
+        phases: list[_Phase],
+        columns: RequestColumns,
+        decision: RouteDecision,
+    ) -> None:
+        index = {p.pod: i for i, p in enumerate(pods)}
+        targets = [(phases[0], decision.pod)]
+        if decision.decode_pod is not None:
+            targets.append((phases[1], decision.decode_pod))
+        for phase, pod in targets:
+            delta = np.zeros(LOAD_FIELDS)
+            if phase.ttft:
+                i = index[str(pod)]
+                delta[WAITING] = 1.0
+                delta[PREFILL_TOKENS] = columns.input_tokens[i] - columns.cached_tokens[i]
+            else:
+                delta[RUNNING] = 1.0
+            if phase.tpot:
+                delta[DECODE_TOKENS] = request.input_tokens
+            self.ledger.place(str(pod), delta)
+
+
+def _phases(pods: Sequence[CandidatePod], request: RouteRequest) -> list[_Phase]:
+    roles = np.array([p.role.value for p in pods])
+    if (roles == PodRole.BOTH.value).all():
+        return [_Phase("pod", np.arange(len(pods)), ttft=True, tpot=True)]
+    prefill = np.flatnonzero(roles != PodRole.DECODE.value)
+    decode = np.flatnonzero(roles != PodRole.PREFILL.value)
+    if not len(prefill) or not len(decode):
+        missing = "prefill" if not len(prefill) else "decode"
+        raise NoCandidates(f"disaggregated pool has no {missing} pods among the candidates")
+    return [
+        _Phase("prefill", prefill, ttft=True, tpot=False),
+        _Phase("decode", decode, ttft=False, tpot=True),
+    ]
+
+
+def _columns(
+    request: RouteRequest, pods: Sequence[CandidatePod], pending: np.ndarray
+) -> RequestColumns:
+    """The request on every pod, with placements the pod's scrape has not seen added.
+
+    Built straight from the pods' fields (not via per-pod records): this is the hot path.
+    """
+    n = len(pods)
+    state = np.array(
+        [
+            (
+                p.running_requests,
+                p.waiting_requests,
+                p.kv_cache_usage,
+                p.prefill_tokens_in_flight,
+                p.decode_tokens_in_flight,
+                _cached_tokens(p, request.input_tokens),
+                ROLE_CODES[p.role],
+            )
+            for p in pods
+        ],
+        dtype=np.float64,
+    ).reshape(n, 7)
+    return RequestColumns(
+        accelerator=np.array([p.accelerator for p in pods], dtype=object),
+        role=state[:, 6].astype(np.int8),
+        input_tokens=np.full(n, float(request.input_tokens)),
+        cached_tokens=state[:, 5],
+        output_tokens=np.zeros(n),
+        max_tokens=np.full(n, float(request.max_tokens)),
+        running_requests=state[:, 0] + pending[:, RUNNING],
+        waiting_requests=state[:, 1] + pending[:, WAITING],
+        kv_cache_usage=state[:, 2],
+        prefill_tokens_in_flight=state[:, 3] + pending[:, PREFILL_TOKENS],
+        decode_tokens_in_flight=state[:, 4] + pending[:, DECODE_TOKENS],
+    )
+
+
+def _cached_tokens(pod: CandidatePod, input_tokens: int) -> float:
+    if pod.prefix_cache_hit_tokens is not None:
+        return float(pod.prefix_cache_hit_tokens)
+    return (pod.prefix_cache_score or 0.0) * input_tokens
+
+
+def _relative_headroom(size: int, *targets: tuple[np.ndarray, float | None]) -> np.ndarray:
+    """Worst (slo - prediction) / slo over the targets with an SLO; NaN where none has one."""
+    parts = [(slo - predicted) / slo for predicted, slo in targets if slo is not None]
+    if not parts:
+        return np.full(size, np.nan)
+    return np.minimum.reduce(parts)
+
+
+def _retry_after_ms(
+    phase: _Phase, ttft: np.ndarray, tpot: np.ndarray, request: RouteRequest
+) -> float:
+    """When the best pod of a failed phase should meet the SLO again.
+
+    Queued prefill work drains in real time, so a TTFT overshoot of X ms is gone in about
+    X ms; a TPOT miss lasts until the decodes it would share the batch with finish, about
+    the predicted TPOT times the request's own decode length.
+    """
+    wait = np.zeros(len(ttft))
+    if phase.ttft and request.slo.ttft_ms is not None:
+        wait = np.maximum(wait, ttft - request.slo.ttft_ms)
+    if phase.tpot and request.slo.tpot_ms is not None:
+        missed = tpot > request.slo.tpot_ms
+        wait = np.maximum(wait, np.where(missed, tpot * max(request.max_tokens, 1), 0.0))
+    return float(wait.min())
+
+
+def _candidate_report(
+    pods: Sequence[CandidatePod],
+    ttft: np.ndarray,
+    tpot: np.ndarray,
+    slo: Slo,
+    eligible: np.ndarray,
+    batch: PredictionBatch,
+    pending: np.ndarray,
+) -> list[dict[str, object]]:
+    ttft_list, tpot_list = ttft.tolist(), tpot.tolist()
+    meets, cold = eligible.tolist(), batch.cold.tolist()
+    placed = (pending[:, WAITING] + pending[:, RUNNING]).tolist()
+    ttft_slo, tpot_slo = slo.ttft_ms, slo.tpot_ms
+    return [
+        {
+            "pod": pod.pod,
+            "role": pod.role.value,
+            "accelerator": pod.accelerator,
+            "ttft_ms": ttft_list[i],
+            "tpot_ms": tpot_list[i],
+            "ttft_headroom_ms": None if ttft_slo is None else ttft_slo - ttft_list[i],
+            "tpot_headroom_ms": None if tpot_slo is None else tpot_slo - tpot_list[i],
+            "meets_slo": meets[i],
+            "cold": cold[i],
+            "placed_since_scrape": placed[i],
+        }
+        for i, pod in enumerate(pods)
+    ]
+
+
+def _cold_accelerators(columns: RequestColumns, batch: PredictionBatch) -> str:
+    return ", ".join(sorted({str(a) for a in columns.accelerator[batch.cold]}))

@@ -1,0 +1,80 @@
+"""The body of ``POST /v1/route``: a request's shape, its SLOs and the pods it may go to.
+
+Candidate pods reuse the native identity and server-state records, so a pod state a
+router sends is bounded exactly like one a sidecar reports.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.schema import (
+    MAX_TPOT_MS,
+    MAX_TTFT_MS,
+    Number,
+    PodIdentity,
+    ServerState,
+    TokenCount,
+)
+from latency_oracle.settings import HeadroomMode, RoutePolicyName
+
+Priority = Literal["interactive", "batch"]
+
+
+class CandidatePod(PodIdentity, ServerState):
+    """A pod the request may be placed on, with its last scraped state."""
+
+    pod: str = Field(min_length=1, max_length=253, description="Pod name (unique per call).")
+    prefix_cache_score: Number | None = Field(
+        None, ge=0.0, le=1.0, description="Fraction of this request's prompt cached on the pod."
+    )
+    prefix_cache_hit_tokens: TokenCount | None = Field(
+        None, description="Prompt tokens cached on the pod (wins over the score)."
+    )
+    scraped_at: Number | None = Field(
+        None,
+        gt=0,
+        description="Unix time the state was scraped; placements made after it are added "
+        "to the state until a newer scrape (or the in-flight TTL) retires them.",
+    )
+
+
+class Slo(BaseModel):
+    """Latency objectives, each optional; a pod meets the SLO when it meets every one given."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    ttft_ms: Number | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
+    tpot_ms: Number | None = Field(None, gt=0, le=MAX_TPOT_MS, description="Time per token.")
+
+
+class RouteRequest(BaseModel):
+    """One routing question: where (if anywhere) should this request go now?"""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    input_tokens: TokenCount = Field(description="Prompt length in tokens.")
+    max_tokens: TokenCount = Field(0, description="max_tokens requested; 0 when unset.")
+    model: str = Field("", max_length=256, description="Served model name.")
+    slo: Slo = Field(default_factory=Slo)
+    priority: Priority = Field(
+        "interactive", description="batch requests that no pod can serve now are queued."
+    )
+    policy: RoutePolicyName | None = Field(None, description="Overrides the default policy.")
+    headroom_mode: HeadroomMode | None = Field(None, description="Overrides pack/spread.")
+    pods: list[CandidatePod] | None = Field(
+        None, min_length=1, description="Candidates; when absent, the store's live pods."
+    )
+
+    @model_validator(mode="after")
+    def _consistent_pods(self) -> Self:
+        names = [p.pod for p in self.pods or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("pods: pod names must be unique")
+        for pod in self.pods or ():
+            hits = pod.prefix_cache_hit_tokens
+            if hits is not None and hits > self.input_tokens:
+                raise ValueError(f"pods: {pod.pod}: prefix_cache_hit_tokens > input_tokens")
+        return self

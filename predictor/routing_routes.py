@@ -1,0 +1,59 @@
+"""``POST /v1/route``: what endpoint pickers and gateways call to place, shed or queue.
+
+A shed is a 200 with ``decision: shed`` and ``retry_after_ms``, not an HTTP error: the
+caller decides to answer 429, and the body says why and when to retry.
+"""
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+from redis import RedisError
+
+from features.pod_state import PodState
+from predictor.routing.router import NoCandidates, Router
+from predictor.routing.schema import CandidatePod, RouteRequest
+from predictor.service import OracleService
+
+
+def routing_router(service: OracleService) -> APIRouter:
+    router = Router(service.models, service.settings)
+    api = APIRouter()
+    max_pods = service.settings.max_batch_items
+
+    @api.post(
+        "/v1/route",
+        responses={
+            409: {"description": "No candidate pods: none given and none live."},
+            503: {"description": "Pod states could not be read from the store."},
+        },
+        summary="Place a request on a pod against its SLOs, or shed / queue it",
+    )
+    async def route(body: RouteRequest) -> JSONResponse:
+        if body.pods is not None and len(body.pods) > max_pods:
+            return _error(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"pods: at most {max_pods} candidates"
+            )
+        try:
+            pods = body.pods if body.pods is not None else _live_candidates(service, body.model)
+            return JSONResponse(router.route(body, pods).to_json())
+        except NoCandidates as exc:
+            return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
+        except RedisError as exc:
+            return _error(status.HTTP_503_SERVICE_UNAVAILABLE, f"pod state store: {exc}")
+
+    return api
+
+
+def _live_candidates(service: OracleService, model: str) -> list[CandidatePod]:
+    live_pods = getattr(service.store, "live_pods", None)
+    if live_pods is None:
+        raise NoCandidates("no pods given and this store keeps no pod states")
+    return [_as_candidate(state) for state in live_pods(model or None)]
+
+
+def _as_candidate(state: PodState) -> CandidatePod:
+    fields = state.model_dump(exclude={"updated_at"})
+    return CandidatePod.model_validate({**fields, "scraped_at": state.updated_at})
+
+
+def _error(code: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, code)

@@ -1,0 +1,40 @@
+"""Shared fixtures: small, fast model settings and a service per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from latency_oracle.settings import Settings
+from models.config import ModelConfig
+from sim.synthetic_stream import SyntheticStream, generate_stream
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a private state dir and small windows so models warm up quickly.
+
+    MLflow tracking is off here (its tests turn it on): it is a background worker whose
+    start-up would only slow every service test down.
+    """
+    return Settings(
+        state_dir=tmp_path / "state",
+        mlflow_enabled=False,
+        min_samples=100,
+        eval_window=500,
+        xgb_boost_every=128,
+        xgb_window=512,
+        snapshot_interval_s=3600,
+    )
+
+
+@pytest.fixture
+def fast_config(settings: Settings) -> ModelConfig:
+    return ModelConfig.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def stream() -> Iterator[SyntheticStream]:
+    yield generate_stream(3_000, seed=7)

@@ -1,0 +1,109 @@
+"""A learner that fails or diverges is dropped from serving, reset, and shown loudly."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from features.engineering import N_FEATURES
+from latency_oracle.settings import Settings
+from models.config import ModelConfig
+from models.keys import ModelKey, Target
+from models.learner import Learner
+from models.registry import ModelRegistry
+from models.river_linear import RiverQuantileLinear
+from predictor.app import create_app
+from predictor.service import OracleService
+from sim.synthetic_stream import SyntheticStream
+
+
+class ExplodingLearner(RiverQuantileLinear):
+    """Learns normally until ``explode`` is set, then raises while learning."""
+
+    name = "exploding"
+    explode = False
+
+    def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
+        if ExplodingLearner.explode:
+            raise RuntimeError("boom")
+        super().learn_many(features, y)
+
+
+class DivergingLearner(RiverQuantileLinear):
+    """Its predictions blow up to 1e29 ms once ``diverge`` is set, as River's HATR did."""
+
+    name = "diverging"
+    diverge = False
+
+    def predict_many(self, features: np.ndarray) -> np.ndarray:
+        out = super().predict_many(features)
+        return out + 67.0 if DivergingLearner.diverge else out
+
+
+class GuardedConfig(ModelConfig):
+    def make_learners(self, accelerator: str) -> list[Learner]:
+        return [
+            ExplodingLearner(self.quantiles, N_FEATURES),
+            DivergingLearner(self.quantiles, N_FEATURES),
+        ]
+
+
+def _config(fast: ModelConfig) -> GuardedConfig:
+    return GuardedConfig(**{name: getattr(fast, name) for name in ModelConfig.__slots__})
+
+
+def test_diverging_learner_is_reset_and_never_served(
+    fast_config: ModelConfig, stream: SyntheticStream
+) -> None:
+    DivergingLearner.diverge = False
+    registry = ModelRegistry(_config(fast_config))
+    for start in range(0, 1_000, 100):
+        registry.learn(stream.observations[start : start + 100])
+    DivergingLearner.diverge = True
+    try:
+        report = registry.learn(stream.observations[1_000:1_100])
+    finally:
+        DivergingLearner.diverge = False
+    errors = [f.error for f in report.failures if f.learner == "diverging"]
+    assert errors and "out of range" in errors[0]
+    model_set = next(m for m in registry.model_sets() if m.key == ModelKey("H100", Target.TTFT))
+    slot = model_set.slot("diverging")
+    assert slot.health.state == "failed" and slot.learner.n_samples == 0
+    assert model_set.champion == "exploding"
+    from features.engineering import RequestColumns
+
+    batch = registry.predict(RequestColumns.from_requests(stream.observations[:50]))
+    assert np.all(batch.ttft_ms < 1e6)
+    assert set(batch.ttft_model) == {"exploding@H100"}
+
+
+def test_learning_exception_shows_on_readyz_and_metrics(
+    settings: Settings, fast_config: ModelConfig, stream: SyntheticStream
+) -> None:
+    ExplodingLearner.explode = False
+    service = OracleService(settings, model_config=_config(fast_config))
+    with TestClient(create_app(settings, service)) as client:
+        ok = client.post(
+            "/v1/observations", json=[o.model_dump() for o in stream.observations[:300]]
+        )
+        assert ok.status_code == 202
+        assert service.wait_learned(300, timeout_s=10)
+        assert client.get("/readyz").json()["status"] == "ready"
+        ExplodingLearner.explode = True
+        try:
+            client.post(
+                "/v1/observations", json=[o.model_dump() for o in stream.observations[300:310]]
+            )
+            assert service.wait_learned(310, timeout_s=10)
+        finally:
+            ExplodingLearner.explode = False
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert any("exploding failed: RuntimeError: boom" in p for p in ready["problems"])
+        metrics = client.get("/metrics").text
+        labels = '{accelerator="H100",learner="exploding",target="ttft"}'
+        assert f"latency_oracle_learner_failed{labels} 1.0" in metrics
+        assert f"latency_oracle_learner_failures_total{labels} 1.0" in metrics
+        models = client.get("/v1/models").json()["models"]
+        h100 = next(m for m in models if m["accelerator"] == "H100" and m["target"] == "ttft")
+        assert h100["champion"] == "diverging"

@@ -1,0 +1,158 @@
+"""Predictor replicas in Redis mode: model sync, and serving through a Redis outage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from redis_support import (
+    delete_prefix,
+    free_port,
+    make_store,
+    private_redis,
+    redis_settings,
+    unique_prefix,
+    wait_until,
+)
+
+from features.redis_keys import GLOBAL_SHARD, RedisKeys
+from features.redis_store import connect
+from latency_oracle.settings import Settings
+from models.keys import ModelKey, Target
+from predictor.app import create_app
+from predictor.service import OracleService
+from sim.synthetic_stream import generate_stream
+from trainer.loop import Trainer
+
+H100_TTFT = ModelKey("H100", Target.TTFT)
+
+
+def _learn_and_checkpoint(trainer: Trainer, samples: int) -> float:
+    """Step an in-process trainer until its global model has ``samples``, then checkpoint.
+
+    The test settings checkpoint only on demand, so the returned time is when the new
+    snapshots were written.
+    """
+    assert wait_until(
+        lambda: (
+            (trainer.step() or True)
+            and len(trainer.workers) == 2
+            and all(
+                m.n_samples == samples for m in trainer.workers[GLOBAL_SHARD].registry.model_sets()
+            )
+        ),
+        timeout_s=60,
+        every_s=0,
+    )
+    for worker in trainer.workers.values():
+        worker.checkpoint()
+    return time.monotonic()
+
+
+def _samples(service: OracleService, key: ModelKey) -> int:
+    return next((m.n_samples for m in service.models.model_sets() if m.key == key), 0)
+
+
+@pytest.fixture
+def shared() -> Iterator[tuple[Settings, redis.Redis]]:
+    settings = redis_settings(unique_prefix(), trainer_checkpoint_interval_s=3600)
+    client = connect(settings.redis_url or "", 2.0)
+    yield settings, client
+    delete_prefix(client, settings.redis_key_prefix)
+
+
+def test_replica_picks_up_a_new_snapshot_within_two_seconds(
+    shared: tuple[Settings, redis.Redis],
+) -> None:
+    settings, client = shared
+    store = make_store(client, settings)
+    trainer = Trainer(settings, client)
+    service = OracleService(settings)
+    service.start()
+    try:
+        store.append(generate_stream(1_000, seed=11, id_prefix="x").observations)
+        _learn_and_checkpoint(trainer, 1_000)
+        assert wait_until(lambda: _samples(service, H100_TTFT) == 1_000, timeout_s=2.0)
+
+        store.append(generate_stream(500, seed=12, id_prefix="y").observations)
+        written = _learn_and_checkpoint(trainer, 1_500)
+        assert wait_until(lambda: _samples(service, H100_TTFT) == 1_500, timeout_s=2.0)
+        assert time.monotonic() - written < 2.0
+        prediction = service.predict(generate_stream(1, seed=13).observations)
+        assert prediction.ttft_model[0].endswith("@H100")
+    finally:
+        service.stop()
+        trainer.shutdown()
+
+
+@pytest.mark.slow
+def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Path) -> None:
+    with private_redis(tmp_path) as server:
+        settings = redis_settings(
+            unique_prefix(), url=server.url, trainer_checkpoint_interval_s=3600
+        )
+        redis_client = connect(server.url, 1.0)
+        before = generate_stream(1_000, seed=21, id_prefix="before").observations
+        during = generate_stream(300, seed=22, id_prefix="during").observations
+        probe = before[0].model_dump(mode="json", exclude={"ttft_ms", "tpot_ms"})
+        probe.pop("observation_id"), probe.pop("timestamp")
+        with TestClient(create_app(settings)) as http:
+            body = [o.model_dump(mode="json") for o in before]
+            assert http.post("/v1/observations", json=body).json()["accepted"] == 1_000
+            trainer = Trainer(settings, redis_client)
+            _learn_and_checkpoint(trainer, 1_000)
+            trainer.shutdown()
+            assert wait_until(
+                lambda: http.post("/v1/predictions", json=probe).json()["model"]["ttft"] != "prior",
+                timeout_s=5,
+            )
+
+            server.stop()
+            for start in range(0, 300, 100):
+                reply = http.post(
+                    "/v1/observations",
+                    json=[o.model_dump(mode="json") for o in during[start : start + 100]],
+                )
+                assert reply.status_code == 202 and reply.json()["accepted"] == 100
+            for _ in range(20):
+                reply = http.post("/v1/predictions", json=probe)
+                assert reply.status_code == 200
+                assert reply.json()["model"]["ttft"] != "prior"  # last good model, not a fallback
+            assert wait_until(
+                lambda: any("sync failing" in p for p in http.get("/readyz").json()["problems"]),
+                timeout_s=10,
+            )
+            readiness = http.get("/readyz").json()
+            assert readiness["status"] == "degraded"
+            assert any("300 observations buffered" in p for p in readiness["problems"])
+            metrics = http.get("/metrics").text
+            assert 'latency_oracle_redis_errors_total{operation="write"}' in metrics
+            assert "latency_oracle_outage_buffered_observations 300.0" in metrics
+
+            server.start()
+            stream = RedisKeys(settings.redis_key_prefix).stream(GLOBAL_SHARD)
+            assert wait_until(lambda: redis_client.xlen(stream) == 1_300, timeout_s=10)
+            assert wait_until(lambda: http.get("/readyz").json()["status"] == "ready", 10)
+            retried = http.post("/v1/observations", json=[during[0].model_dump(mode="json")])
+            assert retried.json() == {"accepted": 0, "duplicates": 1}
+
+
+def test_full_outage_buffer_answers_503_with_retry_after() -> None:
+    settings = redis_settings(
+        unique_prefix(), url=f"redis://127.0.0.1:{free_port()}/0", observation_buffer=50
+    )
+    observations = [o.model_dump(mode="json") for o in generate_stream(60, seed=31).observations]
+    with TestClient(create_app(settings)) as http:
+        assert http.post("/v1/observations", json=observations[:40]).status_code == 202
+        refused = http.post("/v1/observations", json=observations[40:])
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert http.post("/v1/observations", json=observations[:40]).json()["duplicates"] == 40
+        probe = dict(observations[0])
+        for field in ("observation_id", "timestamp", "ttft_ms", "tpot_ms"):
+            probe.pop(field)
+        assert http.post("/v1/predictions", json=probe).json()["model"]["ttft"] == "prior"
+        assert http.get("/readyz").json()["status"] == "degraded"

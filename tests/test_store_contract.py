@@ -1,0 +1,57 @@
+"""One contract, two back ends: the in-process store and the Redis store (real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis_support
+from redis_support import delete_prefix, make_store, redis_settings, unique_prefix, wait_until
+
+from features.pod_state import PodState
+from features.redis_store import connect
+from features.store import InProcessObservationStore
+from sim.synthetic_stream import generate_stream
+
+POD_TTL_S = 0.5
+
+
+@pytest.fixture(params=["in_process", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[object]:
+    if request.param == "in_process":
+        yield InProcessObservationStore(10_000, 100_000, pod_ttl_s=POD_TTL_S)
+        return
+    settings = redis_settings(unique_prefix(), pod_ttl_s=POD_TTL_S)
+    client = connect(redis_support.SHARED_REDIS_URL, 2.0)
+    try:
+        yield make_store(client, settings)
+    finally:
+        delete_prefix(client, settings.redis_key_prefix)
+
+
+def test_retried_writes_are_counted_once(store) -> None:
+    observations = generate_stream(300, seed=3).observations
+    first = store.append(observations[:200])
+    retried = store.append(observations[100:300])
+    assert (first.accepted, first.duplicates) == (200, 0)
+    assert (retried.accepted, retried.duplicates) == (100, 100)
+    assert store.pending() == 300
+
+
+def test_duplicate_ids_within_one_call_are_one_sample(store) -> None:
+    obs = generate_stream(1, seed=4).observations[0]
+    result = store.append([obs, obs, obs])
+    assert (result.accepted, result.duplicates) == (1, 2)
+    assert store.pending() == 1
+
+
+def test_live_pods_are_listed_by_model_and_expire(store) -> None:
+    store.put_pod_state(PodState(pod="a", accelerator="H100", model="llama", running_requests=3))
+    store.put_pod_state(PodState(pod="b", accelerator="l4", model="qwen", kv_cache_usage=0.5))
+    store.put_pod_state(PodState(pod="a", accelerator="H100", model="llama", running_requests=7))
+    pods = store.live_pods()
+    assert [p.pod for p in pods] == ["a", "b"]
+    assert pods[0].running_requests == 7
+    assert pods[1].accelerator == "L4" and pods[1].kv_cache_usage == 0.5
+    assert [p.pod for p in store.live_pods("qwen")] == ["b"]
+    assert wait_until(lambda: store.live_pods() == [], timeout_s=5)

@@ -1,0 +1,1 @@
+"""Trainer workers: learn models from the Redis observation streams, exactly once."""

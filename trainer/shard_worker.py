@@ -1,0 +1,144 @@
+"""One shard owned by a trainer: its models, its stream position and its unacknowledged entries.
+
+Exactly-once: entries are applied in stream order, the checkpoint stores the models with
+the last applied id atomically, and only then are the entries acknowledged. After a crash
+the next owner restores the checkpoint, reclaims the pending entries and skips any entry
+whose id the checkpoint already covers, so no entry is lost and none is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from pydantic import ValidationError
+
+from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from features.schema import Observation
+from models.config import ModelConfig
+from models.redis_checkpoint import (
+    NO_ENTRY_ID,
+    CheckpointStore,
+    ShardCheckpoint,
+    entry_order,
+)
+from models.registry import LearnScope, ModelRegistry
+
+log = logging.getLogger(__name__)
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+# Ids per XACK call, to keep each command small.
+ACK_CHUNK = 1_000
+
+
+class ShardWorker:
+    """Learns one shard's stream into its own registry and checkpoints it."""
+
+    def __init__(
+        self,
+        shard: str,
+        client: redis.Redis,
+        keys: RedisKeys,
+        checkpoints: CheckpointStore,
+        config: ModelConfig,
+        consumer: str,
+        lease_token: str,
+    ) -> None:
+        self.shard = shard
+        self.client = client
+        self.stream = keys.stream(shard)
+        self.checkpoints = checkpoints
+        self.consumer = consumer
+        self.lease_token = lease_token
+        self.registry = ModelRegistry(config)
+        self.scope = LearnScope.GLOBAL if shard == GLOBAL_SHARD else LearnScope.ACCELERATORS
+        self.applied_id = NO_ENTRY_ID
+        self.applied_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self._unacked: list[bytes] = []
+
+    def take_over(self, batch_size: int) -> int:
+        """Restore the checkpoint, then reclaim and apply every entry left pending in the group.
+
+        The lease guarantees no one else consumes this stream, so every pending entry is
+        an orphan of a previous owner (or of this trainer's previous life), idle or not.
+        """
+        checkpoint = self.checkpoints.read(self.shard)
+        if checkpoint is not None:
+            self.registry.import_state(checkpoint.model_sets)
+            self.applied_id = checkpoint.applied_id
+        try:
+            self.client.xgroup_create(self.stream, TRAINER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        claimed: list[StreamEntry] = []
+        cursor = "0-0"
+        while True:
+            reply = self.client.xautoclaim(
+                self.stream, TRAINER_GROUP, self.consumer, 0, start_id=cursor, count=batch_size
+            )
+            cursor = reply[0].decode()
+            claimed += [entry for entry in reply[1] if entry[1] is not None]
+            if cursor == "0-0":
+                break
+        claimed.sort(key=lambda entry: entry_order(entry[0].decode()))
+        for start in range(0, len(claimed), batch_size):
+            self.apply(claimed[start : start + batch_size])
+        self._forget_other_consumers()
+        log.info(
+            "shard %s: resumed after %s, reclaimed %d", self.shard, self.applied_id, len(claimed)
+        )
+        return len(claimed)
+
+    def _forget_other_consumers(self) -> None:
+        """Consumers of crashed trainers linger in the group; after the claim they hold nothing."""
+        for consumer in self.client.xinfo_consumers(self.stream, TRAINER_GROUP):
+            name = consumer["name"].decode()
+            if name != self.consumer and int(consumer["pending"]) == 0:
+                self.client.xgroup_delconsumer(self.stream, TRAINER_GROUP, name)
+
+    def apply(self, entries: list[StreamEntry]) -> int:
+        """Learn the entries newer than the applied id, in order; the number learned."""
+        applied = entry_order(self.applied_id)
+        fresh: list[Observation] = []
+        for entry_id, fields in entries:
+            self._unacked.append(entry_id)
+            order = entry_order(entry_id.decode())
+            if order <= applied:
+                continue
+            applied = order
+            self.applied_id = entry_id.decode()
+            try:
+                fresh.append(Observation.model_validate_json(fields[b"o"]))
+            except (KeyError, ValidationError) as exc:  # validated at write; never block a shard
+                log.error("shard %s: dropping unreadable entry %s: %s", self.shard, entry_id, exc)
+        if fresh:
+            report = self.registry.learn(fresh, self.scope)
+            for failure in report.failures:
+                log.error(
+                    "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
+                )
+        self.applied_since_checkpoint += len(fresh)
+        return len(fresh)
+
+    def checkpoint_due(self, interval_s: float) -> bool:
+        return bool(self._unacked) and time.monotonic() - self.last_checkpoint >= interval_s
+
+    def checkpoint(self) -> None:
+        """Store models and applied id atomically, then acknowledge; raises ``LeaseLost``."""
+        if self.applied_since_checkpoint:
+            self.checkpoints.write(
+                self.shard,
+                ShardCheckpoint(self.registry.export_state(), self.applied_id),
+                self.lease_token,
+                self.consumer,
+                self.applied_since_checkpoint,
+            )
+        for start in range(0, len(self._unacked), ACK_CHUNK):
+            self.client.xack(self.stream, TRAINER_GROUP, *self._unacked[start : start + ACK_CHUNK])
+        self._unacked = []
+        self.applied_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
