@@ -8,17 +8,12 @@ same run (so machine noise hits both alike). Run: ``python bench/route_latency.p
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import numpy as np
-import uvicorn
-from fastapi import FastAPI, Response
+from harness import paired_http, percentiles_ms, ratio_line, serving, time_calls
 
 from latency_oracle.settings import Settings
 from predictor.app import create_app
@@ -65,26 +60,11 @@ def warm_service(state_dir: Path) -> OracleService:
     return service
 
 
-def percentiles_ms(samples: list[float]) -> tuple[float, float]:
-    p50, p99 = np.percentile(np.array(samples) * 1e3, [50, 99])
-    return float(p50), float(p99)
-
-
-def time_calls(call: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def in_process(service: OracleService, body: dict[str, object], n: int) -> None:
     router = Router(service.models, service.settings)
     request = RouteRequest.model_validate(body)
     assert request.pods is not None
     pods = request.pods
-    time_calls(lambda: router.route(request, pods), 200)
     decide = percentiles_ms(time_calls(lambda: router.route(request, pods), n))
     validate_and_decide = percentiles_ms(
         time_calls(lambda: router.route(RouteRequest.model_validate(body), pods), n)
@@ -99,53 +79,10 @@ def in_process(service: OracleService, body: dict[str, object], n: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def over_http(service: OracleService, body: dict[str, object], n: int) -> None:
-    app: FastAPI = create_app(service.settings, service)
-
-    @app.post("/bench/trivial")
-    async def trivial() -> Response:
-        return Response(b'{"ok":true}', media_type="application/json")
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    route_times: list[float] = []
-    trivial_times: list[float] = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            for i in range(n + 200):
-                for path, sink in (("/v1/route", route_times), ("/bench/trivial", trivial_times)):
-                    start = time.perf_counter()
-                    response = client.post(path, json=body)
-                    elapsed = time.perf_counter() - start
-                    assert response.status_code == 200, response.text
-                    if i >= 200:
-                        sink.append(elapsed)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    route_p50, route_p99 = percentiles_ms(route_times)
-    base_p50, base_p99 = percentiles_ms(trivial_times)
-    ratio = route_p99 / base_p99
-    print(f"HTTP /v1/route, {N_PODS} pods:  p50 {route_p50:.3f} ms  p99 {route_p99:.3f} ms")
-    print(f"HTTP trivial endpoint:       p50 {base_p50:.3f} ms  p99 {base_p99:.3f} ms")
-    print(
-        f"ratio route/trivial: p50 {route_p50 / base_p50:.2f}x  p99 {ratio:.2f}x"
-        f"  (target p99 <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})"
-    )
+    with serving(create_app(service.settings, service)) as client:
+        route, trivial = paired_http(client, "/v1/route", body, n)
+    print(ratio_line(f"HTTP /v1/route ({N_PODS} pods) vs trivial endpoint", route, trivial))
 
 
 def main() -> None:

@@ -45,6 +45,41 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 
+# Physics every model must respect, whatever its training data: more queued work, load or
+# KV pressure never makes a request faster; more compute (TTFT) or bandwidth (TPOT) never
+# makes it slower. Learners are constrained to these signs (+1 rising, -1 falling), which
+# keeps predictions sane for pod states outside the data seen so far.
+_RISING_BOTH = (
+    "running_requests",
+    "log_running_requests",
+    "kv_cache_usage",
+    "log_prefill_in_flight",
+    "log_decode_in_flight",
+)
+MONOTONE_SIGNS: dict[str, dict[str, int]] = {
+    "ttft": dict.fromkeys(
+        (
+            *_RISING_BOTH,
+            "log_input_tokens",
+            "log_uncached_tokens",
+            "waiting_requests",
+            "log_waiting_requests",
+            "log_queued_prefill_work",
+            "log_prefill_compute_time",
+        ),
+        1,
+    )
+    | {"log_tflops": -1},
+    "tpot": dict.fromkeys((*_RISING_BOTH, "log_decode_memory_time"), 1) | {"log_hbm_gbps": -1},
+}
+
+
+def monotone_signs(target: str) -> tuple[int, ...]:
+    """Per-feature monotonicity (-1, 0, +1) of ``target`` ("ttft" or "tpot")."""
+    signs = MONOTONE_SIGNS[target]
+    return tuple(signs.get(name, 0) for name in FEATURE_NAMES)
+
+
 _MEDIAN_SPEC = np.median(
     np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
 )

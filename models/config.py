@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.engineering import N_FEATURES
+from features.engineering import N_FEATURES, monotone_signs
 from latency_oracle.settings import Settings
-from models.keys import GLOBAL_ACCELERATOR
+from models.keys import GLOBAL_ACCELERATOR, ModelKey
 from models.learner import Learner
 from models.river_linear import RiverQuantileLinear
 from models.xgboost_learner import IncrementalXGBoost
@@ -47,13 +47,14 @@ class ModelConfig:
         """Window samples a learner needs before its loss can elect it champion."""
         return min(100, self.eval_window)
 
-    def make_learners(self, accelerator: str) -> list[Learner]:
+    def make_learners(self, key: ModelKey) -> list[Learner]:
         """Fresh learners for a key: the fast online one and the trees.
 
         The global model gets trees only: transferring across hardware needs interactions
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
         model cannot express, and it learns from every observation, so it must be cheap.
         """
+        monotone = monotone_signs(key.target.value)
         trees = IncrementalXGBoost(
             self.quantiles,
             N_FEATURES,
@@ -63,7 +64,11 @@ class ModelConfig:
             max_rounds=self.xgb_max_rounds,
             refit_rounds=self.xgb_refit_rounds,
             max_depth=self.xgb_max_depth,
+            monotone=monotone,
         )
-        if accelerator == GLOBAL_ACCELERATOR:
+        if key.accelerator == GLOBAL_ACCELERATOR:
             return [trees]
-        return [RiverQuantileLinear(self.quantiles, N_FEATURES, self.river_learning_rate), trees]
+        linear = RiverQuantileLinear(
+            self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone
+        )
+        return [linear, trees]

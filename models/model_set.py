@@ -136,7 +136,7 @@ class ModelSet:
     def __init__(self, key: ModelKey, config: ModelConfig) -> None:
         self.key = key
         self.config = config
-        self.slots = [self._new_slot(learner) for learner in config.make_learners(key.accelerator)]
+        self.slots = [self._new_slot(learner) for learner in config.make_learners(key)]
         self.champion: str | None = None
         self.n_samples = 0
         self.last_update: float | None = None
@@ -171,7 +171,7 @@ class ModelSet:
 
     def spawn_challenger(self) -> LearnerSlot:
         """A fresh slot of the champion's kind, outside ``slots`` so it never serves."""
-        fresh = self.config.make_learners(self.key.accelerator)
+        fresh = self.config.make_learners(self.key)
         return self._new_slot(next(x for x in fresh if x.name == self.champion))
 
     def promote(self, challenger: LearnerSlot) -> None:

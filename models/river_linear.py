@@ -62,10 +62,15 @@ class RiverQuantileLinear(BaseLearner):
     name = "river_linear"
 
     def __init__(
-        self, quantiles: tuple[float, ...], n_features: int, learning_rate: float = 0.02
+        self,
+        quantiles: tuple[float, ...],
+        n_features: int,
+        learning_rate: float = 0.02,
+        monotone: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(quantiles, n_features)
         self.learning_rate = learning_rate
+        self.monotone = monotone or (0,) * n_features
         self.reset()
 
     def reset(self) -> None:
@@ -97,8 +102,22 @@ class RiverQuantileLinear(BaseLearner):
             learn = regressor.learn_one
             for row, target in zip(rows, centred, strict=True):
                 learn(row, target)
+        self._project_onto_monotone()
         self._n_samples += len(rows)
         self._function = self._export(inv_scale)
+
+    def _project_onto_monotone(self) -> None:
+        """Projected SGD: clip each constrained weight to its sign after every batch.
+
+        Features are standardised with a positive scale, so a weight's sign is the sign
+        of the feature's effect on the prediction.
+        """
+        constrained = [(k, s) for k, s in zip(self._keys, self.monotone, strict=True) if s]
+        for regressor in self._regressors:
+            weights = regressor._weights  # River keeps them in a mutable VectorDict
+            for key, sign in constrained:
+                if weights.get(key, 0.0) * sign < 0:
+                    weights[key] = 0.0
 
     def _export(self, inv_scale: np.ndarray) -> LinearQuantileFunction:
         weights = np.array(

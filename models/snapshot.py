@@ -20,7 +20,7 @@ from models.keys import ModelKey
 from models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 2  # 2: model sets carry drift state and learner slots their last batch
+FORMAT_VERSION = 3  # 2: drift state in model sets; 3: monotone constraints in learners
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 

@@ -36,6 +36,7 @@ class IncrementalXGBoost(BaseLearner):
         refit_rounds: int = 24,
         max_depth: int = 5,
         learning_rate: float = 0.3,
+        monotone: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(quantiles, n_features)
         self.window = window
@@ -54,6 +55,8 @@ class IncrementalXGBoost(BaseLearner):
             "nthread": 1,
             "verbosity": 0,
         }
+        if monotone and any(monotone):
+            self.params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
         self.reset()
 
     def reset(self) -> None:

@@ -41,7 +41,7 @@ class DivergingLearner(RiverQuantileLinear):
 
 
 class GuardedConfig(ModelConfig):
-    def make_learners(self, accelerator: str) -> list[Learner]:
+    def make_learners(self, key: ModelKey) -> list[Learner]:
         return [
             ExplodingLearner(self.quantiles, N_FEATURES),
             DivergingLearner(self.quantiles, N_FEATURES),

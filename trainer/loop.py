@@ -19,12 +19,14 @@ import time
 import uuid
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from features.redis_keys import TRAINER_GROUP, RedisKeys
 from features.redis_store import connect
 from latency_oracle.settings import Settings
 from models.config import ModelConfig
 from models.redis_checkpoint import CheckpointStore, LeaseLost
+from predictor.tracking import ModelTracker
 from trainer.leases import ShardLeases
 from trainer.shard_worker import ShardWorker
 
@@ -49,11 +51,15 @@ class Trainer:
         )
         self.checkpoints = CheckpointStore(self.client, self.keys, self.config.quantiles)
         self.workers: dict[str, ShardWorker] = {}
+        # The trainer has no /metrics endpoint yet: its counters live in this registry.
+        self.metrics_registry = CollectorRegistry()
+        self.tracker = ModelTracker(settings, self.config, self.metrics_registry)
         self._housekeeping_every_s = min(0.5, settings.trainer_lease_s / 4)
         self._next_housekeeping = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Train until ``stop`` is set; a Redis outage pauses it, never ends it."""
+        self.tracker.start()
         try:
             while not stop.is_set():
                 try:
@@ -81,6 +87,8 @@ class Trainer:
             self.client.zrem(self.keys.trainers, self.name)
         except redis.RedisError as exc:
             log.warning("could not hand shards back cleanly: %s", exc)
+        finally:
+            self.tracker.stop()
 
     def _housekeep(self) -> None:
         now = time.time()
@@ -115,6 +123,7 @@ class Trainer:
             self.config,
             self.name,
             self.leases.token,
+            self.tracker.submit,
         )
         self.workers[shard] = worker
         worker.take_over(self.settings.trainer_batch_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import redis
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ from models.redis_checkpoint import (
     ShardCheckpoint,
     entry_order,
 )
-from models.registry import LearnScope, ModelRegistry
+from models.registry import LearnReport, LearnScope, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ShardWorker:
         config: ModelConfig,
         consumer: str,
         lease_token: str,
+        on_learned: Callable[[LearnReport, ModelRegistry], None],
     ) -> None:
         self.shard = shard
         self.client = client
@@ -52,6 +54,7 @@ class ShardWorker:
         self.checkpoints = checkpoints
         self.consumer = consumer
         self.lease_token = lease_token
+        self.on_learned = on_learned
         self.registry = ModelRegistry(config)
         self.scope = LearnScope.GLOBAL if shard == GLOBAL_SHARD else LearnScope.ACCELERATORS
         self.applied_id = NO_ENTRY_ID
@@ -121,6 +124,7 @@ class ShardWorker:
                 log.error(
                     "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
                 )
+            self.on_learned(report, self.registry)
         self.applied_since_checkpoint += len(fresh)
         return len(fresh)
 

@@ -1,0 +1,92 @@
+"""Timing helpers shared by the benchmarks: percentiles, an in-thread server, paired HTTP.
+
+Machines here are noisy, so HTTP figures are always a ratio against a baseline endpoint
+served by the same process and called by the same client, alternately, in the same run.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Response
+
+
+def percentiles_ms(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) of durations in seconds, as milliseconds."""
+    p50, p99 = np.percentile(np.array(samples) * 1e3, [50, 99])
+    return float(p50), float(p99)
+
+
+def time_calls(call: Callable[[], object], repeat: int, warmup: int = 50) -> list[float]:
+    """Durations of ``repeat`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    durations = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[httpx.Client]:
+    """Run ``app`` (plus a trivial ``POST /bench/trivial``) in a uvicorn thread."""
+
+    @app.post("/bench/trivial")
+    async def trivial() -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def paired_http(
+    client: httpx.Client, path: str, body: object, calls: int, warmup: int = 200
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((p50, p99) of ``path``, (p50, p99) of the trivial endpoint), called alternately."""
+    timings: dict[str, list[float]] = {path: [], "/bench/trivial": []}
+    for i in range(calls + warmup):
+        for target, sink in timings.items():
+            start = time.perf_counter()
+            response = client.post(target, json=body)
+            elapsed = time.perf_counter() - start
+            assert response.status_code == 200, response.text
+            if i >= warmup:
+                sink.append(elapsed)
+    return percentiles_ms(timings[path]), percentiles_ms(timings["/bench/trivial"])
+
+
+def ratio_line(name: str, measured: tuple[float, float], baseline: tuple[float, float]) -> str:
+    ratio = measured[1] / baseline[1]
+    verdict = "met" if ratio <= 1.5 else "MISSED"
+    return (
+        f"{name}: p50 {measured[0]:.3f} vs {baseline[0]:.3f} ms ({measured[0] / baseline[0]:.2f}x)"
+        f", p99 {measured[1]:.3f} vs {baseline[1]:.3f} ms ({ratio:.2f}x; target <= 1.5x: {verdict})"
+    )

@@ -1,0 +1,66 @@
+"""In the distributed shape, the Redis trainer (not the predictor) logs models to MLflow."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis_support import SHARED_REDIS_URL, delete_prefix, make_store, redis_settings
+
+from models.keys import ModelKey, Target
+from predictor.mlflow_store import registered_model_name
+from predictor.model_versions import open_store
+from sim.synthetic_stream import generate_stream
+from trainer.loop import Trainer
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    name = f"lo-test-track-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), name)
+
+
+def test_trainer_registers_versions_and_logs_metrics(tmp_path: Path, prefix: str) -> None:
+    settings = redis_settings(
+        prefix,
+        state_dir=tmp_path,
+        mlflow_enabled=True,
+        tracking_every_observations=300,
+        tracking_flush_timeout_s=60,
+    )
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    make_store(client, settings).append(generate_stream(1_500, seed=5).observations)
+    stop = threading.Event()
+    trainer = Trainer(settings, client)
+    thread = threading.Thread(target=trainer.run, args=(stop,))
+    thread.start()
+    store = None
+    deadline = time.monotonic() + 90
+    key = ModelKey("H100", Target.TTFT)
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if counter(trainer, "logged", kind="version") >= 1:
+                store = open_store(settings)
+                if store.is_registered(key):
+                    break
+    finally:
+        stop.set()
+        thread.join(timeout=90)
+    assert store is not None and store.is_registered(key)
+    assert store.champion_version(key) == 1
+    assert store.client.get_registered_model(registered_model_name(key)) is not None
+    assert counter(trainer, "errors") == 0
+
+
+def counter(trainer: Trainer, name: str, **labels: str) -> float:
+    value = trainer.metrics_registry.get_sample_value(
+        f"latency_oracle_tracking_{name}_total", labels
+    )
+    return value or 0.0
