@@ -76,9 +76,9 @@ class Settings(BaseSettings):
     )
     xgb_rounds_per_boost: int = Field(2, ge=1, description="Trees added per boosting step.")
     xgb_max_rounds: int = Field(
-        80, ge=4, description="Rounds after which XGBoost refits from its window."
+        40, ge=4, description="Rounds after which XGBoost refits from its window."
     )
-    xgb_refit_rounds: int = Field(24, ge=1, description="Rounds of a refit from the window.")
+    xgb_refit_rounds: int = Field(16, ge=1, description="Rounds of a refit from the window.")
     xgb_max_depth: int = Field(5, ge=1, le=10, description="XGBoost tree depth.")
     drift_delta: float = Field(
         0.002,

@@ -27,8 +27,8 @@ class ModelConfig:
     xgb_window: int = 1_024
     xgb_boost_every: int = 512
     xgb_rounds_per_boost: int = 2
-    xgb_max_rounds: int = 80
-    xgb_refit_rounds: int = 24
+    xgb_max_rounds: int = 40
+    xgb_refit_rounds: int = 16
     xgb_max_depth: int = 5
     drift_delta: float = 0.002
     challenger_window: int = 500

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     app.add_middleware(_TimingMiddleware, metrics=service.metrics)
     predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))
     observations_body = JsonBody(one_or_many(Observation, settings.max_batch_items))
-    publish_body_schemas(app, predictions_body, observations_body)
+    publish_body_schemas(app)
 
     @app.exception_handler(RequestValidationError)
     async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:

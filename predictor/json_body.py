@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
+# Carries a body's model definitions from its operation to the document's components.
+_DEFINITIONS_KEY = "x-latency-oracle-definitions"
 
 
 class JsonBody:
@@ -23,9 +25,9 @@ class JsonBody:
     def __init__(self, body_type: Any) -> None:
         self.adapter: TypeAdapter[Any] = TypeAdapter(body_type)
         schema = self.adapter.json_schema(ref_template=_REF_TEMPLATE)
-        self.definitions: dict[str, Any] = schema.pop("$defs", {})
         self.openapi_extra = {
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+            _DEFINITIONS_KEY: schema.pop("$defs", {}),
         }
 
     async def parse(self, request: Request) -> Any:
@@ -38,16 +40,17 @@ class JsonBody:
             ) from None
 
 
-def publish_body_schemas(app: FastAPI, *bodies: JsonBody) -> None:
-    """Add the bodies' model definitions to the app's OpenAPI components."""
+def publish_body_schemas(app: FastAPI) -> None:
+    """Move every ``JsonBody``'s model definitions into the OpenAPI components."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for body in bodies:
-                components.update(body.definitions)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    components.update(operation.pop(_DEFINITIONS_KEY, {}))
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -4,11 +4,13 @@ A shed is a 200 with ``decision: shed`` and ``retry_after_ms``, not an HTTP erro
 caller decides to answer 429, and the body says why and when to retry.
 """
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 from redis import RedisError
 
 from features.pod_state import PodState
+from predictor.json_body import JsonBody
 from predictor.routing.router import NoCandidates, Router
 from predictor.routing.schema import CandidatePod, RouteRequest
 from predictor.service import OracleService
@@ -18,6 +20,7 @@ def routing_router(service: OracleService) -> APIRouter:
     router = Router(service.models, service.settings)
     api = APIRouter()
     max_pods = service.settings.max_batch_items
+    route_body = JsonBody(RouteRequest)
 
     @api.post(
         "/v1/route",
@@ -26,15 +29,18 @@ def routing_router(service: OracleService) -> APIRouter:
             503: {"description": "Pod states could not be read from the store."},
         },
         summary="Place a request on a pod against its SLOs, or shed / queue it",
+        openapi_extra=route_body.openapi_extra,
     )
-    async def route(body: RouteRequest) -> JSONResponse:
+    async def route(request: Request) -> Response:
+        body: RouteRequest = await route_body.parse(request)
         if body.pods is not None and len(body.pods) > max_pods:
             return _error(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"pods: at most {max_pods} candidates"
             )
         try:
             pods = body.pods if body.pods is not None else _live_candidates(service, body.model)
-            return JSONResponse(router.route(body, pods).to_json())
+            decision = router.route(body, pods).to_json()
+            return Response(to_json(decision), media_type="application/json")
         except NoCandidates as exc:
             return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
         except RedisError as exc:
