@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,7 +20,6 @@ from features.schema import Observation, PredictionRequest
 from features.store import AppendResult, InProcessObservationStore, ObservationStore, StoreFull
 from latency_oracle.settings import Settings
 from models.config import ModelConfig
-from models.model_set import LearnerFailure
 from models.registry import ModelRegistry, PredictionBatch
 from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, write_atomically
 from predictor.metrics import ServiceMetrics
@@ -72,7 +70,6 @@ class OracleService:
         self.version_problems: list[str] = []
         if self.replica is not None:
             self.replica.expose(self.metrics.registry)
-        self.recent_failures: deque[LearnerFailure] = deque(maxlen=20)
         self.learned_total = 0
         self.loop_error: str | None = None
         self._learned = threading.Condition()
@@ -140,7 +137,6 @@ class OracleService:
             log.error(
                 "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
             )
-            self.recent_failures.append(failure)
         with self._learned:
             self.learned_total += len(batch)
             self._learned.notify_all()

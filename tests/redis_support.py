@@ -6,13 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from polling import wait_until
 
 from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from features.redis_store import RedisObservationStore, connect
@@ -32,15 +32,6 @@ FAST_ENV = {
     "trainer_checkpoint_interval_s": 0.3,
     "model_sync_interval_s": 0.1,
 }
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every_s)
-    return condition()
 
 
 def unique_prefix() -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from polling import wait_until
 from redis_support import free_port
 
 from latency_oracle.cli import main
@@ -52,15 +52,6 @@ def drive(service: OracleService, n: int, shift_at: int | None) -> None:
     service.ingest(generate_stream(n, seed=1, shift_at=shift_at).observations)
     while service.learn_cycle(timeout_s=0):
         pass
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def counter(service: OracleService, name: str, **labels: str) -> float:
@@ -233,7 +224,9 @@ def test_dead_mlflow_server_leaves_learning_and_predictions_unchanged(tmp_path: 
         == 1_500
     )
     np.testing.assert_array_equal(predictions(service), predictions(reference))
-    assert wait_for(lambda: counter(service, "latency_oracle_tracking_errors_total") > 0)
+    assert wait_until(
+        lambda: counter(service, "latency_oracle_tracking_errors_total") > 0, timeout_s=60.0
+    )
     assert counter(service, "latency_oracle_tracking_logged_total", kind="metrics") == 0
     service.tracker.stop()
 

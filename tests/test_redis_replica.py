@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from polling import wait_until
 from redis_support import (
     delete_prefix,
     free_port,
@@ -16,7 +17,6 @@ from redis_support import (
     private_redis,
     redis_settings,
     unique_prefix,
-    wait_until,
 )
 
 from features.redis_keys import GLOBAL_SHARD, RedisKeys

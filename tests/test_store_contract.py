@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis_support
-from redis_support import delete_prefix, make_store, redis_settings, unique_prefix, wait_until
+from polling import wait_until
+from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
 
 from features.pod_state import PodState
 from features.redis_store import connect

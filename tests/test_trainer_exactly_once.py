@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from polling import wait_until
 from redis_support import (
     delete_prefix,
     group_drained,
@@ -16,7 +17,6 @@ from redis_support import (
     shard_samples,
     start_trainer,
     unique_prefix,
-    wait_until,
 )
 
 from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from redis_support import SHARED_REDIS_URL, delete_prefix, make_store, redis_settings
+from polling import wait_until
+from redis_support import (
+    SHARED_REDIS_URL,
+    delete_prefix,
+    make_store,
+    redis_settings,
+    unique_prefix,
+)
 
 from models.keys import ModelKey, Target
 from predictor.mlflow_store import registered_model_name
@@ -21,7 +26,7 @@ from trainer.loop import Trainer
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    name = f"lo-test-track-{uuid.uuid4().hex[:8]}"
+    name = unique_prefix()
     yield name
     delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), name)
 
@@ -40,20 +45,14 @@ def test_trainer_registers_versions_and_logs_metrics(tmp_path: Path, prefix: str
     trainer = Trainer(settings, client)
     thread = threading.Thread(target=trainer.run, args=(stop,))
     thread.start()
-    store = None
-    deadline = time.monotonic() + 90
     key = ModelKey("H100", Target.TTFT)
     try:
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-            if counter(trainer, "logged", kind="version") >= 1:
-                store = open_store(settings)
-                if store.is_registered(key):
-                    break
+        assert wait_until(lambda: counter(trainer, "logged", kind="version") >= 1, 90, 0.2)
     finally:
         stop.set()
         thread.join(timeout=90)
-    assert store is not None and store.is_registered(key)
+    store = open_store(settings)
+    assert store.is_registered(key)
     assert store.champion_version(key) == 1
     assert store.client.get_registered_model(registered_model_name(key)) is not None
     assert counter(trainer, "errors") == 0
