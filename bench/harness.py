@@ -6,7 +6,9 @@ served by the same process and called by the same client, alternately, in the sa
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +38,29 @@ def time_calls(call: Callable[[], object], repeat: int, warmup: int = 50) -> lis
     return durations
 
 
-def _free_port() -> int:
+@contextmanager
+def running_process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+    """A server subprocess, from the moment ``ready_url`` answers 200 until it is stopped."""
+    process = subprocess.Popen(argv, env={**os.environ, **env})
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(ready_url):
+            assert process.poll() is None and time.monotonic() < deadline, f"{argv} not up"
+            time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -50,7 +74,7 @@ def serving(app: FastAPI) -> Iterator[httpx.Client]:
     async def trivial() -> Response:
         return Response(b'{"ok":true}', media_type="application/json")
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -67,20 +91,36 @@ def serving(app: FastAPI) -> Iterator[httpx.Client]:
         thread.join(timeout=30)
 
 
+def alternating(
+    calls: dict[str, Callable[[], object]], repeat: int, warmup: int = 200
+) -> dict[str, list[float]]:
+    """Durations of each named call, the calls taking turns so noise hits all alike."""
+    timings: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(repeat + warmup):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                timings[name].append(elapsed)
+    return timings
+
+
 def paired_http(
     client: httpx.Client, path: str, body: object, calls: int, warmup: int = 200
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """((p50, p99) of ``path``, (p50, p99) of the trivial endpoint), called alternately."""
-    timings: dict[str, list[float]] = {path: [], "/bench/trivial": []}
-    for i in range(calls + warmup):
-        for target, sink in timings.items():
-            start = time.perf_counter()
+
+    def post(target: str) -> Callable[[], object]:
+        def call() -> object:
             response = client.post(target, json=body)
-            elapsed = time.perf_counter() - start
             assert response.status_code == 200, response.text
-            if i >= warmup:
-                sink.append(elapsed)
-    return percentiles_ms(timings[path]), percentiles_ms(timings["/bench/trivial"])
+            return response
+
+        return call
+
+    timings = alternating({path: post(path), "trivial": post("/bench/trivial")}, calls, warmup)
+    return percentiles_ms(timings[path]), percentiles_ms(timings["trivial"])
 
 
 def ratio_line(name: str, measured: tuple[float, float], baseline: tuple[float, float]) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from latency_oracle.settings import Settings, check_model_version
+from sim.cli import add_sim_engine_command
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -34,6 +35,15 @@ def _train(_: argparse.Namespace) -> None:
     settings = Settings()
     _configure_logging(settings)
     run_until_signalled(settings)
+
+
+def _sidecar(args: argparse.Namespace) -> None:
+    from sidecar.app import serve_sidecar
+
+    flags = {"engine_url": args.engine_url, "sidecar_host": args.host, "sidecar_port": args.port}
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    _configure_logging(settings)
+    serve_sidecar(settings)
 
 
 def _review(args: argparse.Namespace) -> None:
@@ -84,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--ui", action="store_true", help="open the MLflow UI on the same store")
     review.add_argument("--port", type=int, default=5000, help="port of the MLflow UI")
     review.set_defaults(handler=_review)
+    sidecar = commands.add_parser(
+        "sidecar", help="run the measuring proxy and metrics scraper beside an engine"
+    )
+    sidecar.add_argument("--engine-url", help="engine base URL (LATENCY_ORACLE_ENGINE_URL)")
+    sidecar.add_argument("--host", help="listen address (LATENCY_ORACLE_SIDECAR_HOST)")
+    sidecar.add_argument("--port", type=int, help="listen port (LATENCY_ORACLE_SIDECAR_PORT)")
+    sidecar.set_defaults(handler=_sidecar)
+    add_sim_engine_command(commands)
     return parser
 
 

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
         pattern=r"^(/[A-Za-z0-9._-]+)*$",
         description="Path prefix of the llm-d compatible endpoints ('' serves them at the root).",
     )
+    shared_data_dir: Path | None = Field(
+        None,
+        description="Reference measurements (GPU profiles, traces) the simulated engine "
+        "reads; unset: <repo>/../shared/data.",
+    )
 
     redis_url: str | None = Field(
         None,
@@ -206,6 +211,20 @@ class Settings(BaseSettings):
     model_sync_interval_s: float = Field(
         0.25, gt=0, description="Seconds between a predictor's checks for new model snapshots."
     )
+    ui_sample_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between the /ui page's samples of coverage and loss."
+    )
+    ui_history_s: float = Field(
+        3_600.0, gt=0, description="Seconds of coverage and loss history /ui keeps and charts."
+    )
+    ui_recent_items: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Recent requests per model key (predicted vs actual) and route "
+        "decisions /ui keeps.",
+    )
+    ui_refresh_s: int = Field(10, ge=1, description="Seconds between /ui's automatic reloads.")
 
     engine_url: str = Field(
         "http://127.0.0.1:8000",

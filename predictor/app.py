@@ -32,8 +32,10 @@ from predictor.json_body import JsonBody, publish_body_schemas
 from predictor.llmd_routes import llmd_router
 from predictor.metrics import ServiceMetrics, quantile_label
 from predictor.model_version_routes import model_version_router
+from predictor.pod_routes import pod_router
 from predictor.routing_routes import routing_router
 from predictor.service import OracleService
+from predictor.ui import ui_router
 
 
 def create_app(settings: Settings | None = None, service: OracleService | None = None) -> FastAPI:
@@ -134,7 +136,9 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(routing_router(service))
+    app.include_router(pod_router(service))
     app.include_router(model_version_router(service))
+    app.include_router(ui_router(service))
     app.include_router(llmd_router(service), prefix=settings.llmd_prefix)
     return app
 

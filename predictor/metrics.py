@@ -64,6 +64,12 @@ class ServiceMetrics:
             ["accelerator", "target", "kind"],
             registry=self.registry,
         )
+        self.route_decisions = Counter(
+            f"{PREFIX}_route_decisions",
+            "Routing decisions by outcome: place, shed or queue.",
+            ["decision"],
+            registry=self.registry,
+        )
         self.learn_cycle_errors = Counter(
             f"{PREFIX}_learn_cycle_errors",
             "Learning cycles that failed outside any learner.",

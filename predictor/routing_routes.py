@@ -39,8 +39,10 @@ def routing_router(service: OracleService) -> APIRouter:
             )
         try:
             pods = body.pods if body.pods is not None else _live_candidates(service, body.model)
-            decision = router.route(body, pods).to_json()
-            return Response(to_json(decision), media_type="application/json")
+            decision = router.route(body, pods)
+            service.metrics.route_decisions.labels(decision.decision).inc()
+            service.activity.record_route(decision)
+            return Response(to_json(decision.to_json()), media_type="application/json")
         except NoCandidates as exc:
             return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
         except RedisError as exc:

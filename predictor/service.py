@@ -22,6 +22,7 @@ from latency_oracle.settings import Settings
 from models.config import ModelConfig
 from models.registry import ModelRegistry, PredictionBatch
 from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, write_atomically
+from predictor.activity import Activity
 from predictor.metrics import ServiceMetrics
 from predictor.model_versions import apply_pinned_versions
 from predictor.tracking import ModelTracker
@@ -67,6 +68,7 @@ class OracleService:
         self.metrics = ServiceMetrics()
         self.metrics.watch(self.models, self.store.pending)
         self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
+        self.activity = Activity(settings)
         self.version_problems: list[str] = []
         if self.replica is not None:
             self.replica.expose(self.metrics.registry)
@@ -80,6 +82,7 @@ class OracleService:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        self.activity.start(self.models)
         if self.replica is not None:  # trainers learn; this replica syncs their models
             self.replica.start()
             return
@@ -91,6 +94,7 @@ class OracleService:
         self._thread.start()
 
     def stop(self) -> None:
+        self.activity.stop()
         if self.replica is not None:
             self.replica.stop()
             return
@@ -132,6 +136,7 @@ class OracleService:
             return 0
         report = self.models.learn(batch)
         self.metrics.record_learning(report)
+        self.activity.record_learning(batch, self.models, report)
         self.tracker.submit(report, self.models)
         for failure in report.failures:
             log.error(

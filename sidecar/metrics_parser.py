@@ -34,7 +34,10 @@ _AVERAGED: dict[str, tuple[str, ...]] = {
     "prefix_cache_hit_rate": ("vllm:gpu_prefix_cache_hit_rate", "sglang:cache_hit_rate"),
 }
 _FIELD_BY_NAME = {
-    name: field for table in (_SUMMED, _AVERAGED) for field, names in table.items() for name in names
+    name: field
+    for table in (_SUMMED, _AVERAGED)
+    for field, names in table.items()
+    for name in names
 }
 
 

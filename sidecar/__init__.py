@@ -1,0 +1,1 @@
+"""The sidecar in every engine pod: scrapes engine load, measures requests, reports both."""

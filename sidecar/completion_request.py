@@ -1,0 +1,59 @@
+"""What the proxy needs to know about a completion request before it goes upstream.
+
+TPOT needs the output token count, which a stream only reports when the client asked
+for ``stream_options.include_usage``. When it did not, the proxy asks on its behalf and
+remembers to remove the extra chunk on the way back. Requests the proxy cannot read (not
+a JSON object, odd ``stream_options``) go upstream untouched and are not measured: the
+engine's answer to them is the client's business.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from features.schema import MAX_TOKENS
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    streamed: bool
+    single_choice: bool
+    strip_usage_chunk: bool
+    max_tokens: int
+    upstream_body: bytes
+
+
+def read_completion_request(body: bytes) -> CompletionRequest | None:
+    """The request's measuring plan, or None when it should pass through unmeasured."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    streamed = request.get("stream") is True
+    options = request.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return None
+    strip = streamed and (options or {}).get("include_usage") is not True
+    upstream = body
+    if strip:
+        request["stream_options"] = {**(options or {}), "include_usage": True}
+        upstream = json.dumps(request, separators=(",", ":")).encode()
+    return CompletionRequest(
+        streamed=streamed,
+        single_choice=request.get("n") in (1, None) and request.get("best_of") in (1, None),
+        strip_usage_chunk=strip,
+        max_tokens=_max_tokens(request),
+        upstream_body=upstream,
+    )
+
+
+def _max_tokens(request: dict[str, Any]) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = request.get(name)
+        if type(value) is int and 0 <= value <= MAX_TOKENS:
+            return value
+    return 0

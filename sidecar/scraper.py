@@ -1,0 +1,85 @@
+"""Keeps the engine's current load in memory for the proxy and publishes it as pod state.
+
+Each request is observed together with the state the engine was in when it arrived, which
+is the latest scrape. A scrape older than a few intervals describes an engine that is
+gone or hung, so the proxy gets no state then (and writes no sample with a made-up load),
+and the pod state stops being refreshed, letting it expire from routers' candidate lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from features.pod_state import PodState
+from features.schema import PodIdentity, ServerState
+from sidecar.delivery import PodStatePublisher
+from sidecar.metrics import SidecarMetrics
+from sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 2.0
+STALE_AFTER_INTERVALS = 10
+
+
+class EngineScraper:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        identity: PodIdentity,
+        interval_s: float,
+        publisher: PodStatePublisher,
+        metrics: SidecarMetrics,
+    ) -> None:
+        self.client = client
+        self.identity = identity
+        self.interval_s = interval_s
+        self.publisher = publisher
+        self.metrics = metrics
+        self.prefix_hit_rate = PrefixHitRate()
+        self._latest: ServerState | None = None
+        self._scraped_at = -float("inf")
+        metrics.scrape_age.set_function(lambda: time.monotonic() - self._scraped_at)
+
+    def state_now(self) -> ServerState | None:
+        """The latest scrape, or None when there is no recent one to trust."""
+        if time.monotonic() - self._scraped_at > STALE_AFTER_INTERVALS * self.interval_s:
+            return None
+        return self._latest
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.scrape_once()
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def scrape_once(self) -> bool:
+        try:
+            if not self.identity.model:
+                await self._resolve_model()
+            response = await self.client.get("/metrics", timeout=SCRAPE_TIMEOUT_S)
+            response.raise_for_status()
+            sample = parse_engine_metrics(response.text)
+        except (httpx.HTTPError, ValueError) as exc:
+            self.metrics.scrape_errors.inc()
+            log.debug("engine scrape failed: %r", exc)
+            return False
+        state = sample.server_state()
+        self._latest, self._scraped_at = state, time.monotonic()
+        hit_rate = self.prefix_hit_rate.update(sample)
+        if hit_rate is not None:
+            self.metrics.prefix_cache_hit_rate.set(hit_rate)
+        self.publisher.offer(PodState(**self.identity.model_dump(), **state.model_dump()))
+        return True
+
+    async def _resolve_model(self) -> None:
+        """The served model's name, asked once the engine is up (it may start after us)."""
+        response = await self.client.get("/v1/models", timeout=SCRAPE_TIMEOUT_S)
+        response.raise_for_status()
+        models = response.json().get("data") or []
+        if models and isinstance(models[0].get("id"), str):
+            self.identity = self.identity.model_copy(update={"model": models[0]["id"]})

@@ -1,0 +1,57 @@
+"""``latency-oracle sim-engine``: the simulated engine as a server (tests, demo, sidecar dev).
+
+Kept out of ``latency_oracle/cli.py`` so that file stays a list of commands; heavy imports
+happen only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from latency_oracle.settings import Settings
+    from sim.engine import Engine, EngineConfig
+    from sim.gpu_profiles import canonical_model, shared_data_dir
+    from sim.server import create_sim_app
+
+    settings = Settings()
+    config = EngineConfig(max_num_batched_tokens=args.max_num_batched_tokens)
+    engine = Engine.create(
+        args.accelerator,
+        args.model,
+        tp=args.tp,
+        seed=args.seed,
+        config=config,
+        data_dir=shared_data_dir(settings),
+    )
+    name = args.served_model_name or canonical_model(args.model)
+    uvicorn.run(
+        create_sim_app(engine, name, speed=args.speed),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def add_sim_engine_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``sim-engine`` on the CLI's subcommands."""
+    sim = commands.add_parser(
+        "sim-engine",
+        help="run a simulated vLLM-like engine (OpenAI API + /metrics) on measured GPU timings",
+    )
+    sim.add_argument("--accelerator", default="H100", help="H100, A100, A40 (measured), L4...")
+    sim.add_argument("--model", default="Llama-2-7b-hf", help="Llama-2-7b-hf or Llama-2-70b-hf")
+    sim.add_argument("--tp", type=int, default=1, choices=(1, 2, 4, 8), help="tensor parallel")
+    sim.add_argument("--served-model-name", help="model name in the API (default: --model)")
+    sim.add_argument("--host", default="127.0.0.1", help="listen address")
+    sim.add_argument("--port", type=int, default=8000, help="listen port")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the step-time jitter")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument(
+        "--max-num-batched-tokens", type=int, default=2048, help="token budget of one step"
+    )
+    sim.set_defaults(handler=_run)

@@ -1,0 +1,219 @@
+"""The simulated engine as an OpenAI-compatible HTTP server with vLLM's ``/metrics``.
+
+A thin shell: requests are tokenized deterministically (``sim/openai_text.py``), queued in
+the simulated engine, and answered token by token as ``sim/engine_driver.py`` releases
+them in real time. Responses follow vLLM's wire format (SSE chunks, a usage chunk when
+``stream_options.include_usage`` is set, ``data: [DONE]``). A response is a pure function
+of the prompt, ``max_tokens`` and model (its id and text are derived from them, and
+``created`` is the server's start time), so two identical calls return identical bytes:
+a proxy can be checked byte for byte against a direct call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.schema import MAX_TOKENS
+from sim.engine import Engine
+from sim.engine_driver import EngineDriver, TokenEvent
+from sim.engine_metrics import EngineMetrics
+from sim.openai_text import block_hashes, chat_tokens, fingerprint, generated_token, text_tokens
+
+DEFAULT_MAX_TOKENS = 16
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _GenerationBody(BaseModel):
+    """Fields both endpoints honour; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class CompletionBody(_GenerationBody):
+    prompt: str | list[int] = Field(description="Text, or token ids (one token each).")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str = Field(min_length=1, max_length=64)
+    content: str
+
+
+class ChatBody(_GenerationBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _error(status: int, message: str, param: str | None) -> Response:
+    body = {"object": "error", "message": message, "type": "BadRequestError", "param": param}
+    return Response(_json({**body, "code": status}), status, media_type="application/json")
+
+
+class _Generation:
+    """One request's wire format: completion or chat, streamed or not."""
+
+    def __init__(self, chat: bool, digest: str, created: int, model: str, body: Any) -> None:
+        self.chat = chat
+        self.digest = digest
+        self.head = {
+            "id": ("chatcmpl-" if chat else "cmpl-") + digest,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": created,
+            "model": model,
+        }
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(self, index: int, last: bool) -> bytes:
+        text = generated_token(self.digest, index)
+        finish = "length" if last else None
+        if self.chat:
+            choice = {"index": 0, "delta": {"content": text}, "logprobs": None}
+            choice["finish_reason"] = finish
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            choice["stop_reason"] = None
+        return b"data: " + _json({**self.head, "choices": [choice]}) + b"\n\n"
+
+    def role_chunk(self) -> bytes:
+        delta = {"role": "assistant", "content": ""}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return b"data: " + _json({**self.head, "choices": [choice]}) + b"\n\n"
+
+    def usage_chunk(self, usage: dict[str, int]) -> bytes:
+        return b"data: " + _json({**self.head, "choices": [], "usage": usage}) + b"\n\n"
+
+    def full(self, tokens: int, usage: dict[str, int]) -> bytes:
+        text = "".join(generated_token(self.digest, i) for i in range(tokens))
+        if self.chat:
+            message = {"role": "assistant", "content": text}
+            choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None}
+            choice["finish_reason"] = "length"
+            head = {**self.head, "object": "chat.completion"}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
+            choice["stop_reason"] = None
+            head = self.head
+        return _json({**head, "choices": [choice], "usage": usage})
+
+
+def create_sim_app(engine: Engine, model_name: str, speed: float = 1.0) -> FastAPI:
+    """The HTTP engine around ``engine``, released in real time scaled by ``speed``."""
+    driver = EngineDriver(engine, speed)
+    metrics = EngineMetrics(engine, model_name)
+    driver.finished_listeners.append(metrics.record)
+    created = int(time.time())
+    block = engine.config.block_size
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        driver.start()
+        yield
+        await driver.stop()
+
+    app = FastAPI(title="Latency Oracle simulated engine", lifespan=lifespan)
+    app.state.driver = driver
+
+    async def generate(
+        chat: bool, body: _GenerationBody, tokens: list[str], max_tokens: int | None
+    ) -> Response:
+        if body.model is not None and body.model != model_name:
+            return _error(404, f"The model `{body.model}` does not exist.", "model")
+        if not tokens:
+            return _error(400, "the prompt has no tokens", "messages" if chat else "prompt")
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+        digest = fingerprint([model_name, tokens, max_tokens, chat])
+        try:
+            request_id, queue = driver.submit(len(tokens), max_tokens, block_hashes(tokens, block))
+        except ValueError as exc:
+            return _error(400, str(exc), "max_tokens")
+        wire = _Generation(chat, digest, created, model_name, body)
+        usage = {
+            "prompt_tokens": len(tokens),
+            "completion_tokens": max_tokens,
+            "total_tokens": len(tokens) + max_tokens,
+        }
+        if body.stream:
+            stream = _stream(wire, queue, max_tokens, usage, lambda: driver.abort(request_id))
+            return StreamingResponse(stream, media_type="text/event-stream")
+        try:
+            while (await queue.get()).finished is None:
+                pass
+        finally:
+            driver.abort(request_id)
+        return Response(wire.full(max_tokens, usage), media_type="application/json")
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody) -> Response:
+        prompt = body.prompt
+        tokens = text_tokens(prompt) if isinstance(prompt, str) else [str(t) for t in prompt]
+        return await generate(False, body, tokens, body.max_tokens)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatBody) -> Response:
+        tokens = chat_tokens([(m.role, m.content) for m in body.messages])
+        return await generate(True, body, tokens, body.max_completion_tokens or body.max_tokens)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": model_name, "object": "model", "created": created, "owned_by": "sim"}
+        card["max_model_len"] = engine.max_sequence_tokens
+        return {"object": "list", "data": [card]}
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _stream(
+    wire: _Generation,
+    queue: asyncio.Queue[TokenEvent],
+    max_tokens: int,
+    usage: dict[str, int],
+    abort: Callable[[], None],
+) -> AsyncIterator[bytes]:
+    """SSE chunks as tokens are released; an early exit (client gone) aborts the request."""
+    sent = 0
+    try:
+        while sent < max_tokens:
+            event = await queue.get()
+            if event.finished is not None:
+                break
+            if wire.chat and sent == 0:
+                yield wire.role_chunk()
+            sent += 1
+            yield wire.chunk(sent - 1, sent == max_tokens)
+        if wire.include_usage:
+            yield wire.usage_chunk(usage)
+        yield DONE
+    finally:
+        abort()

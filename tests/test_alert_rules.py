@@ -1,0 +1,57 @@
+"""The Prometheus alert rules, checked and unit-tested by Prometheus's own ``promtool``.
+
+``deploy/prometheus/alerts_test.yaml`` feeds synthetic series through the rules and says
+which alerts must fire when (and which must not); a metric name the rules or dashboard
+use must also be one the service exports, or an alert would silently never fire.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "deploy" / "prometheus"
+PROMTOOL = shutil.which("promtool")
+SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool (Debian package prometheus) not installed"
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PROMTOOL), *args], capture_output=True, text=True, cwd=RULES, timeout=60
+    )
+
+
+@needs_promtool
+def test_rules_pass_promtool_check() -> None:
+    checked = promtool("check", "rules", "alerts.yaml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+
+
+@needs_promtool
+def test_alerts_fire_when_and_only_when_expected() -> None:
+    tested = promtool("test", "rules", "alerts_test.yaml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_rules_and_dashboard_use_only_metrics_the_service_exports() -> None:
+    exported = {
+        f"latency_oracle_{name}"
+        for source in (ROOT / "predictor").rglob("*.py")
+        for name in re.findall(r'f"\{PREFIX\}_(\w+)"', source.read_text())
+    }
+    used: set[str] = set()
+    for path in (RULES / "alerts.yaml", ROOT / "deploy" / "grafana" / "latency-oracle.json"):
+        used |= set(re.findall(r"\blatency_oracle_\w+", path.read_text()))
+    assert used, "no metric found in the rules or the dashboard"
+    base = {next((n[: -len(s)] for s in SUFFIXES if n.endswith(s)), n) for n in used}
+    assert base <= exported, f"not exported: {sorted(base - exported)}"

@@ -1,0 +1,264 @@
+"""End to end: simulated engine + sidecar proxy + real Redis, driven by a streaming client.
+
+The client measures TTFT and TPOT itself and compares them with the observations the
+sidecar wrote, and every proxied response byte for byte with a direct call to the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis_support import SHARED_REDIS_URL, delete_prefix, free_port, unique_prefix, wait_until
+
+from features.redis_keys import GLOBAL_SHARD, RedisKeys
+from features.redis_store import connect
+from features.schema import Observation
+
+pytestmark = pytest.mark.slow
+
+REQUESTS = 200
+# Streamed completions before the measured ones: the first requests through fresh
+# processes pay one-off costs (connection set-up, code paths warming) on both sides.
+WARMUP = 8
+CONCURRENCY = 16
+MAX_TOKENS = 6
+# Requests arrive spaced out (as a real client's would, not in one burst) a little faster
+# than the engine prefills them, behind a backlog: TTFTs of 100+ ms, far above the proxy
+# hops' few ms on a busy 2-core machine.
+PROMPT_TOKENS = 1500
+SPACING_S = 0.01
+POD = "sim-pod-0"
+
+
+@dataclass
+class Stack:
+    engine_url: str
+    sidecar_url: str
+    engine: subprocess.Popen[bytes]
+    prefix: str
+
+    def observations(self) -> list[Observation]:
+        client = connect(SHARED_REDIS_URL, 2.0)
+        entries = client.xrange(RedisKeys(self.prefix).stream(GLOBAL_SHARD))
+        return [Observation.model_validate_json(fields[b"o"]) for _, fields in entries]
+
+    def sidecar_counter(self, name: str, **labels: str) -> float:
+        text = httpx.get(f"{self.sidecar_url}/sidecar/metrics").text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == f"latency_oracle_sidecar_{name}_total" and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return sample.value
+        return 0.0
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def _process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "latency_oracle.cli", *argv], env={**os.environ, **env}
+    )
+    try:
+        assert wait_until(lambda: _up(ready_url) or process.poll() is not None, 60)
+        assert process.poll() is None, f"{argv[0]} exited with {process.returncode}"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def _stack() -> Iterator[Stack]:
+    engine_port, sidecar_port = free_port(), free_port()
+    engine_url = f"http://127.0.0.1:{engine_port}"
+    sidecar_url = f"http://127.0.0.1:{sidecar_port}"
+    prefix = unique_prefix()
+    quiet = {"LATENCY_ORACLE_LOG_LEVEL": "warning"}
+    sidecar_env = {
+        **quiet,
+        "LATENCY_ORACLE_REDIS_URL": SHARED_REDIS_URL,
+        "LATENCY_ORACLE_REDIS_KEY_PREFIX": prefix,
+        "LATENCY_ORACLE_ACCELERATOR": "NVIDIA H100 80GB HBM3",
+        "LATENCY_ORACLE_POD_NAME": POD,
+        "LATENCY_ORACLE_SCRAPE_INTERVAL_S": "0.05",
+    }
+    engine_argv = ["sim-engine", "--accelerator", "H100", "--port", str(engine_port)]
+    sidecar_argv = ["sidecar", "--engine-url", engine_url, "--port", str(sidecar_port)]
+    try:
+        with (
+            _process(engine_argv, quiet, f"{engine_url}/health") as engine,
+            _process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/healthz"),
+        ):
+            yield Stack(engine_url, sidecar_url, engine, prefix)
+    finally:
+        delete_prefix(connect(SHARED_REDIS_URL, 2.0), prefix)
+
+
+@dataclass
+class ClientView:
+    """What the client received and measured, independently of the sidecar's parsing."""
+
+    body: bytes
+    ttft_ms: float
+    tpot_ms: float
+    tokens: int
+
+
+def _request(i: int) -> tuple[str, dict[str, object]]:
+    """Request i: completions or chat, with or without usage; a unique prompt length."""
+    words = [f"q{i:03d}", *(f"w{j % 97}" for j in range(PROMPT_TOKENS + 3 * i))]
+    body: dict[str, object] = {"max_tokens": MAX_TOKENS, "stream": True}
+    if i % 4 >= 2:
+        body["stream_options"] = {"include_usage": True}
+    if i % 2 == 0:
+        return "/v1/completions", {**body, "prompt": " ".join(words)}
+    return "/v1/chat/completions", {
+        **body,
+        "messages": [{"role": "user", "content": " ".join(words)}],
+    }
+
+
+def _warmup_request(i: int) -> tuple[str, dict[str, object]]:
+    """Like request i, but short prompts: their token counts never collide with theirs."""
+    path, body = _request(i)
+    words = " ".join(f"u{i}" for _ in range(50 + i))
+    if "prompt" in body:
+        return path, {**body, "prompt": words}
+    return path, {**body, "messages": [{"role": "user", "content": words}]}
+
+
+def _has_text(event: bytes) -> bool:
+    if not event.startswith(b"data: {"):
+        return False
+    choices = json.loads(event[6:]).get("choices") or [{}]
+    return bool(choices[0].get("text") or (choices[0].get("delta") or {}).get("content"))
+
+
+async def _call(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> ClientView:
+    started = time.perf_counter()
+    stamps: list[float] = []
+    received, pending = [], b""
+    async with client.stream("POST", url, json=body) as response:
+        assert response.status_code == 200
+        async for chunk in response.aiter_raw():
+            now = time.perf_counter()
+            received.append(chunk)
+            pending += chunk
+            while b"\n\n" in pending:
+                event, pending = pending.split(b"\n\n", 1)
+                if _has_text(event):
+                    stamps.append(now)
+    tokens = len(stamps)
+    return ClientView(
+        b"".join(received),
+        (stamps[0] - started) * 1e3,
+        (stamps[-1] - stamps[0]) * 1e3 / (tokens - 1),
+        tokens,
+    )
+
+
+async def _call_all(base_url: str, concurrency: int) -> list[ClientView]:
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        # Unmeasured warm-up: opening the connections is a one-off cost, not a request's.
+        warm = await asyncio.gather(*(client.get("/v1/models") for _ in range(concurrency)))
+        assert all(r.status_code == 200 for r in warm)
+        for path, body in map(_warmup_request, range(WARMUP)):
+            await _call(client, path, body)
+        backlog = {"prompt": "x " * 4000, "max_tokens": 1}  # unstreamed: never observed
+        backlogs = [asyncio.create_task(client.post("/v1/completions", json=backlog))]
+
+        async def one(i: int) -> ClientView:
+            path, body = _request(i)
+            await asyncio.sleep(i * SPACING_S)
+            async with gate:
+                return await _call(client, path, body)
+
+        views = await asyncio.gather(*(one(i) for i in range(REQUESTS)))
+        assert [r.status_code for r in await asyncio.gather(*backlogs)] == [200]
+        return views
+
+
+def _input_tokens(i: int) -> int:
+    """The engine's prompt token count of request i (chat adds one role marker)."""
+    return PROMPT_TOKENS + 1 + 3 * i + (i % 2)
+
+
+def test_streamed_requests_are_observed_as_the_client_measured_them() -> None:
+    with _stack() as stack:
+        proxied = asyncio.run(_call_all(stack.sidecar_url, CONCURRENCY))
+        measured = {_input_tokens(i) for i in range(REQUESTS)}
+        assert wait_until(lambda: measured <= {o.input_tokens for o in stack.observations()}, 15)
+        observations = {o.input_tokens: o for o in stack.observations()}
+        direct = asyncio.run(_call_all(stack.engine_url, 2 * CONCURRENCY))
+        written = stack.sidecar_counter("observations", outcome="written")
+        stored = len(stack.observations())
+
+    # Warm-ups sent before the first scrape have no server state and are not observed.
+    assert stored == written >= REQUESTS
+    for i, (seen, baseline) in enumerate(zip(proxied, direct, strict=True)):
+        assert seen.body == baseline.body, f"request {i}: proxied bytes differ from direct"
+        assert seen.tokens == MAX_TOKENS
+        obs = observations[_input_tokens(i)]
+        assert (obs.pod, obs.accelerator, obs.role, obs.model) == (POD, "H100", "both", obs.model)
+        assert (obs.output_tokens, obs.max_tokens) == (MAX_TOKENS, MAX_TOKENS)
+        assert obs.ttft_ms == pytest.approx(seen.ttft_ms, rel=0.05), f"request {i} TTFT"
+        assert obs.tpot_ms == pytest.approx(seen.tpot_ms, rel=0.05), f"request {i} TPOT"
+        assert obs.running_requests + obs.waiting_requests <= CONCURRENCY
+    assert observations[_input_tokens(0)].model  # asked from the engine's /v1/models
+    loads = [o.running_requests + o.waiting_requests for o in observations.values()]
+    assert max(loads) >= CONCURRENCY // 2  # the state at arrival saw the concurrent load
+    assert max(o.kv_cache_usage for o in observations.values()) > 0
+
+
+def test_engine_killed_mid_stream_reaches_the_client_and_writes_nothing() -> None:
+    with _stack() as stack:
+        path, body = _request(0)
+        asyncio.run(_call_all_one(stack.sidecar_url, path, body))
+        assert wait_until(lambda: len(stack.observations()) == 1, 10)
+
+        long_body = {**body, "max_tokens": 5_000}
+        tokens = 0
+        with (
+            httpx.Client(base_url=stack.sidecar_url, timeout=30) as client,
+            pytest.raises(httpx.RemoteProtocolError),
+            client.stream("POST", path, json=long_body) as response,
+        ):
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                tokens += _has_text(line.encode())
+                if tokens == 3:
+                    stack.engine.send_signal(signal.SIGKILL)
+
+        assert tokens >= 3
+        assert wait_until(
+            lambda: stack.sidecar_counter("requests", kind="streamed", outcome="failed") == 1, 10
+        )
+        assert stack.sidecar_counter("observations", outcome="written") == 1
+        assert len(stack.observations()) == 1
+
+
+async def _call_all_one(base_url: str, path: str, body: dict[str, object]) -> ClientView:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        return await _call(client, path, body)
