@@ -21,21 +21,19 @@ from latency_oracle.settings import Settings
 from sidecar.accelerator import pod_identity
 from sidecar.delivery import ObservationWriter, PodStatePublisher
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy import MeasuringProxy
+from sidecar.proxy import CONNECT_TIMEOUT_S, MeasuringProxy
 from sidecar.scraper import EngineScraper
 from sidecar.sink import ObservationSink, sink_from_settings
 
 DRAIN_TIMEOUT_S = 5.0
-CONNECT_TIMEOUT_S = 5.0
 
 
 def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> Starlette:
     metrics = SidecarMetrics()
     sink = sink or sink_from_settings(settings)
-    engine = httpx.AsyncClient(
+    engine = httpx.AsyncClient(  # for scrapes; the proxy has its own pool
         base_url=settings.engine_url,
         timeout=httpx.Timeout(settings.engine_timeout_s, connect=CONNECT_TIMEOUT_S),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
         trust_env=False,
     )
     writer = ObservationWriter(sink, settings.sidecar_queue_size, metrics)
@@ -43,10 +41,11 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
     scraper = EngineScraper(
         engine, pod_identity(settings), settings.scrape_interval_s, publisher, metrics
     )
-    proxy = MeasuringProxy(engine, settings.engine_url, scraper, writer, metrics)
+    proxy = MeasuringProxy(settings.engine_url, settings.engine_timeout_s, scraper, writer, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await proxy.start()
         tasks = [asyncio.create_task(t.run()) for t in (writer, publisher, scraper)]
         try:
             yield
@@ -56,6 +55,7 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await proxy.aclose()
             await engine.aclose()
             await sink.aclose()
 

@@ -6,6 +6,10 @@ only for a stream that finished normally with a 2xx status, usage and the engine
 at arrival known: an engine error, a broken or timed-out stream, or a client that hung up
 ends with no observation at all, because a truncated request's timings would teach the
 models latencies that never happened. The write itself is queued, never awaited here.
+
+The upstream client is aiohttp, not httpx: on this path it costs ~0.7 ms less per
+streamed completion at p50 and ~1.2 ms less at p99 (bench/proxy_overhead.py), and the
+proxy's whole budget is 1 ms.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from features.schema import Observation, ServerState
@@ -29,6 +33,8 @@ from sidecar.scraper import EngineScraper
 from sidecar.sse import StreamMeter
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,7 +56,7 @@ _HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Recomputed by httpx for the (possibly rewritten) body and the engine's address.
+# Recomputed by the client for the (possibly rewritten) body and the engine's address.
 _NOT_FORWARDED_UP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
@@ -78,17 +84,34 @@ class MeasuringProxy:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         engine_url: str,
+        timeout_s: float,
         scraper: EngineScraper,
         writer: ObservationWriter,
         metrics: SidecarMetrics,
     ) -> None:
-        self.client = client
         self.engine_url = engine_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=timeout_s
+        )
         self.scraper = scraper
         self.writer = writer
         self.metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the upstream connection pool (inside the server's event loop)."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            timeout=self.timeout,
+            auto_decompress=False,  # bytes pass through exactly as the engine sent them
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
@@ -100,22 +123,28 @@ class MeasuringProxy:
         if scope["method"] == "POST" and scope["path"] in MEASURED_PATHS:
             plan = read_completion_request(body)
         exchange = _Exchange(arrived, state, plan)
-        request = httpx.Request(
-            scope["method"],
-            self._upstream_url(scope),
-            headers=[(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP],
-            content=plan.upstream_body if plan is not None else body,
-        )
+        assert self._session is not None, "MeasuringProxy.start() was not awaited"
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k not in _NOT_FORWARDED_UP
+        ]
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._session.request(
+                scope["method"],
+                self._upstream_url(scope),
+                headers=headers,
+                data=plan.upstream_body if plan is not None else body,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
             await _send_gateway_error(send, exc)
             self._count(exchange, "failed")
             return
         try:
             outcome = await _unless_disconnected(receive, self._relay(exchange, response, send))
         finally:
-            await response.aclose()
+            response.release()
         if outcome == "completed":
             outcome = self._finish(exchange)
         self._count(exchange, outcome)
@@ -125,33 +154,33 @@ class MeasuringProxy:
         query = scope.get("query_string") or b""
         return self.engine_url + (path + b"?" + query if query else path).decode("latin-1")
 
-    async def _relay(self, exchange: _Exchange, response: httpx.Response, send: Send) -> str:
+    async def _relay(
+        self, exchange: _Exchange, response: aiohttp.ClientResponse, send: Send
+    ) -> str:
         """Forward the response; 'completed', or 'failed' when the engine's stream broke."""
-        exchange.status = response.status_code
+        exchange.status = response.status
         plan = exchange.plan
-        ok = 200 <= response.status_code < 300
+        ok = 200 <= response.status < 300
         if ok and plan is not None and plan.streamed and "content-encoding" not in response.headers:
             exchange.meter = StreamMeter(plan.strip_usage_chunk)
         strip_length = exchange.meter is not None and plan is not None and plan.strip_usage_chunk
         headers = [
             (k, v)
-            for k, v in response.headers.raw
+            for k, v in response.raw_headers
             if k.lower() not in _HOP_BY_HOP
             and not (strip_length and k.lower() == b"content-length")
         ]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         collect = ok and plan is not None and not plan.streamed
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 out = exchange.meter.feed(chunk) if exchange.meter is not None else chunk
                 if collect:
                     exchange.body.append(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except httpx.HTTPError as exc:
-            log.warning("engine stream broke after %d: %r", response.status_code, exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("engine stream broke after %d: %r", response.status, exc)
             return "failed"  # returning unfinished makes the server drop the connection
         tail = exchange.meter.tail() if exchange.meter is not None else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -248,8 +277,8 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send_gateway_error(send: Send, exc: httpx.HTTPError) -> None:
-    status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+async def _send_gateway_error(send: Send, exc: Exception) -> None:
+    status = 504 if isinstance(exc, TimeoutError) else 502
     body = f'{{"error":{{"message":"engine unreachable: {type(exc).__name__}"}}}}'.encode()
     await send(
         {

@@ -57,6 +57,8 @@ class RedisSink:
                 stream_maxlen=settings.stream_maxlen,
                 id_ttl_s=settings.observation_id_ttl_s,
                 pod_ttl_s=settings.pod_ttl_s,
+                max_pods=settings.max_live_pods,
+                max_shards=settings.max_accelerators,
             )
         )
 
@@ -79,8 +81,9 @@ class RedisSink:
 class PredictorSink:
     """A predictor's ``/v1/observations`` and ``/v1/pods`` (the embedded default)."""
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
+        auth = {} if token is None else {"authorization": f"Bearer {token}"}
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, headers=auth)
 
     async def write(self, observations: Sequence[Observation]) -> None:
         body = b"[" + b",".join(o.model_dump_json().encode() for o in observations) + b"]"
@@ -110,7 +113,8 @@ def sink_from_settings(settings: Settings) -> ObservationSink:
     if settings.redis_url:
         return RedisSink.from_settings(settings)
     if settings.predictor_url:
-        return PredictorSink(settings.predictor_url, settings.redis_timeout_s)
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        return PredictorSink(settings.predictor_url, settings.redis_timeout_s, token)
     raise ValueError(
         "the sidecar needs LATENCY_ORACLE_REDIS_URL or LATENCY_ORACLE_PREDICTOR_URL "
         "to deliver its observations"
