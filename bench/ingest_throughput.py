@@ -84,6 +84,8 @@ def _redis_rate(
         "LATENCY_ORACLE_REDIS_KEY_PREFIX": prefix,
         "LATENCY_ORACLE_TRAINER_CHECKPOINT_INTERVAL_S": "0.5",
         "LATENCY_ORACLE_LOG_LEVEL": "warning",
+        # Ingest alone: MLflow logging is a separate worker with its own (bounded) cost.
+        "LATENCY_ORACLE_MLFLOW_ENABLED": "false",
     }
     processes = [
         subprocess.Popen(
