@@ -6,6 +6,10 @@ per raw field) and ``build_features`` turns columns into the model matrix, vecto
 Features are chosen so that a linear model on a log-latency target can already express
 the physics: prefill time grows with uncached prompt tokens plus queued prefill work over
 compute speed, decode time with decode tokens in flight over memory bandwidth.
+
+Only what is known when a request arrives is a feature. Output tokens generated are an
+outcome: an observation knows them, a routing request does not (it has ``max_tokens``),
+so using them would train on one value and predict on another.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_prefill_in_flight",
     "log_decode_in_flight",
     "log_queued_prefill_work",
-    "log_output_tokens",
     "log_max_tokens",
     "role_prefill",
     "role_decode",
@@ -44,6 +47,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_decode_memory_time",
 )
 N_FEATURES = len(FEATURE_NAMES)
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 # Physics every model must respect, whatever its training data: more queued work, load or
 # KV pressure never makes a request faster; more compute (TTFT) or bandwidth (TPOT) never
@@ -94,7 +98,6 @@ class RequestColumns:
     role: np.ndarray  # int8 codes, see ROLE_CODES
     input_tokens: np.ndarray
     cached_tokens: np.ndarray
-    output_tokens: np.ndarray
     max_tokens: np.ndarray
     running_requests: np.ndarray
     waiting_requests: np.ndarray
@@ -113,7 +116,6 @@ class RequestColumns:
                 (
                     r.input_tokens,
                     r.cached_tokens(),
-                    r.output_tokens,
                     r.max_tokens,
                     r.running_requests,
                     r.waiting_requests,
@@ -125,19 +127,18 @@ class RequestColumns:
                 for r in requests
             ],
             dtype=np.float64,
-        ).reshape(len(requests), 10)
+        ).reshape(len(requests), 9)
         return cls(
             accelerator=np.array([r.accelerator for r in requests], dtype=object),
-            role=raw[:, 9].astype(np.int8),
+            role=raw[:, 8].astype(np.int8),
             input_tokens=raw[:, 0],
             cached_tokens=raw[:, 1],
-            output_tokens=raw[:, 2],
-            max_tokens=raw[:, 3],
-            running_requests=raw[:, 4],
-            waiting_requests=raw[:, 5],
-            kv_cache_usage=raw[:, 6],
-            prefill_tokens_in_flight=raw[:, 7],
-            decode_tokens_in_flight=raw[:, 8],
+            max_tokens=raw[:, 2],
+            running_requests=raw[:, 3],
+            waiting_requests=raw[:, 4],
+            kv_cache_usage=raw[:, 5],
+            prefill_tokens_in_flight=raw[:, 6],
+            decode_tokens_in_flight=raw[:, 7],
         )
 
     def take(self, index: np.ndarray) -> RequestColumns:
@@ -167,26 +168,30 @@ def build_features(columns: RequestColumns) -> np.ndarray:
     hardware = hardware_matrix(columns.accelerator)
     log_tflops = np.log(hardware[:, 0])
     log_hbm = np.log(hardware[:, 1])
-    out[:, 0] = np.log1p(columns.input_tokens)
-    out[:, 1] = np.log1p(columns.cached_tokens)
-    out[:, 2] = np.log1p(uncached)
-    out[:, 3] = columns.cached_tokens / np.maximum(columns.input_tokens, 1.0)
-    out[:, 4] = columns.running_requests
-    out[:, 5] = columns.waiting_requests
-    out[:, 6] = np.log1p(columns.running_requests)
-    out[:, 7] = np.log1p(columns.waiting_requests)
-    out[:, 8] = columns.kv_cache_usage
-    out[:, 9] = np.log1p(columns.prefill_tokens_in_flight)
-    out[:, 10] = np.log1p(columns.decode_tokens_in_flight)
-    out[:, 11] = np.log1p(queued_work)
-    out[:, 12] = np.log1p(columns.output_tokens)
-    out[:, 13] = np.log1p(columns.max_tokens)
-    out[:, 14] = columns.role == ROLE_CODES[PodRole.PREFILL]
-    out[:, 15] = columns.role == ROLE_CODES[PodRole.DECODE]
-    out[:, 16] = log_tflops
-    out[:, 17] = log_hbm
-    out[:, 18] = np.log(hardware[:, 2])
-    out[:, 19] = hardware[:, 3]
-    out[:, 20] = out[:, 11] - log_tflops
-    out[:, 21] = np.log1p(columns.decode_tokens_in_flight + columns.running_requests) - log_hbm
+    column = _COLUMN
+    out[:, column["log_input_tokens"]] = np.log1p(columns.input_tokens)
+    out[:, column["log_cached_tokens"]] = np.log1p(columns.cached_tokens)
+    out[:, column["log_uncached_tokens"]] = np.log1p(uncached)
+    out[:, column["prefix_hit_fraction"]] = columns.cached_tokens / np.maximum(
+        columns.input_tokens, 1.0
+    )
+    out[:, column["running_requests"]] = columns.running_requests
+    out[:, column["waiting_requests"]] = columns.waiting_requests
+    out[:, column["log_running_requests"]] = np.log1p(columns.running_requests)
+    out[:, column["log_waiting_requests"]] = np.log1p(columns.waiting_requests)
+    out[:, column["kv_cache_usage"]] = columns.kv_cache_usage
+    out[:, column["log_prefill_in_flight"]] = np.log1p(columns.prefill_tokens_in_flight)
+    out[:, column["log_decode_in_flight"]] = np.log1p(columns.decode_tokens_in_flight)
+    out[:, column["log_queued_prefill_work"]] = np.log1p(queued_work)
+    out[:, column["log_max_tokens"]] = np.log1p(columns.max_tokens)
+    out[:, column["role_prefill"]] = columns.role == ROLE_CODES[PodRole.PREFILL]
+    out[:, column["role_decode"]] = columns.role == ROLE_CODES[PodRole.DECODE]
+    out[:, column["log_tflops"]] = log_tflops
+    out[:, column["log_hbm_gbps"]] = log_hbm
+    out[:, column["log_memory_gb"]] = np.log(hardware[:, 2])
+    out[:, column["hardware_known"]] = hardware[:, 3]
+    out[:, column["log_prefill_compute_time"]] = np.log1p(queued_work) - log_tflops
+    out[:, column["log_decode_memory_time"]] = (
+        np.log1p(columns.decode_tokens_in_flight + columns.running_requests) - log_hbm
+    )
     return out

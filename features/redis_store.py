@@ -8,6 +8,7 @@ whose first attempt died after Redis executed it, never makes a second entry.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 
@@ -18,19 +19,25 @@ from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from features.schema import Observation
 from features.store import AppendResult
 
+log = logging.getLogger(__name__)
+
 # Observations per script call: bounds how long one call holds the single-threaded server.
 WRITE_CHUNK = 500
 
+# An accelerator beyond max_shards gets no shard of its own: the global model learns it.
 _APPEND_SCRIPT = """
-local ttl, maxlen = ARGV[1], ARGV[2]
+local ttl, maxlen, max_shards = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local accepted = 0
-redis.call('SADD', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[4])
 for i = 1, (#KEYS - 2) / 2 do
   if redis.call('SET', KEYS[1 + 2 * i], '1', 'NX', 'EX', ttl) then
-    local payload = ARGV[3 + 2 * i]
-    redis.call('XADD', KEYS[2 + 2 * i], 'MAXLEN', '~', maxlen, '*', 'o', payload)
+    local shard, payload = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+    if redis.call('SISMEMBER', KEYS[1], shard) == 1
+        or redis.call('SCARD', KEYS[1]) <= max_shards then
+      redis.call('XADD', KEYS[2 + 2 * i], 'MAXLEN', '~', maxlen, '*', 'o', payload)
+      redis.call('SADD', KEYS[1], shard)
+    end
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'o', payload)
-    redis.call('SADD', KEYS[1], ARGV[2 + 2 * i])
     accepted = accepted + 1
   end
 end
@@ -56,12 +63,16 @@ class RedisObservationStore:
         stream_maxlen: int,
         id_ttl_s: int,
         pod_ttl_s: float,
+        max_pods: int = 10_000,
+        max_shards: int = 256,
     ) -> None:
         self.client = client
         self.keys = keys
         self.stream_maxlen = stream_maxlen
         self.id_ttl_s = id_ttl_s
         self.pod_ttl_s = pod_ttl_s
+        self.max_pods = max_pods
+        self.max_shards = max_shards
         self._append = client.register_script(_APPEND_SCRIPT)
 
     def append(self, observations: Sequence[Observation]) -> AppendResult:
@@ -70,7 +81,12 @@ class RedisObservationStore:
         for start in range(0, len(observations), WRITE_CHUNK):
             chunk = observations[start : start + WRITE_CHUNK]
             keys = [self.keys.shards, self.keys.stream(GLOBAL_SHARD)]
-            args: list[str | int] = [self.id_ttl_s, self.stream_maxlen, GLOBAL_SHARD]
+            args: list[str | int] = [
+                self.id_ttl_s,
+                self.stream_maxlen,
+                self.max_shards,
+                GLOBAL_SHARD,
+            ]
             for obs in chunk:
                 keys += [self.keys.seen(obs.observation_id), self.keys.stream(obs.accelerator)]
                 args += [obs.accelerator, obs.model_dump_json()]
@@ -96,7 +112,11 @@ class RedisObservationStore:
         pipe.hset(self.keys.pod(state.pod), mapping=fields)
         pipe.pexpire(self.keys.pod(state.pod), int(self.pod_ttl_s * 1000))
         pipe.zadd(self.keys.pods, {state.pod: time.time()})
-        pipe.execute()
+        # The index keeps the most recent max_pods; evicted pods' hashes expire by TTL.
+        pipe.zremrangebyrank(self.keys.pods, 0, -self.max_pods - 1)
+        evicted = pipe.execute()[-1]
+        if evicted:
+            log.warning("live pod cap %d reached in redis: evicted %d", self.max_pods, evicted)
 
     def live_pods(self, model: str | None = None) -> list[PodState]:
         """Pods whose hash has not expired; the index forgets pods past their TTL."""

@@ -7,15 +7,18 @@ gets 503 and retries) instead of silently dropping part of it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from features.pod_state import PodState, select_pods
 from features.schema import Observation
+
+log = logging.getLogger(__name__)
 
 
 class StoreFull(RuntimeError):
@@ -45,11 +48,22 @@ class ObservationStore(Protocol):
 class InProcessObservationStore:
     """A bounded FIFO with an id window for idempotency, shared by threads of one process."""
 
-    def __init__(self, capacity: int, dedup_window: int, pod_ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        dedup_window: int,
+        pod_ttl_s: float = 30.0,
+        max_pods: int = 10_000,
+        on_pod_evicted: Callable[[], None] = lambda: None,
+    ) -> None:
         self.capacity = capacity
         self.dedup_window = dedup_window
         self.pod_ttl_s = pod_ttl_s
-        self._pods: dict[str, tuple[float, PodState]] = {}
+        self.max_pods = max_pods
+        self.on_pod_evicted = on_pod_evicted
+        self.pods_evicted = 0
+        # Least recently reported first, so the cap evicts the stalest pod.
+        self._pods: OrderedDict[str, tuple[float, PodState]] = OrderedDict()
         self._queue: deque[Observation] = deque()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._ready = threading.Condition()
@@ -88,6 +102,18 @@ class InProcessObservationStore:
     def put_pod_state(self, state: PodState) -> None:
         with self._ready:
             self._pods[state.pod] = (time.monotonic() + self.pod_ttl_s, state)
+            self._pods.move_to_end(state.pod)
+            if len(self._pods) > self.max_pods:
+                evicted, _ = self._pods.popitem(last=False)
+                self.pods_evicted += 1
+                if self.pods_evicted % 1_000 == 1:  # a flood logs a line per thousand
+                    log.warning(
+                        "live pod cap %d reached: evicted %s (%d so far)",
+                        self.max_pods,
+                        evicted,
+                        self.pods_evicted,
+                    )
+                self.on_pod_evicted()
 
     def live_pods(self, model: str | None = None) -> list[PodState]:
         """Pods that reported within ``pod_ttl_s``; expired ones are forgotten here."""

@@ -6,8 +6,10 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from latency_oracle.settings import Settings, check_model_version
+from latency_oracle.settings import ENV_PREFIX, Settings, check_model_version
 from sim.cli import add_sim_engine_command
+from sim.demo import add_demo_command
+from sim.evaluate_cli import add_evaluate_command
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -20,8 +22,36 @@ def _serve(args: argparse.Namespace) -> None:
         overrides["model_versions"] = dict(args.model_version)
     settings = Settings(**overrides)
     _configure_logging(settings)
+    if args.workers > 1:
+        _serve_workers(settings, args.workers)
+        return
     uvicorn.run(
         create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def _serve_workers(settings: Settings, workers: int) -> None:
+    """Worker processes each build the app from the environment, as replicas of one Redis.
+
+    With the embedded store every worker would learn its own models from the share of
+    observations it happened to receive, so several workers need Redis mode.
+    """
+    import json
+    import os
+
+    import uvicorn
+
+    if not settings.redis_url:
+        raise SystemExit("--workers > 1 needs LATENCY_ORACLE_REDIS_URL (shared models)")
+    os.environ[f"{ENV_PREFIX}MODEL_VERSIONS"] = json.dumps(settings.model_versions)
+    uvicorn.run(
+        "predictor.app:create_app",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -83,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ACCELERATOR/TARGET=N",
         help="serve this registered MLflow version of a model key (repeatable; rollback)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes; more than one needs Redis mode (shared models)",
+    )
     serve.set_defaults(handler=_serve)
     train = commands.add_parser(
         "train", help="run a trainer worker on the Redis streams (LATENCY_ORACLE_REDIS_URL)"
@@ -102,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     sidecar.add_argument("--port", type=int, help="listen port (LATENCY_ORACLE_SIDECAR_PORT)")
     sidecar.set_defaults(handler=_sidecar)
     add_sim_engine_command(commands)
+    add_evaluate_command(commands)
+    add_demo_command(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LATENCY_ORACLE_"
@@ -42,6 +42,42 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(
         10_000, ge=1, description="Most items in one bulk prediction or observation call."
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token writes need (observations, training data, pod state, "
+        "rollback); unset: writes are open.",
+    )
+    read_token: SecretStr | None = Field(
+        None,
+        description="Bearer token predictions and routing need (the api_token also works); "
+        "unset: they are open.",
+    )
+    max_ttft_ms: float = Field(
+        600_000.0,
+        gt=0,
+        description="Implausible above: observations with a longer TTFT are rejected (422) "
+        "and, if they reach a trainer another way, skipped and counted.",
+    )
+    min_tpot_ms: float = Field(
+        0.05, ge=0, description="Implausible below: TPOT faster than this is rejected."
+    )
+    max_tpot_ms: float = Field(
+        10_000.0, gt=0, description="Implausible above: TPOT slower than this is rejected."
+    )
+    max_context_tokens: int = Field(
+        2_097_152,
+        ge=1,
+        description="Implausible above: prompt plus output tokens beyond any model's context.",
+    )
+    max_accelerators: int = Field(
+        256,
+        ge=1,
+        description="Accelerator types with their own models (and metric labels); beyond "
+        "it the least recently seen one's models are evicted (the global ones never).",
+    )
+    max_live_pods: int = Field(
+        10_000, ge=1, description="Live pod states kept; beyond it the stalest are evicted."
     )
 
     learn_batch_size: int = Field(256, ge=1, description="Observations learned per cycle.")

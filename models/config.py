@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from features.engineering import N_FEATURES, monotone_signs
+from features.plausibility import ObservationBounds
 from latency_oracle.settings import Settings
 from models.keys import GLOBAL_ACCELERATOR, ModelKey
 from models.learner import Learner
@@ -33,10 +34,21 @@ class ModelConfig:
     drift_delta: float = 0.002
     challenger_window: int = 500
     challenger_max_samples: int = 10_000
+    max_ttft_ms: float = 600_000.0
+    min_tpot_ms: float = 0.05
+    max_tpot_ms: float = 10_000.0
+    max_context_tokens: int = 2_097_152
+    max_accelerators: int = 256
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelConfig:
         return cls(**{name: getattr(settings, name) for name in cls.__slots__})
+
+    @property
+    def bounds(self) -> ObservationBounds:
+        return ObservationBounds(
+            self.max_ttft_ms, self.min_tpot_ms, self.max_tpot_ms, self.max_context_tokens
+        )
 
     @property
     def headline_index(self) -> int:

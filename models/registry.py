@@ -10,6 +10,7 @@ to an MI300X by compute and bandwidth ratios. Predictions read only published, i
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,6 +56,8 @@ class LearnReport:
     samples: dict[ModelKey, int]
     failures: list[LearnerFailure]
     events: list[ModelEvent] = field(default_factory=list)  # drifts, promotions
+    implausible: int = 0  # skipped: outside the configured plausibility bounds
+    evicted: list[str] = field(default_factory=list)  # accelerators dropped by the cap
 
 
 class ModelRegistry:
@@ -64,6 +67,8 @@ class ModelRegistry:
         self.config = config
         self._model_sets: dict[ModelKey, ModelSet] = {}
         self._serving: dict[ModelKey, ServingModel] = {}
+        # Accelerators with model sets, least recently learned first: the cap evicts from here.
+        self._accelerators: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- learning (one trainer thread) -------------------------------------------------
@@ -71,9 +76,15 @@ class ModelRegistry:
     def learn(
         self, observations: Sequence[Observation], scope: LearnScope = LearnScope.ALL
     ) -> LearnReport:
-        """Apply a batch of observations to every model set they concern within ``scope``."""
-        if not observations:
-            return LearnReport(0, {}, [])
+        """Apply a batch of observations to every model set they concern within ``scope``.
+
+        Implausible observations are skipped here too, whichever door they came in by.
+        """
+        plausible = self.config.bounds.keep_plausible(observations)
+        implausible = len(observations) - len(plausible)
+        if not plausible:
+            return LearnReport(len(observations), {}, [], implausible=implausible)
+        observations = plausible
         columns = RequestColumns.from_requests(observations)
         features = build_features(columns)
         outcomes = {
@@ -84,6 +95,8 @@ class ModelRegistry:
         failures: list[LearnerFailure] = []
         events: list[ModelEvent] = []
         with self._lock:
+            seen = [str(a) for a in np.unique(columns.accelerator) if a != GLOBAL_ACCELERATOR]
+            own, evicted = self._admit(seen) if scope != LearnScope.GLOBAL else (set(), [])
             for target, values in outcomes.items():
                 valid = ~np.isnan(values)
                 if not valid.any():
@@ -93,13 +106,36 @@ class ModelRegistry:
                     groups += [
                         (str(acc), valid & (columns.accelerator == acc))
                         for acc in np.unique(columns.accelerator[valid])
+                        if acc in own  # never "global": a client cannot claim the global key
                     ]
                 for accelerator, rows in groups:
                     key = ModelKey(accelerator, target)
                     failures += self._learn_key(key, features[rows], np.log(values[rows]))
                     events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
-        return LearnReport(len(observations), samples, failures, events)
+        return LearnReport(
+            len(observations) + implausible, samples, failures, events, implausible, evicted
+        )
+
+    def _admit(self, accelerators: list[str]) -> tuple[set[str], list[str]]:
+        """Mark ``accelerators`` as just seen, evicting the least recently seen beyond the cap.
+
+        Returns the accelerators that may have their own models in this batch and those
+        that lost (or never got) them: a batch with more new types than the cap learns the
+        extra ones into the global model only.
+        """
+        admitted = accelerators[: self.config.max_accelerators]
+        evicted = accelerators[self.config.max_accelerators :]
+        for accelerator in admitted:
+            self._accelerators[accelerator] = None
+            self._accelerators.move_to_end(accelerator)
+        while len(self._accelerators) > self.config.max_accelerators:
+            oldest, _ = self._accelerators.popitem(last=False)
+            for target in Target:
+                self._model_sets.pop(ModelKey(oldest, target), None)
+                self._serving.pop(ModelKey(oldest, target), None)
+            evicted.append(oldest)
+        return set(admitted), evicted
 
     def _learn_key(
         self, key: ModelKey, features: np.ndarray, y_log: np.ndarray
@@ -179,6 +215,7 @@ class ModelRegistry:
         with self._lock:
             self._model_sets = {}
             self._serving = {}
+            self._accelerators.clear()
             for model_set in model_sets.values():
                 self._adopt(model_set)
 
@@ -190,6 +227,8 @@ class ModelRegistry:
 
     def _adopt(self, model_set: ModelSet) -> None:
         model_set.config = self.config
+        if model_set.key.accelerator != GLOBAL_ACCELERATOR:
+            self._accelerators[model_set.key.accelerator] = None
         self._model_sets[model_set.key] = model_set
         self._publish(model_set)
 

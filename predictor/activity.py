@@ -95,6 +95,7 @@ class Activity:
     def sample(self, models: ModelRegistry) -> None:
         """Record every model key's champion scores now."""
         now = time.time()
+        self._forget_evicted({m.key.label() for m in models.model_sets()})
         for model_set in models.model_sets():
             slot = model_set.champion_slot()
             if slot is None:
@@ -108,6 +109,13 @@ class Activity:
                     model_set.key.label(), deque(maxlen=self.history_len)
                 )
                 history.append(sample)
+
+    def _forget_evicted(self, labels: set[str]) -> None:
+        """Drop histories of model keys the registry's cap evicted."""
+        with self._lock:
+            for history in (self._quality, self._outcomes):
+                for label in history.keys() - labels:
+                    del history[label]
 
     def record_learning(
         self, observations: Sequence[Observation], models: ModelRegistry, report: LearnReport

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from features.plausibility import ImplausibleObservations
 from features.schema import Observation, PredictionRequest
 from features.store import StoreFull
 from latency_oracle.settings import Settings
@@ -27,7 +28,12 @@ from predictor.api_models import (
     PredictionList,
     one_or_many,
 )
-from predictor.http_errors import store_full_response
+from predictor.auth import read_access, write_access
+from predictor.http_errors import (
+    implausible_response,
+    name_unparsable_bodies,
+    store_full_response,
+)
 from predictor.json_body import JsonBody, publish_body_schemas
 from predictor.llmd_routes import llmd_router
 from predictor.metrics import ServiceMetrics, quantile_label
@@ -63,6 +69,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))
     observations_body = JsonBody(one_or_many(Observation, settings.max_batch_items))
     publish_body_schemas(app)
+    name_unparsable_bodies(app)
 
     @app.exception_handler(RequestValidationError)
     async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     @app.post(
         "/v1/predictions",
         response_model=Prediction | PredictionList,
+        dependencies=read_access(settings),
         summary="p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
         openapi_extra=predictions_body.openapi_extra,
     )
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         "/v1/observations",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=ObservationReceipt,
+        dependencies=write_access(settings),
         responses={503: {"description": "Buffer full; retry after Retry-After seconds."}},
         summary="Report finished requests (one or many); learned in the background",
         openapi_extra=observations_body.openapi_extra,
@@ -100,6 +109,11 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
             result = service.ingest(items)
         except StoreFull as exc:
             return store_full_response(exc)
+        except ImplausibleObservations as exc:
+            many = isinstance(body, list)
+            return implausible_response(
+                exc, lambda i, field: ("body", "many", i, field) if many else ("body", "one", field)
+            )
         return JSONResponse(
             {"accepted": result.accepted, "duplicates": result.duplicates},
             status.HTTP_202_ACCEPTED,

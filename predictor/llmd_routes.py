@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.accelerators import normalize_accelerator
+from features.plausibility import ImplausibleObservations
 from features.schema import (
     MAX_REQUESTS,
     MAX_TOKENS,
@@ -34,7 +35,8 @@ from features.schema import (
 )
 from features.store import StoreFull
 from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from predictor.http_errors import store_full_response
+from predictor.auth import read_access, write_access
+from predictor.http_errors import implausible_response, store_full_response
 from predictor.service import OracleService
 
 MAX_BULK_REQUESTS = 10_000
@@ -43,6 +45,11 @@ OBJECTIVE_TYPE = "quantile"
 SERVICE_NAME = "http-based-latency-predictor"
 NOT_READY = "Models not ready"
 _ROLES = {"": PodRole.BOTH, "prefill": PodRole.PREFILL, "decode": PodRole.DECODE}
+_LLMD_FIELDS = {
+    "ttft_ms": "actual_ttft_ms",
+    "tpot_ms": "actual_tpot_ms",
+    "input_tokens": "input_token_length",
+}
 
 
 class LlmdPredictionRequest(BaseModel):
@@ -113,6 +120,7 @@ def llmd_router(service: OracleService) -> APIRouter:
     accelerator = normalize_accelerator(service.settings.llmd_accelerator)
     prefix = service.settings.llmd_prefix
     quantile = service.config.quantiles[service.config.headline_index]
+    reads, writes = read_access(service.settings), write_access(service.settings)
 
     def ready() -> bool:
         return service.readiness().serving and all(models_exist().values())
@@ -147,13 +155,17 @@ def llmd_router(service: OracleService) -> APIRouter:
     def bulk_body(started: float, **fields: object) -> dict[str, object]:
         return {**fields, "processing_time_ms": (time.perf_counter() - started) * 1e3}
 
-    @api.post("/predict", summary="llm-d: p-quantile TTFT and TPOT of one request")
+    @api.post(
+        "/predict", dependencies=reads, summary="llm-d: p-quantile TTFT and TPOT of one request"
+    )
     async def predict_one(body: LlmdPredictionRequest) -> JSONResponse:
         if not ready():
             return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
         return JSONResponse(predict([body])[0])
 
-    @api.post("/predict/bulk/strict", summary="llm-d: predictions, all or nothing")
+    @api.post(
+        "/predict/bulk/strict", dependencies=reads, summary="llm-d: predictions, all or nothing"
+    )
     async def predict_strict(body: BulkPredictionRequest) -> JSONResponse:
         started = time.perf_counter()
         if not ready():
@@ -169,7 +181,9 @@ def llmd_router(service: OracleService) -> APIRouter:
             )
         )
 
-    @api.post("/predict/bulk", summary="llm-d: predictions with per-item errors")
+    @api.post(
+        "/predict/bulk", dependencies=reads, summary="llm-d: predictions with per-item errors"
+    )
     async def predict_bulk(body: BulkPredictionRequest) -> JSONResponse:
         started = time.perf_counter()
         n = len(body.requests)
@@ -200,10 +214,12 @@ def llmd_router(service: OracleService) -> APIRouter:
     @api.post(
         "/add_training_data_bulk",
         status_code=status.HTTP_202_ACCEPTED,
+        dependencies=writes,
         summary="llm-d: training samples, learned in the background",
     )
     async def add_training_data(body: BulkTrainingRequest) -> JSONResponse:
         observations: list[Observation] = []
+        entry_index: list[int] = []
         for i, entry in enumerate(body.entries):
             try:
                 observation = entry.observation(accelerator)
@@ -211,10 +227,15 @@ def llmd_router(service: OracleService) -> APIRouter:
                 return _invalid_entry(i, exc)
             if observation is not None:
                 observations.append(observation)
+                entry_index.append(i)
         try:
             service.ingest(observations)
         except StoreFull as exc:
             return store_full_response(exc)
+        except ImplausibleObservations as exc:
+            return implausible_response(
+                exc, lambda i, field: ("body", "entries", entry_index[i], _LLMD_FIELDS[field])
+            )
         return JSONResponse(
             {"message": f"Accepted {len(body.entries)} training samples."},
             status.HTTP_202_ACCEPTED,

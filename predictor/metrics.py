@@ -7,6 +7,7 @@ learning loop pays nothing for metrics it is not asked for.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -14,6 +15,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from models.registry import LearnReport, ModelRegistry
+from predictor.label_cap import LabelCap
+
+log = logging.getLogger(__name__)
 
 PREFIX = "latency_oracle"
 
@@ -29,8 +33,25 @@ def quantile_label(q: float) -> str:
 class ServiceMetrics:
     """The service's metrics, in their own registry (several apps can share a process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_label_values: int = 256) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.cardinality_capped = Counter(
+            f"{PREFIX}_cardinality_capped",
+            "Times a cap on client-controlled names bit, by kind: accelerator (models "
+            "evicted), pod (live pod state evicted) or metric_label (reported as other).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.implausible_skipped = Counter(
+            f"{PREFIX}_observations_implausible_skipped",
+            "Observations the learners skipped as outside the plausibility bounds.",
+            registry=self.registry,
+        )
+        self.accelerator_label = LabelCap(
+            "accelerator",
+            max_label_values,
+            self.cardinality_capped.labels("metric_label").inc,
+        )
         self.http_duration = Histogram(
             f"{PREFIX}_http_request_duration_seconds",
             "HTTP request latency by route.",
@@ -43,7 +64,8 @@ class ServiceMetrics:
         )
         self.observations = Counter(
             f"{PREFIX}_observations",
-            "Observations received, by outcome: accepted, duplicate, rejected, buffer_full.",
+            "Observations received, by outcome: accepted, duplicate, rejected, implausible, "
+            "buffer_full.",
             ["outcome"],
             registry=self.registry,
         )
@@ -77,14 +99,26 @@ class ServiceMetrics:
         )
 
     def record_learning(self, report: LearnReport) -> None:
-        self.learned.inc(report.observations)
+        self.learned.inc(report.observations - report.implausible)
+        self.implausible_skipped.inc(report.implausible)
+        if report.evicted:
+            self.cardinality_capped.labels("accelerator").inc(len(report.evicted))
+            log.warning(
+                "accelerator cap reached: models of %d least recently seen types evicted (e.g. %s)",
+                len(report.evicted),
+                report.evicted[0],
+            )
         for failure in report.failures:
             self.learner_failures.labels(
-                failure.key.accelerator, failure.key.target.value, failure.learner
+                self.accelerator_label(failure.key.accelerator),
+                failure.key.target.value,
+                failure.learner,
             ).inc()
         for event in report.events:
             self.model_events.labels(
-                event.key.accelerator, event.key.target.value, event.kind.value
+                self.accelerator_label(event.key.accelerator),
+                event.key.target.value,
+                event.kind.value,
             ).inc()
 
     def watch(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:

@@ -38,6 +38,8 @@ class ModelSync:
         self.last_success: float | None = None
         self.started = time.monotonic()
         self._versions: dict[str, int] = {}
+        # Shards whose newest checkpoint failed its checksum: their last good models serve.
+        self.corrupt: dict[str, str] = {}
 
     def sync_once(self) -> list[str]:
         """Load every shard whose checkpoint changed; the shards loaded."""
@@ -50,9 +52,11 @@ class ModelSync:
             except SnapshotError as exc:
                 log.error("ignoring unreadable checkpoint of shard %s: %s", shard, exc)
                 self.on_error(exc)
+                self.corrupt[shard] = str(exc)
                 checkpoint = None
             self._versions[shard] = version
             if checkpoint is not None:
+                self.corrupt.pop(shard, None)
                 self.models.merge_state(checkpoint.model_sets)
                 loaded.append(shard)
         self.last_success = time.monotonic()

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from models.keys import Target
 from models.snapshot import SnapshotError
+from predictor.auth import write_access
 from predictor.mlflow_store import KeyNotRegistered, VersionNotFound
 from predictor.model_versions import open_store, parse_key, rollback
 from predictor.service import OracleService
@@ -28,6 +29,7 @@ def model_version_router(service: OracleService) -> APIRouter:
 
     @api.post(
         "/v1/models/{accelerator}/{target}/rollback",
+        dependencies=write_access(service.settings),
         responses={
             404: {"description": "No registered model for the key, or no such version."},
             409: {"description": "The version's snapshot cannot be served by this build."},

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from features.pod_state import PodState
+from predictor.auth import write_access
 from predictor.json_body import JsonBody
 from predictor.service import OracleService
 
@@ -19,6 +20,7 @@ def pod_router(service: OracleService) -> APIRouter:
     @api.post(
         "/v1/pods",
         status_code=status.HTTP_204_NO_CONTENT,
+        dependencies=write_access(service.settings),
         responses={409: {"description": "This predictor's store keeps no pod states."}},
         summary="Replace one pod's live state (sidecars call this every scrape)",
         openapi_extra=pod_body.openapi_extra,

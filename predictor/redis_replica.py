@@ -33,6 +33,8 @@ class RedisReplica:
                 stream_maxlen=settings.stream_maxlen,
                 id_ttl_s=settings.observation_id_ttl_s,
                 pod_ttl_s=settings.pod_ttl_s,
+                max_pods=settings.max_live_pods,
+                max_shards=settings.max_accelerators,
             ),
             settings.observation_buffer,
             on_error=lambda _: self._count_error("write"),
@@ -64,6 +66,11 @@ class RedisReplica:
             "Observations accepted while Redis was unreachable, waiting to be written.",
             registry=registry,
         ).set_function(self.store.buffered)
+        Gauge(
+            f"{PREFIX}_corrupt_checkpoints",
+            "Shards whose newest checkpoint failed its checksum; their last good models serve.",
+            registry=registry,
+        ).set_function(lambda: len(self.sync.corrupt))
 
     def start(self) -> None:
         """Load the current models before serving, then keep them and the buffer moving."""
@@ -104,6 +111,10 @@ class RedisReplica:
                 f"model sync failing for {self.sync.staleness_s():.1f}s, serving last good "
                 f"models: {self.sync.last_error}"
             )
+        problems += [
+            f"checkpoint of shard {shard} unreadable, serving its last good models: {error}"
+            for shard, error in self.sync.corrupt.items()
+        ]
         if self.store.buffered():
             problems.append(
                 f"{self.store.buffered()} observations buffered in memory, redis writes "

@@ -10,6 +10,7 @@ from pydantic_core import to_json
 from redis import RedisError
 
 from features.pod_state import PodState
+from predictor.auth import read_access
 from predictor.json_body import JsonBody
 from predictor.routing.router import NoCandidates, Router
 from predictor.routing.schema import CandidatePod, RouteRequest
@@ -24,6 +25,7 @@ def routing_router(service: OracleService) -> APIRouter:
 
     @api.post(
         "/v1/route",
+        dependencies=read_access(service.settings),
         responses={
             409: {"description": "No candidate pods: none given and none live."},
             503: {"description": "Pod states could not be read from the store."},

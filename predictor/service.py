@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from features.engineering import RequestColumns
+from features.plausibility import ImplausibleObservations
 from features.schema import Observation, PredictionRequest
 from features.store import AppendResult, InProcessObservationStore, ObservationStore, StoreFull
 from latency_oracle.settings import Settings
@@ -57,15 +58,19 @@ class OracleService:
         self.settings = settings
         self.config = model_config or ModelConfig.from_settings(settings)
         self.models = ModelRegistry(self.config)
+        self.metrics = ServiceMetrics(settings.max_accelerators)
         self.replica = None if store is not None else _redis_replica(settings, self.models)
         self.store = store or (
             self.replica.store
             if self.replica is not None
             else InProcessObservationStore(
-                settings.observation_buffer, settings.dedup_window, settings.pod_ttl_s
+                settings.observation_buffer,
+                settings.dedup_window,
+                settings.pod_ttl_s,
+                settings.max_live_pods,
+                self.metrics.cardinality_capped.labels("pod").inc,
             )
         )
-        self.metrics = ServiceMetrics()
         self.metrics.watch(self.models, self.store.pending)
         self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
         self.activity = Activity(settings)
@@ -117,7 +122,12 @@ class OracleService:
         return batch
 
     def ingest(self, observations: Sequence[Observation]) -> AppendResult:
-        """Accept observations for learning; raises ``StoreFull`` with nothing accepted."""
+        """Accept observations for learning; raises ``StoreFull`` or
+        ``ImplausibleObservations`` with nothing accepted."""
+        problems = self.config.bounds.problems(observations)
+        if problems:
+            self.metrics.observations.labels("implausible").inc(len(problems))
+            raise ImplausibleObservations(problems)
         try:
             result = self.store.append(observations)
         except StoreFull:

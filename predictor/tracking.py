@@ -112,6 +112,9 @@ class ModelTracker:
             events[event.key].append(event)
         model_sets = models.export_state()
         now = time.monotonic()
+        if report.evicted:  # keys the registry's cap dropped: forget them here too
+            self._last_logged = {k: v for k, v in self._last_logged.items() if k in model_sets}
+            self._serving &= model_sets.keys()
         for key in report.samples:
             model_set = model_sets.get(key)
             if model_set is None or model_set.champion is None:

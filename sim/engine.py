@@ -17,6 +17,7 @@ engines in simulated time, the HTTP shell (``sim/server.py``) sleeps between ste
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -159,6 +160,11 @@ class _Sequence:
         self.preemptions = 0
         self.published = False
 
+    def fork(self) -> _Sequence:
+        fork = copy.copy(self)
+        fork.shared = list(self.shared)
+        return fork
+
     @property
     def known_tokens(self) -> int:
         return self.request.prompt_tokens + self.generated
@@ -255,6 +261,22 @@ class Engine:
         result.batch_tokens = tokens
         self._advance(scheduled, result)
         return result
+
+    def fork(self) -> Engine:
+        """An independent copy that will run exactly like this engine from now on.
+
+        The oracle routing policy asks each pod "when would this request's first token
+        come?" by running a fork; sharing the immutable performance model and copying
+        only the mutable state keeps that cheap enough to do for every arrival.
+        """
+        fork = copy.copy(self)
+        sequences = {id(s): s.fork() for s in (*self._running, *self._waiting)}
+        fork._running = [sequences[id(s)] for s in self._running]
+        fork._waiting = deque(sequences[id(s)] for s in self._waiting)
+        fork.kv = self.kv.fork()
+        fork._rng = copy.deepcopy(self._rng)
+        fork._jitter = list(self._jitter)
+        return fork
 
     def abort(self, request_id: str) -> bool:
         """Drop an unfinished request (its client went away) and free its blocks."""

@@ -75,6 +75,14 @@ class KVBlockPool:
             if refs == 0:
                 self._evictable[digest] = None
 
+    def fork(self) -> KVBlockPool:
+        """An independent copy (what-if simulation of one more request)."""
+        fork = KVBlockPool(self.total_blocks)
+        fork._free = self._free
+        fork._refs = dict(self._refs)
+        fork._evictable = OrderedDict(self._evictable)
+        return fork
+
     def publish(self, hashes: Sequence[Hashable]) -> list[Hashable]:
         """Turn a request's own blocks holding these prefixes into cached, referenced ones.
 

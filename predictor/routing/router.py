@@ -231,7 +231,6 @@ def _columns(
         role=state[:, 6].astype(np.int8),
         input_tokens=np.full(n, float(request.input_tokens)),
         cached_tokens=state[:, 5],
-        output_tokens=np.zeros(n),
         max_tokens=np.full(n, float(request.max_tokens)),
         running_requests=state[:, 0] + pending[:, RUNNING],
         waiting_requests=state[:, 1] + pending[:, WAITING],

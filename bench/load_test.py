@@ -1,0 +1,255 @@
+"""Load from a second process: wrk against the predictor at increasing concurrency.
+
+Run: ``python bench/load_test.py`` (full: 1..64 connections, 5 s a level, plus the
+trivial-endpoint comparison and 1 vs 2 uvicorn workers in Redis mode), or ``--smoke``
+(three short levels, what the test suite runs). Prints, per endpoint and level,
+throughput, p50/p99 and errors; the knee (the first level reaching 90 % of the peak
+throughput: beyond it, more connections only add queueing); and, at moderate load, the
+predictor's p99 against a trivial FastAPI endpoint served the same way and hit by the
+same client, alternately. ``--json PATH`` writes the figures.
+
+wrk runs in its own process (``apt-get install wrk``): a Python client on the same two
+cores would measure itself more than the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from harness import free_port, running_process
+
+from sim.synthetic_stream import generate_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+PREDICTION = {
+    "pod": "vllm-0",
+    "accelerator": "H100",
+    "input_tokens": 1_200,
+    "running_requests": 8,
+    "waiting_requests": 1,
+    "kv_cache_usage": 0.3,
+}
+LLMD = {
+    "kv_cache_percentage": 0.3,
+    "input_token_length": 1_200,
+    "num_request_waiting": 1,
+    "num_request_running": 8,
+    "num_tokens_generated": 0,
+    "prefix_cache_score": 0.0,
+}
+ROUTE = {
+    "input_tokens": 1_200,
+    "pods": [
+        {"pod": f"vllm-{i}", "accelerator": "H100", "running_requests": i, "kv_cache_usage": 0.1}
+        for i in range(8)
+    ],
+}
+ENDPOINTS = {
+    "/v1/predictions": PREDICTION,
+    "/predict/bulk/strict": {"requests": [LLMD] * 8},
+    "/v1/route": ROUTE,
+}
+TRIVIAL_APP = """
+from fastapi import FastAPI, Response
+app = FastAPI()
+@app.post("/bench/trivial")
+async def trivial() -> Response:
+    return Response(b'{"ok":true}', media_type="application/json")
+"""
+KNEE_FRACTION = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    connections: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def run_wrk(url: str, body: object, connections: int, duration_s: float) -> Level:
+    """One wrk run posting ``body``; errors are non-2xx answers plus socket errors."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [==[{json.dumps(body)}]==]\n"
+        )
+    threads = max(1, min(2, connections))
+    argv = ["wrk", "--latency", "-t", str(threads), "-c", str(connections)]
+    argv += ["-d", f"{max(1, round(duration_s))}s", "-s", script.name, url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    return Level(
+        connections,
+        float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        _latency_ms(out, "50%"),
+        _latency_ms(out, "99%"),
+        _errors(out),
+    )
+
+
+def _latency_ms(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def _errors(out: str) -> int:
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return (int(non_2xx.group(1)) if non_2xx else 0) + (
+        sum(int(n) for n in sockets.groups()) if sockets else 0
+    )
+
+
+def knee(levels: list[Level]) -> int:
+    """Connections of the first level within KNEE_FRACTION of the peak throughput."""
+    peak = max(level.requests_per_s for level in levels)
+    return next(lv.connections for lv in levels if lv.requests_per_s >= KNEE_FRACTION * peak)
+
+
+def _serve_env(state_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {
+        "LATENCY_ORACLE_PORT": str(port),
+        "LATENCY_ORACLE_STATE_DIR": str(state_dir),
+        "LATENCY_ORACLE_MLFLOW_ENABLED": "false",
+        "LATENCY_ORACLE_MIN_SAMPLES": "100",
+        "LATENCY_ORACLE_LOG_LEVEL": "warning",
+    }
+    return env | {f"LATENCY_ORACLE_{k.upper()}": v for k, v in extra.items()}
+
+
+@contextmanager
+def predictor(workers: int = 1, **extra: str) -> Iterator[str]:
+    """A ``latency-oracle serve`` process; embedded ones are trained before use."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "latency_oracle.cli", "serve", "--workers", str(workers)]
+    with (
+        tempfile.TemporaryDirectory() as state,
+        running_process(argv, _serve_env(Path(state), port, **extra), f"{base}/healthz"),
+    ):
+        if "redis_url" not in extra:
+            _train(base)
+        yield base
+
+
+def _train(base: str) -> None:
+    observations = generate_stream(1_000, seed=5).observations
+    body = [o.model_dump(mode="json") for o in observations]
+    httpx.post(f"{base}/v1/observations", json=body, timeout=30).raise_for_status()
+    for _ in range(600):
+        if httpx.get(f"{base}/status", timeout=5).json()["is_ready"]:
+            return
+        httpx.get(f"{base}/healthz", timeout=5)  # a pause that asks the server, not a sleep
+    raise RuntimeError("predictor did not become ready")
+
+
+@contextmanager
+def trivial_server() -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "trivial_app.py").write_text(TRIVIAL_APP)
+        argv = [sys.executable, "-m", "uvicorn", "--app-dir", directory, "trivial_app:app"]
+        argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        with running_process(argv, {}, f"http://127.0.0.1:{port}/docs"):
+            yield f"http://127.0.0.1:{port}"
+
+
+def sweep(base: str, levels: list[int], duration_s: float) -> dict[str, list[Level]]:
+    return {
+        path: [run_wrk(base + path, body, c, duration_s) for c in levels]
+        for path, body in ENDPOINTS.items()
+    }
+
+
+def versus_trivial(base: str, connections: int, duration_s: float, rounds: int) -> dict:
+    """p99 of predictions and of the trivial endpoint, alternating rounds; medians."""
+    with trivial_server() as trivial:
+        pairs = [
+            (
+                run_wrk(base + "/v1/predictions", PREDICTION, connections, duration_s),
+                run_wrk(trivial + "/bench/trivial", {}, connections, duration_s),
+            )
+            for _ in range(rounds)
+        ]
+    predicted = sorted(p.p99_ms for p, _ in pairs)[rounds // 2]
+    baseline = sorted(t.p99_ms for _, t in pairs)[rounds // 2]
+    return {
+        "connections": connections,
+        "predictor_p99_ms": predicted,
+        "trivial_p99_ms": baseline,
+        "ratio": predicted / baseline,
+        "errors": sum(p.errors + t.errors for p, t in pairs),
+    }
+
+
+def worker_scaling(connections: int, duration_s: float) -> dict:
+    """Requests/s of 1 and 2 workers in Redis mode (several workers need shared models)."""
+    url = os.environ.get("LATENCY_ORACLE_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+    prefix = f"bench-load-{os.getpid()}"
+    rates = {}
+    for workers in (1, 2):
+        with predictor(workers, redis_url=url, redis_key_prefix=prefix) as base:
+            run_wrk(base + "/v1/predictions", PREDICTION, connections, 1)  # warm every worker
+            level = run_wrk(base + "/v1/predictions", PREDICTION, connections, duration_s)
+            rates[workers] = level.requests_per_s
+    return {"connections": connections, "rps": rates, "speedup": rates[2] / rates[1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="short levels for the test suite")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    levels, duration = ([1, 8], 1.0) if args.smoke else ([1, 2, 4, 8, 16, 32, 64], 5.0)
+    with predictor() as base:
+        results = sweep(base, levels, duration)
+        comparison = versus_trivial(base, 4, duration, rounds=1 if args.smoke else 3)
+    figures: dict[str, object] = {
+        "levels": {path: [asdict(lv) for lv in lvs] for path, lvs in results.items()},
+        "knee": {path: knee(lvs) for path, lvs in results.items()},
+        "versus_trivial": comparison,
+    }
+    for path, lvs in results.items():
+        print(f"{path} (knee at {knee(lvs)} connections)")
+        for lv in lvs:
+            print(
+                f"  c={lv.connections:>3}: {lv.requests_per_s:8.0f} req/s, p50 {lv.p50_ms:6.2f} ms,"
+                f" p99 {lv.p99_ms:7.2f} ms, errors {lv.errors}"
+            )
+    verdict = "met" if comparison["ratio"] <= 1.5 else "MISSED"
+    print(
+        f"p99 at c={comparison['connections']}: predictor {comparison['predictor_p99_ms']:.2f} ms"
+        f" vs trivial {comparison['trivial_p99_ms']:.2f} ms ({comparison['ratio']:.2f}x;"
+        f" target <= 1.5x: {verdict})"
+    )
+    if not args.smoke:
+        scaling = worker_scaling(16, duration)
+        figures["workers"] = scaling
+        print(
+            f"workers (Redis mode, c=16): 1 -> {scaling['rps'][1]:.0f} req/s, 2 -> "
+            f"{scaling['rps'][2]:.0f} req/s ({scaling['speedup']:.2f}x)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Routing policies for the cluster evaluation: heuristics, Latency Oracle, and an oracle.
+
+The heuristics are what gateways do without a latency model. ``LatencyOracle`` routes
+through the service's own ``Router`` and ``ModelRegistry``, learning online from the
+requests it placed, exactly as a predictor fed by sidecars would. ``TrueLatencyOracle``
+is the yardstick: for each arrival it simulates the request on a copy of every pod
+(same queue, same KV cache, same step-time jitter to come) and picks the pod where the
+first token truly comes soonest. It knows the present perfectly but not the future (the
+copies see no later arrivals) and it is greedy (it ignores what its choice does to later
+requests), so it bounds what any per-request predictor can reach, not what any router can.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from features.schema import Observation
+from latency_oracle.settings import Settings
+from models.config import ModelConfig
+from models.registry import ModelRegistry
+from predictor.routing.inflight import InFlightLedger
+from predictor.routing.router import Router
+from predictor.routing.schema import CandidatePod, RouteRequest, Slo
+from sim.cluster import Outcome, Placement, PodView
+from sim.engine import Engine
+from sim.workloads import Arrival
+
+# Simulated time 0 as a Unix time: records and the in-flight ledger need real-looking stamps.
+EPOCH = 1_700_000_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class SloTargets:
+    ttft_ms: float
+    tpot_ms: float
+
+
+def _least(scores: Sequence[float], rng: random.Random) -> int:
+    """Index of the lowest score, ties broken at random (so equal pods share the load)."""
+    best = min(scores)
+    return rng.choice([i for i, s in enumerate(scores) if s == best])
+
+
+class RoundRobin:
+    name = "round-robin"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._next = seed
+
+    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+        self._next += 1
+        return Placement(self._next % len(pods))
+
+    def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
+        """Learns nothing."""
+
+
+class _ScoredHeuristic:
+    """Least of a load score; subclasses name the score."""
+
+    name = ""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def score(self, arrival: Arrival, pod: PodView) -> float:
+        raise NotImplementedError
+
+    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+        return Placement(_least([self.score(arrival, p) for p in pods], self._rng))
+
+    def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
+        """Learns nothing."""
+
+
+class LeastRequests(_ScoredHeuristic):
+    """Fewest waiting + running requests (Kubernetes' and most gateways' default)."""
+
+    name = "least-requests"
+
+    def score(self, arrival: Arrival, pod: PodView) -> float:
+        return pod.requests
+
+
+class LeastKvCache(_ScoredHeuristic):
+    """Lowest KV-cache use, counting the prompts placed since the scrape."""
+
+    name = "least-kv-cache"
+
+    def score(self, arrival: Arrival, pod: PodView) -> float:
+        capacity = pod.engine.max_sequence_tokens
+        return pod.scraped.kv_cache_usage + pod.placed_tokens_since_scrape / capacity
+
+
+class PrefixAffinity(_ScoredHeuristic):
+    """A session sticks to the pod that served it last (its prefix is cached there).
+
+    New sessions and requests without one go to the pod with the fewest requests, as
+    prefix-aware gateways fall back to load when there is no cache to follow.
+    """
+
+    name = "prefix-affinity"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self._home: dict[str, int] = {}
+
+    def score(self, arrival: Arrival, pod: PodView) -> float:
+        return pod.requests
+
+    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+        session = arrival.session
+        if session is not None and session in self._home:
+            return Placement(self._home[session])
+        placement = super().choose(arrival, pods, now)
+        if session is not None:
+            self._home[session] = placement.pod
+        return placement
+
+
+class TrueLatencyOracle:
+    """Picks the pod with the truly earliest first token (see the module docstring)."""
+
+    name = "oracle"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+        best = float("inf")
+        ttfts = [float("inf")] * len(pods)
+        # Likely-fastest pods first: their TTFT bounds how far the others are simulated.
+        for i in sorted(range(len(pods)), key=lambda i: _queued_work_ms(pods[i])):
+            ttfts[i] = _true_ttft(pods[i].engine, arrival, bound=best)
+            best = min(best, ttfts[i])
+        index = _least(ttfts, self._rng)
+        return Placement(index, ttft_ms=ttfts[index] * 1e3)
+
+    def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
+        """Knows everything already."""
+
+
+def _queued_work_ms(pod: PodView) -> float:
+    """Rough prefill backlog in ms: only orders the forks, never decides."""
+    perf = pod.engine.perf
+    tokens = pod.engine.state().prefill_tokens_in_flight
+    return tokens * perf.non_attention_ms(2048) / 2048 * pod.engine.slowdown
+
+
+def _true_ttft(engine: Engine, arrival: Arrival, bound: float) -> float:
+    """The request's TTFT on a copy of ``engine``; inf once it is sure to exceed ``bound``."""
+    fork = engine.fork()
+    request = arrival.request
+    fork.submit(request)
+    deadline = request.arrival + bound
+    while fork.now < deadline:
+        step = fork.step()
+        if step is None:
+            break
+        if request.request_id in step.first_tokens:
+            return step.end - request.arrival
+    return float("inf")
+
+
+class LatencyOracle:
+    """The service's router and models, learning online from the cluster's outcomes.
+
+    Observations carry the pod's state at dispatch and the measured latencies, as a
+    sidecar reports them; they are learned in batches every ``learn_interval_s`` of
+    simulated time (the service's background learner drains its buffer the same way).
+    With ``shed`` False a request no pod can serve within the SLO still goes to the pod
+    predicted fastest, so every policy serves the same requests.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        slo: SloTargets,
+        seed: int = 0,
+        shed: bool = False,
+        learn_interval_s: float = 1.0,
+    ) -> None:
+        self.name = "latency-oracle-shed" if shed else "latency-oracle"
+        self.registry = ModelRegistry(ModelConfig.from_settings(settings))
+        self.router = Router(self.registry, settings, random.Random(seed))
+        self._now = 0.0
+        self.router.ledger = InFlightLedger(settings.route_inflight_ttl_s, self._clock)
+        self.slo = Slo(ttft_ms=slo.ttft_ms, tpot_ms=slo.tpot_ms)
+        self.shed = shed
+        self.learn_interval_s = learn_interval_s
+        self.learned = 0
+        self._buffer: list[Observation] = []
+        self._last_learn = 0.0
+
+    def _clock(self) -> float:
+        return EPOCH + self._now
+
+    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement | None:
+        self._now = now
+        request = arrival.request
+        candidates = [_candidate(pod, arrival) for pod in pods]
+        route = RouteRequest(
+            input_tokens=request.prompt_tokens, max_tokens=request.max_tokens, slo=self.slo
+        )
+        decision = self.router.route(route, candidates)
+        if decision.decision != "place":
+            if self.shed:
+                return None
+            anyway = route.model_copy(update={"slo": Slo(), "policy": "least-latency"})
+            decision = self.router.route(anyway, candidates)
+        index = next(i for i, c in enumerate(candidates) if c.pod == decision.pod)
+        report = decision.candidates[index]
+        return Placement(index, _ms(report["ttft_ms"]), _ms(report["tpot_ms"]), decision.cold)
+
+    def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
+        self._buffer += [_observation(o) for o in outcomes]
+        if now - self._last_learn >= self.learn_interval_s:
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        if self._buffer:
+            self.registry.learn(self._buffer)
+            self.learned += len(self._buffer)
+            self._buffer = []
+        self._last_learn = now
+
+
+def _ms(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]
+
+
+def _candidate(pod: PodView, arrival: Arrival) -> CandidatePod:
+    state = pod.scraped.server_state()
+    hits = pod.cached_tokens(arrival)
+    return CandidatePod(
+        pod=pod.spec.name,
+        accelerator=pod.spec.accelerator,
+        prefix_cache_hit_tokens=min(hits, arrival.request.prompt_tokens) if hits else None,
+        scraped_at=EPOCH + pod.scraped_at,
+        **state.model_dump(),
+    )
+
+
+def _observation(outcome: Outcome) -> Observation:
+    """What the pod's sidecar reports for a finished request."""
+    finished = outcome.finished
+    return Observation(
+        observation_id=outcome.request_id,
+        timestamp=EPOCH + finished.finish_time,
+        accelerator=outcome.accelerator,
+        input_tokens=finished.prompt_tokens,
+        prefix_cache_hit_tokens=finished.cached_tokens,
+        output_tokens=finished.output_tokens,
+        max_tokens=finished.output_tokens,
+        ttft_ms=max(outcome.ttft_ms, 1e-3),
+        tpot_ms=outcome.tpot_ms,
+        **outcome.state.server_state().model_dump(),
+    )
+
+
+PolicyFactory = Callable[[int], object]
+HEURISTICS: dict[str, type[_ScoredHeuristic] | type[RoundRobin]] = {
+    "round-robin": RoundRobin,
+    "least-requests": LeastRequests,
+    "least-kv-cache": LeastKvCache,
+    "prefix-affinity": PrefixAffinity,
+}
+POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "latency-oracle", "latency-oracle-shed", "oracle")
+
+
+def make_policy(name: str, settings: Settings, slo: SloTargets, seed: int):
+    """A fresh policy called ``name`` (one of POLICY_NAMES)."""
+    if name in HEURISTICS:
+        return HEURISTICS[name](seed)
+    if name == "oracle":
+        return TrueLatencyOracle(seed)
+    if name in ("latency-oracle", "latency-oracle-shed"):
+        return LatencyOracle(settings, slo, seed, shed=name.endswith("shed"))
+    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")

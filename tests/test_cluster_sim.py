@@ -1,0 +1,106 @@
+"""The cluster simulation's invariants: every request accounted for, queueing grows with
+load, runs repeat under a seed, and the oracle's "true latency" is the latency."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sim_support import needs_shared_data
+
+from latency_oracle.settings import Settings
+from sim.cluster import ClusterConfig, build_engines, run_cluster
+from sim.engine import EngineConfig, SimRequest
+from sim.gpu_profiles import shared_data_dir
+from sim.policies import POLICY_NAMES, SloTargets, make_policy
+from sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
+
+pytestmark = needs_shared_data
+SLO = SloTargets(ttft_ms=1_400.0, tpot_ms=340.0)
+CONFIG = ClusterConfig()
+
+
+def _run(arrivals, name: str, settings: Settings, seed: int = 0, config=CONFIG, shifts=()):
+    policy = make_policy(name, settings, SLO, seed)
+    engines = build_engines(config, shared_data_dir(), seed)
+    return run_cluster(arrivals, policy, engines, config.pods, shifts), engines
+
+
+@pytest.fixture(scope="module")
+def arrivals() -> list[Arrival]:
+    return synthetic(SyntheticSpec("chat", rate=12.0, duration_s=60, seed=5))
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_every_request_is_served_or_shed_exactly_once(
+    arrivals: list[Arrival], name: str, settings: Settings
+) -> None:
+    result, engines = _run(arrivals, name, settings)
+    served = [o.request_id for o in result.outcomes]
+    shed = [a.request.request_id for a in result.shed]
+    assert len(served) == len(set(served))
+    assert sorted(served + shed) == sorted(a.request.request_id for a in arrivals)
+    assert not any(engine.has_work for engine in engines)
+    by_id = {a.request.request_id: a.request for a in arrivals}
+    for outcome in result.outcomes:
+        request = by_id[outcome.request_id]
+        assert outcome.finished.output_tokens == request.max_tokens
+        assert outcome.finished.first_token_time > request.arrival
+        assert outcome.finished.finish_time >= outcome.finished.first_token_time
+    if name != "latency-oracle-shed":
+        assert not shed
+
+
+def test_queueing_grows_with_load(settings: Settings) -> None:
+    """The same requests, arriving faster, wait longer (round robin: same pods each time)."""
+    base = synthetic(SyntheticSpec("poisson", rate=6.0, duration_s=120, seed=2))
+    exact = replace(CONFIG, engine=EngineConfig(step_jitter=0.0))
+    means = []
+    for load in (1.0, 2.0, 4.0, 8.0):
+        faster = [
+            replace(a, request=replace(a.request, arrival=a.request.arrival / load)) for a in base
+        ]
+        result, _ = _run(faster, "round-robin", settings, config=exact)
+        means.append(np.mean([o.ttft_ms for o in result.outcomes]))
+    assert means == sorted(means) and means[-1] > 3 * means[0]
+
+
+def test_runs_repeat_under_a_seed_and_differ_across_seeds(
+    arrivals: list[Arrival], settings: Settings
+) -> None:
+    first, _ = _run(arrivals, "latency-oracle", settings, seed=1)
+    again, _ = _run(arrivals, "latency-oracle", settings, seed=1)
+    other, _ = _run(arrivals, "latency-oracle", settings, seed=2)
+
+    def trace(result):
+        return [(o.request_id, o.pod, o.finished.first_token_time) for o in result.outcomes]
+
+    assert trace(first) == trace(again)
+    assert trace(first) != trace(other)
+    assert any(o.ttft_pred_ms is not None and not o.cold for o in first.outcomes)
+
+
+def test_the_oracle_knows_the_true_ttft(settings: Settings) -> None:
+    """Alone in the cluster, a request gets exactly the TTFT the oracle simulated for it."""
+    warmup = [Arrival(SimRequest(f"w{i}", i * 0.01, 3_000, 50)) for i in range(12)]
+    probe = Arrival(SimRequest("probe", 0.2, 1_500, 5))
+    result, _ = _run([*warmup, probe], "oracle", settings)
+    outcome = next(o for o in result.outcomes if o.request_id == "probe")
+    assert outcome.ttft_pred_ms == pytest.approx(outcome.ttft_ms, rel=1e-9)
+
+
+def test_a_degraded_pod_slows_down_at_its_time(settings: Settings) -> None:
+    steady = synthetic(SyntheticSpec("poisson", rate=6.0, duration_s=120, seed=4))
+    shift = Shift("degrade", 60.0, factor=2.0, pod=0)
+    plain, _ = _run(steady, "round-robin", settings)
+    slowed, engines = _run(steady, "round-robin", settings, shifts=[shift])
+    assert engines[0].slowdown == 2.0 and engines[1].slowdown == 1.0
+
+    def pod0_mean(result, after: bool) -> float:
+        return np.mean(
+            [o.ttft_ms for o in result.outcomes if o.pod == 0 and (o.arrival >= 60) == after]
+        )
+
+    assert pod0_mean(slowed, after=False) == pytest.approx(pod0_mean(plain, after=False))
+    assert pod0_mean(slowed, after=True) > 1.5 * pod0_mean(plain, after=True)
