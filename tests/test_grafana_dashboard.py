@@ -1,13 +1,16 @@
 """Every Grafana panel's PromQL returns data from a real Prometheus scraping real predictors.
 
-Two predictors run in this process behind uvicorn: an embedded one that learns a shifted
-synthetic stream (so drift and promotion events exist), and a Redis replica (so the
-sync-staleness and outage-buffer series exist). A Debian ``prometheus`` scrapes both every
-second and also loads the alert rules, so a rule file Prometheus refuses fails here too.
+Three predictors are scraped: the demo's (its own process, fed by simulated engines through
+their sidecars, with requests routed by it), an embedded one in this process that learns a
+shifted synthetic stream (so drift and promotion events exist within seconds), and a Redis
+replica (so the sync-staleness and outage-buffer series exist). A Debian ``prometheus``
+scrapes them every second and also loads the alert rules, so a rule file Prometheus refuses
+fails here too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -22,9 +25,13 @@ from demo_feed import feed, learner_settings, route_all
 from live_server import live_server
 from polling import wait_until
 from redis_support import SHARED_REDIS_URL, delete_prefix, free_port, unique_prefix
+from sim_support import needs_shared_data
 
+from latency_oracle.settings import Settings
 from predictor.app import create_app
 from predictor.service import OracleService
+from sim.demo import demo_env, launched, replay_load
+from sim.workloads import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "latency-oracle.json"
@@ -38,6 +45,7 @@ SHIFT_AT = 2_000
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) not installed"),
     pytest.mark.slow,
+    needs_shared_data,
 ]
 
 
@@ -126,13 +134,19 @@ def test_every_panel_query_returns_data(
     )
     try:
         with (
+            launched(demo_env(Settings()), tmp_path) as demo,
             live_server(create_app(learner.settings, learner)) as learner_url,
             live_server(create_app(replica_settings)) as replica_url,
             httpx.Client(base_url=learner_url, timeout=30) as learner_client,
             httpx.Client(base_url=replica_url, timeout=30) as replica_client,
         ):
-            scrape(api, config, [u.removeprefix("http://") for u in (learner_url, replica_url)])
-            assert wait_until(lambda: targets_up(api, 2), 30), "targets not scraped"
+            urls = (demo.predictor, learner_url, replica_url)
+            scrape(api, config, [u.removeprefix("http://") for u in urls])
+            assert wait_until(lambda: targets_up(api, 3), 30), "targets not scraped"
+            stats = asyncio.run(
+                replay_load(demo.predictor, demo.sidecars, _burst(tmp_path), 1.0, 4.0, False)
+            )
+            assert stats.decisions > 0 and stats.learned > 0
             feed(replica_client, 400, SHIFT_AT, chunk=200)
             feed(learner_client, N, SHIFT_AT)
             assert learner.wait_learned(N, 120), "the learner did not catch up"
@@ -149,9 +163,29 @@ def test_every_panel_query_returns_data(
             empty = [title for title, expr in queries if not query(api, expr)]
             assert not empty, f"panels without data: {empty}"
 
-        kinds = {r["metric"]["kind"] for r in query(api, "latency_oracle_model_events_total")}
-        assert "drift" in kinds
-        decisions = query(api, "sum by (decision) (latency_oracle_route_decisions_total)")
-        assert {r["metric"]["decision"] for r in decisions} == {"place", "shed", "queue"}
+            # Asked while the targets are up: a stopped target's series go stale at once.
+            kinds = {r["metric"]["kind"] for r in query(api, "latency_oracle_model_events_total")}
+            assert "drift" in kinds
+            decisions = query(api, "sum by (decision) (latency_oracle_route_decisions_total)")
+            assert {r["metric"]["decision"] for r in decisions} == {"place", "shed", "queue"}
+            demo_instance = demo.predictor.removeprefix("http://")
+            from_engines = query(
+                api,
+                f'latency_oracle_observations_total{{outcome="accepted",instance="{demo_instance}"}}'
+                f" > 0",
+            )
+            assert from_engines, "the engine-fed predictor reported no accepted observations"
     finally:
         delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), prefix)
+
+
+def _burst(folder: Path) -> list:
+    """A few seconds of requests of growing prompts, routed by the demo's predictor."""
+    trace = folder / "burst.jsonl"
+    trace.write_text(
+        "\n".join(
+            json.dumps({"arrival": i * 0.05, "input_tokens": 200 + 40 * i, "output_tokens": 4})
+            for i in range(60)
+        )
+    )
+    return read_trace(trace)

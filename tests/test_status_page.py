@@ -4,10 +4,13 @@ A predictor learns a shifted synthetic stream and routes requests over real HTTP
 browser's DOM (after parsing and layout) must hold, for every model key, a coverage, a
 loss and a predicted-vs-actual chart whose series carry points, plus the recent route
 decisions. The screenshot lands in ``tests/artifacts/status-page.png`` (gitignored).
+A second test opens the page of a running demo (engines, sidecars, predictor processes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -18,9 +21,13 @@ import pytest
 from demo_feed import feed, learner_settings, route_all
 from live_server import live_server
 from polling import wait_until
+from sim_support import needs_shared_data
 
+from latency_oracle.settings import Settings
 from predictor.app import create_app
 from predictor.service import OracleService
+from sim.demo import demo_env, launched, replay_load
+from sim.workloads import read_trace
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -104,3 +111,31 @@ def test_status_page_renders_charts_with_data_in_chromium(tmp_path: Path) -> Non
     assert 'http-equiv="refresh"' in dom
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 20_000  # charts, not a blank page
+
+
+@needs_shared_data
+def test_status_page_of_a_running_demo(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(
+        "\n".join(
+            json.dumps({"arrival": i * 0.03, "input_tokens": 300 + 7 * i, "output_tokens": 8})
+            for i in range(240)
+        )
+    )
+    env = demo_env(Settings()) | {"LATENCY_ORACLE_UI_SAMPLE_INTERVAL_S": "0.2"}
+    with launched(env, tmp_path) as demo:
+        stats = asyncio.run(
+            replay_load(demo.predictor, demo.sidecars, read_trace(trace), 1.0, 8.0, False)
+        )
+        assert stats.decisions > 0 and stats.learned > 0
+        dom = chromium(tmp_path / "profile", "--dump-dom", f"{demo.predictor}/ui").stdout
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "status-page-demo.png"
+        chromium(tmp_path / "profile", f"--screenshot={screenshot}", f"{demo.predictor}/ui")
+
+    by_key = charts(dom)
+    assert {"H100/ttft", "A100/ttft", "L4/ttft"} <= set(by_key)
+    coverage, _, predictions = map(points, by_key["H100/ttft"])
+    assert coverage and min(coverage.values()) >= 2 and predictions["actual"] > 0
+    assert re.findall(r"<tr class=\"route\">", dom), "recent route decisions are listed"
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
