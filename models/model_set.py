@@ -20,6 +20,7 @@ from models.drift import DriftWatch
 from models.evaluation import PrequentialEvaluator, WindowScores
 from models.keys import ModelKey
 from models.learner import Learner, QuantileFunction
+from models.served_history import ServedHistory
 
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
 LOG_MS_MIN = math.log(1e-3)
@@ -79,6 +80,14 @@ class ServingModel:
         return self.function(features) + self.offsets
 
 
+@dataclass(frozen=True, slots=True)
+class BatchClock:
+    """When a batch's requests arrived, and the latest finish time in it (data clock, s)."""
+
+    arrived: np.ndarray
+    learned_until: float
+
+
 @dataclass
 class LearnerSlot:
     """A learner with its own calibrator, evaluator and health."""
@@ -86,14 +95,25 @@ class LearnerSlot:
     learner: Learner
     calibrator: AdaptiveConformal
     evaluator: PrequentialEvaluator
+    versions: ServedHistory
     health: LearnerHealth = field(default_factory=LearnerHealth)
     # The last batch's predictions made before learning it (None if it could not predict):
     # drift detection and challenger races read them instead of predicting twice.
     last_raw: np.ndarray | None = None
     last_served: np.ndarray | None = None
 
-    def step(self, features: np.ndarray, y_log: np.ndarray, config: ModelConfig) -> str | None:
-        """Predict, score, calibrate, then learn the batch; the error text if it failed."""
+    def step(
+        self,
+        features: np.ndarray,
+        y_log: np.ndarray,
+        config: ModelConfig,
+        clock: BatchClock | None = None,
+    ) -> str | None:
+        """Predict, score, calibrate, then learn the batch; the error text if it failed.
+
+        With the batch's ``clock``, calibration scores each outcome against the version
+        that served its request (see ``models.served_history``).
+        """
         self.last_raw = self.last_served = None
         try:
             if self.learner.is_fitted:
@@ -102,16 +122,25 @@ class LearnerSlot:
                 served = served_quantiles(self.calibrator.calibrate(raw))
                 self.last_raw, self.last_served = raw, served
                 self.evaluator.update(served, np.exp(y_log))
+                if clock is not None:
+                    raw = self.versions.raw_as_served(features, clock.arrived, raw)
                 self.calibrator.update(raw, y_log)
             self.learner.learn_many(features, y_log)
             if self.learner.is_fitted:
                 check_output(self.learner.predict_many(features))
+                if clock is not None:
+                    self.versions.record(clock.learned_until, self.learner.serving_function())
         except Exception as exc:  # any learner bug must fail loudly, never crash the trainer
             return self._fail(f"{type(exc).__name__}: {exc}")
         trusted = self.health.state == "warming" or self.learner.n_samples >= config.min_samples
         if trusted and len(self.evaluator) >= config.min_eval_samples:
             self.health.state = "ok"
         return None
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Slots from snapshots written before version histories existed get an empty one."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("versions", ServedHistory(ModelConfig().calibration_history))
 
     def _fail(self, error: str) -> str:
         self.health.state = "failed"
@@ -121,6 +150,7 @@ class LearnerSlot:
         self.learner.reset()
         self.calibrator.reset()
         self.evaluator.reset()
+        self.versions.clear()
         return self.health.last_error
 
     def eligible(self) -> bool:
@@ -150,13 +180,16 @@ class ModelSet:
                 self.config.quantiles, self.config.calibration_window, self.config.calibration_step
             ),
             PrequentialEvaluator(self.config.quantiles, self.config.eval_window),
+            ServedHistory(self.config.calibration_history),
         )
 
-    def learn(self, features: np.ndarray, y_log: np.ndarray) -> list[LearnerFailure]:
+    def learn(
+        self, features: np.ndarray, y_log: np.ndarray, clock: BatchClock | None = None
+    ) -> list[LearnerFailure]:
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
-            if (error := slot.step(features, y_log, self.config)) is not None
+            if (error := slot.step(features, y_log, self.config, clock)) is not None
         ]
         self.n_samples += len(y_log)
         if (error := self.drift.step(self, features, y_log)) is not None:

@@ -22,7 +22,13 @@ from features.schema import Observation
 from models.config import ModelConfig
 from models.drift import ModelEvent
 from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from models.model_set import LearnerFailure, ModelSet, ServingModel, served_quantiles
+from models.model_set import (
+    BatchClock,
+    LearnerFailure,
+    ModelSet,
+    ServingModel,
+    served_quantiles,
+)
 from models.prior import prior_log_quantiles
 
 PRIOR_MODEL = "prior"
@@ -91,6 +97,8 @@ class ModelRegistry:
             Target.TTFT: np.array([o.ttft_ms or np.nan for o in observations]),
             Target.TPOT: np.array([o.tpot_ms or np.nan for o in observations]),
         }
+        finished = np.array([o.timestamp for o in observations], dtype=np.float64)
+        arrived = finished - np.array([_duration_s(o) for o in observations])
         samples: dict[ModelKey, int] = {}
         failures: list[LearnerFailure] = []
         events: list[ModelEvent] = []
@@ -110,7 +118,8 @@ class ModelRegistry:
                     ]
                 for accelerator, rows in groups:
                     key = ModelKey(accelerator, target)
-                    failures += self._learn_key(key, features[rows], np.log(values[rows]))
+                    clock = BatchClock(arrived[rows], float(finished[rows].max()))
+                    failures += self._learn_key(key, features[rows], np.log(values[rows]), clock)
                     events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
         return LearnReport(
@@ -138,12 +147,12 @@ class ModelRegistry:
         return set(admitted), evicted
 
     def _learn_key(
-        self, key: ModelKey, features: np.ndarray, y_log: np.ndarray
+        self, key: ModelKey, features: np.ndarray, y_log: np.ndarray, clock: BatchClock
     ) -> list[LearnerFailure]:
         model_set = self._model_sets.get(key)
         if model_set is None:
             model_set = self._model_sets[key] = ModelSet(key, self.config)
-        failures = model_set.learn(features, y_log)
+        failures = model_set.learn(features, y_log, clock)
         self._publish(model_set)
         return failures
 
@@ -235,6 +244,13 @@ class ModelRegistry:
     def last_update(self) -> float | None:
         stamps = [m.last_update for m in self.model_sets() if m.last_update is not None]
         return max(stamps, default=None)
+
+
+def _duration_s(observation: Observation) -> float:
+    """Arrival to finish: the first token, then one TPOT per further output token."""
+    ttft = observation.ttft_ms or 0.0
+    decode = (observation.tpot_ms or 0.0) * max(observation.output_tokens - 1, 0)
+    return (ttft + decode) / 1e3
 
 
 def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:

@@ -24,12 +24,21 @@ class RollbackRequest(BaseModel):
     version: Annotated[int, Strict()] = Field(ge=1, description="Registered version to serve.")
 
 
+class RollbackResult(BaseModel):
+    accelerator: str
+    target: str
+    version: int
+    champion: str | None
+    samples: int
+
+
 def model_version_router(service: OracleService) -> APIRouter:
     api = APIRouter()
 
     @api.post(
         "/v1/models/{accelerator}/{target}/rollback",
         dependencies=write_access(service.settings),
+        response_model=RollbackResult,
         responses={
             404: {"description": "No registered model for the key, or no such version."},
             409: {"description": "The version's snapshot cannot be served by this build."},

@@ -86,11 +86,17 @@ def render(evaluation: Evaluation, plots: dict[str, str | None]) -> str:
 NOTES = [
     "## Reading the numbers",
     "",
-    "- Coverage is measured on the pod each policy chose, at decision time. The router picks "
-    "the pod with the most predicted headroom, so pods whose latency the model under-predicts "
-    "are chosen more often (the winner's curse), and the conformal calibration, which learns "
-    "from those same chosen requests a few seconds later with a newer model, only partly "
-    "corrects it. That is why coverage sits a few points under 90% in steady state.",
+    "- Coverage is measured on the pod each policy chose, at decision time. An outcome "
+    "reaches the models only once its request has finished, by when they have learned from "
+    "requests that arrived after it; calibration therefore scores each outcome against the "
+    "model version that served its request (`calibration_history`), not the newest one, "
+    "which graded a better-informed model and left routing-time coverage short under "
+    "growing queues. Selection bias (the winner's curse) measured small: on simulated "
+    "copies of every pod, the chosen pod's prediction covered as often as the others'.",
+    "- One accelerator type shares one model: after one H100 is slowed to half speed, "
+    "nothing in the features says which, so predictions for both H100s straddle two "
+    "speeds and coverage on them drops until the queue state tells them apart; the first "
+    "window also holds predictions made just after `min_samples`, while models still move fast.",
     '- The oracle\'s own TTFT "prediction" covers far less than 90%: it is exact for the '
     "present queue, and every later arrival that joins the batch only delays the request.",
     "- Under overload (the surge stacked on the chosen load) every queue grows without bound; "
