@@ -102,11 +102,12 @@ class Settings(BaseSettings):
         0.005, gt=0, le=0.1, description="Adaptive conformal step size (per sample)."
     )
     calibration_history: int = Field(
-        64,
+        16,
         ge=0,
         le=4_096,
         description="Recent model versions kept per learner so calibration scores each "
-        "outcome against the version that served its request (0: against the newest).",
+        "outcome against the version that served its request (0: against the newest); "
+        "each costs ~0.1-0.4 MB per model key.",
     )
     river_learning_rate: float = Field(
         0.02, gt=0, description="SGD learning rate of the River quantile regressors."

@@ -24,7 +24,7 @@ class ModelConfig:
     champion_margin: float = 0.02
     calibration_window: int = 1_000
     calibration_step: float = 0.005
-    calibration_history: int = 64
+    calibration_history: int = 16
     river_learning_rate: float = 0.02
     xgb_window: int = 1_024
     xgb_boost_every: int = 512

@@ -3,6 +3,12 @@
 Exclusive ownership is what makes "skip what the snapshot already contains" sound: one
 owner applies a shard's entries strictly in stream order, so the checkpoint's applied id
 marks a prefix. A dead owner's lease simply expires and another trainer takes over.
+
+Reads are fenced too. A trainer that was paused past its lease must not read new entries
+after a successor took over: they would sit in its pending list, newer than nothing the
+successor claimed at take-over, and older than what the successor goes on to apply, so
+the successor's "already applied" test would skip them. One script checks the lease and
+reads atomically, so every entry the old owner read is pending before the take-over claim.
 """
 
 from __future__ import annotations
@@ -11,11 +17,25 @@ import redis
 
 from features.redis_keys import RedisKeys
 
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
 _RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+
+_FENCED_READ_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {0}
+end
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
+                         'STREAMS', KEYS[2], '>')
+if not reply then
+  return {1, {}}
+end
+return {1, reply[1][2]}
 """
 
 _RELEASE_SCRIPT = """
@@ -36,6 +56,7 @@ class ShardLeases:
         self.lease_ms = max(1, int(lease_s * 1000))
         self._renew = client.register_script(_RENEW_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
+        self._fenced_read = client.register_script(_FENCED_READ_SCRIPT)
 
     def acquire(self, shard: str) -> bool:
         return bool(self.client.set(self.keys.lease(shard), self.token, nx=True, px=self.lease_ms))
@@ -44,5 +65,22 @@ class ShardLeases:
         """Extend the lease; False if it expired or another trainer holds it now."""
         return bool(self._renew(keys=[self.keys.lease(shard)], args=[self.token, self.lease_ms]))
 
+    def read_new(
+        self, shard: str, group: str, consumer: str, count: int
+    ) -> list[StreamEntry] | None:
+        """Up to ``count`` never-delivered entries of the shard; None if the lease is gone."""
+        held, *rest = self._fenced_read(
+            keys=[self.keys.lease(shard), self.keys.stream(shard)],
+            args=[self.token, group, consumer, count],
+        )
+        if not held:
+            return None
+        return [(entry_id, _field_map(flat)) for entry_id, flat in rest[0]]
+
     def release(self, shard: str) -> None:
         self._release(keys=[self.keys.lease(shard)], args=[self.token])
+
+
+def _field_map(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields from the flat [field, value, ...] list a script returns."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

@@ -32,7 +32,7 @@ from trainer.shard_worker import ShardWorker
 
 log = logging.getLogger(__name__)
 
-READ_BLOCK_MS = 100
+IDLE_POLL_S = 0.05  # how long an idle trainer waits before reading its shards again
 
 
 class Trainer:
@@ -144,19 +144,21 @@ class Trainer:
             self.workers.pop(worker.shard, None)
 
     def _consume(self) -> None:
-        if not self.workers:
-            time.sleep(READ_BLOCK_MS / 1000)
-            return
-        by_stream = {worker.stream: worker for worker in self.workers.values()}
-        replies = self.client.xreadgroup(
-            TRAINER_GROUP,
-            self.name,
-            dict.fromkeys(by_stream, ">"),
-            count=self.settings.trainer_batch_size,
-            block=READ_BLOCK_MS,
-        )
-        for stream, entries in replies or []:
-            by_stream[stream.decode()].apply(entries)
+        """One lease-fenced read per owned shard; idles briefly when nothing is new."""
+        read_any = False
+        for shard, worker in list(self.workers.items()):
+            entries = self.leases.read_new(
+                shard, TRAINER_GROUP, self.name, self.settings.trainer_batch_size
+            )
+            if entries is None:
+                log.warning("lost the lease of shard %s; dropping its unsaved state", shard)
+                del self.workers[shard]
+                continue
+            if entries:
+                read_any = True
+                worker.apply(entries)
+        if not read_any:
+            time.sleep(IDLE_POLL_S)
 
 
 def run_until_signalled(settings: Settings) -> None:

@@ -25,10 +25,10 @@ from models.redis_checkpoint import (
     entry_order,
 )
 from models.registry import LearnReport, LearnScope, ModelRegistry
+from trainer.leases import StreamEntry
 
 log = logging.getLogger(__name__)
 
-StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
 # Ids per XACK call, to keep each command small.
 ACK_CHUNK = 1_000
