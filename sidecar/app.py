@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,7 +20,7 @@ from latency_oracle.settings import Settings
 from sidecar.accelerator import pod_identity
 from sidecar.delivery import ObservationWriter, PodStatePublisher
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy import CONNECT_TIMEOUT_S, MeasuringProxy
+from sidecar.proxy import MeasuringProxy
 from sidecar.scraper import EngineScraper
 from sidecar.sink import ObservationSink, sink_from_settings
 
@@ -31,15 +30,14 @@ DRAIN_TIMEOUT_S = 5.0
 def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> Starlette:
     metrics = SidecarMetrics()
     sink = sink or sink_from_settings(settings)
-    engine = httpx.AsyncClient(  # for scrapes; the proxy has its own pool
-        base_url=settings.engine_url,
-        timeout=httpx.Timeout(settings.engine_timeout_s, connect=CONNECT_TIMEOUT_S),
-        trust_env=False,
-    )
     writer = ObservationWriter(sink, settings.sidecar_queue_size, metrics)
     publisher = PodStatePublisher(sink, metrics)
     scraper = EngineScraper(
-        engine, pod_identity(settings), settings.scrape_interval_s, publisher, metrics
+        lambda path: proxy.get_text(path),  # the proxy's pool, opened in the lifespan
+        pod_identity(settings),
+        settings.scrape_interval_s,
+        publisher,
+        metrics,
     )
     proxy = MeasuringProxy(settings.engine_url, settings.engine_timeout_s, scraper, writer, metrics)
 
@@ -56,7 +54,6 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await proxy.aclose()
-            await engine.aclose()
             await sink.aclose()
 
     async def sidecar_metrics(_: Request) -> Response:

@@ -35,6 +35,7 @@ from sidecar.sse import StreamMeter
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+SCRAPE_TIMEOUT_S = 2.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -112,6 +113,14 @@ class MeasuringProxy:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def get_text(self, path: str) -> str:
+        """GET ``path`` of the engine through the pool (for scrapes); raises on non-2xx."""
+        assert self._session is not None, "MeasuringProxy.start() was not awaited"
+        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+        async with self._session.get(self.engine_url + path, timeout=timeout) as response:
+            response.raise_for_status()
+            return await response.text()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
