@@ -145,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except FileNotFoundError as exc:  # a missing input is the user's to fix: say which
+        hint = "reference data is read from LATENCY_ORACLE_SHARED_DATA_DIR (../shared/data)"
+        raise SystemExit(f"latency-oracle {args.command}: {exc}; {hint}") from None
 
 
 if __name__ == "__main__":
