@@ -17,4 +17,3 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/pytest" in readme and ci.rstrip().endswith(".venv/bin/pytest")
-
