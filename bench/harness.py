@@ -6,9 +6,6 @@ served by the same process and called by the same client, alternately, in the sa
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +15,8 @@ import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Response
+
+from sim.processes import free_port
 
 
 def percentiles_ms(samples: list[float]) -> tuple[float, float]:
@@ -36,34 +35,6 @@ def time_calls(call: Callable[[], object], repeat: int, warmup: int = 50) -> lis
         call()
         durations.append(time.perf_counter() - start)
     return durations
-
-
-@contextmanager
-def running_process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
-    """A server subprocess, from the moment ``ready_url`` answers 200 until it is stopped."""
-    process = subprocess.Popen(argv, env={**os.environ, **env})
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(ready_url):
-            assert process.poll() is None and time.monotonic() < deadline, f"{argv} not up"
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-from harness import free_port, running_process
 
+from sim.processes import cli_argv, free_port, running_process
 from sim.synthetic_stream import generate_stream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def predictor(workers: int = 1, **extra: str) -> Iterator[str]:
     """A ``latency-oracle serve`` process; embedded ones are trained before use."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "latency_oracle.cli", "serve", "--workers", str(workers)]
+    argv = cli_argv("serve", "--workers", str(workers))
     with (
         tempfile.TemporaryDirectory() as state,
         running_process(argv, _serve_env(Path(state), port, **extra), f"{base}/healthz"),

@@ -11,13 +11,14 @@ the engine's simulated GPU time is small and the hops dominate). Target: < 1 ms 
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 
 import httpx
 import numpy as np
 import redis
-from harness import alternating, free_port, running_process
+from harness import alternating
+
+from sim.processes import cli_argv, free_port, running_process
 
 TARGET_P99_MS = 1.0
 COMPLETION = {"prompt": "a short prompt of a few tokens", "max_tokens": 1, "stream": True}
@@ -50,7 +51,6 @@ def main() -> None:
     engine_port, sidecar_port = free_port(), free_port()
     engine, sidecar = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{sidecar_port}"
     prefix = f"bench-proxy-{uuid.uuid4().hex[:8]}"
-    cli = [sys.executable, "-m", "latency_oracle.cli"]
     quiet = {"LATENCY_ORACLE_LOG_LEVEL": "warning"}
     sidecar_env = {
         **quiet,
@@ -61,10 +61,10 @@ def main() -> None:
     try:
         with (
             running_process(
-                [*cli, "sim-engine", "--port", str(engine_port)], quiet, f"{engine}/health"
+                cli_argv("sim-engine", "--port", str(engine_port)), quiet, f"{engine}/health"
             ),
             running_process(
-                [*cli, "sidecar", "--engine-url", engine, "--port", str(sidecar_port)],
+                cli_argv("sidecar", "--engine-url", engine, "--port", str(sidecar_port)),
                 sidecar_env,
                 f"{sidecar}/sidecar/healthz",
             ),

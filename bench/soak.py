@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
-from harness import free_port
 
 from features.redis_keys import RedisKeys
 from features.redis_store import RedisObservationStore
+from sim.processes import free_port
 
 ACCELERATORS = 20
 # Windows that fill within a short run's warm-up (the test suite's reduced soak).

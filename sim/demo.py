@@ -27,13 +27,12 @@ from pathlib import Path
 import httpx
 
 from latency_oracle.settings import Settings
+from sim.processes import START_TIMEOUT_S, STOP_TIMEOUT_S, answers, cli_argv, free_port
 from sim.workloads import TraceRow, azure_trace, read_trace
 
 DEMO_PODS = (("h100-0", "H100"), ("a100-0", "A100"), ("l4-0", "L4"))
 DEMO_SLO = {"ttft_ms": 1_400.0, "tpot_ms": 340.0}  # the evaluation's SLOs (5x unloaded L4)
 DEMO_MIN_SAMPLES = 50  # models serve after 50 own samples, so the demo warms in seconds
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 REDRAW_S = 0.5
 RECENT = 50
 
@@ -75,10 +74,9 @@ class Children:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
-        command = [sys.executable, "-m", "latency_oracle.cli", *args]
         self.processes.append(
             subprocess.Popen(
-                command,
+                cli_argv(*args),
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -107,14 +105,6 @@ class Children:
                 process.wait()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True, slots=True)
 class DemoCluster:
     predictor: str
@@ -126,7 +116,7 @@ class DemoCluster:
 def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
     """Start the predictor, engines and sidecars; stop them all when the block exits."""
     children = Children(log_dir)
-    predictor_port = _free_port()
+    predictor_port = free_port()
     predictor = f"http://127.0.0.1:{predictor_port}"
     sidecars: dict[str, str] = {}
     health: list[str] = [f"{predictor}/readyz"]
@@ -137,7 +127,7 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
             {**base_env, "LATENCY_ORACLE_STATE_DIR": str(log_dir / "state")},
         )
         for i, (pod, accelerator) in enumerate(DEMO_PODS):
-            engine_port, sidecar_port = _free_port(), _free_port()
+            engine_port, sidecar_port = free_port(), free_port()
             children.start(
                 f"engine-{pod}",
                 [
@@ -180,16 +170,14 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
 def _wait_healthy(urls: list[str], children: Children) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     pending = list(urls)
-    with httpx.Client(timeout=1.0, trust_env=False) as client:
-        while pending:
-            children.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not healthy after {START_TIMEOUT_S:.0f} s: {pending}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(pending[0]).status_code == 200:
-                    pending.pop(0)
-                    continue
-            time.sleep(0.1)
+    while pending:
+        children.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not healthy after {START_TIMEOUT_S:.0f} s: {pending}")
+        if answers(pending[0]):
+            pending.pop(0)
+            continue
+        time.sleep(0.1)
 
 
 async def _one_request(

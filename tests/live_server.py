@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 from polling import wait_until
-from redis_support import free_port
+
+from sim.processes import free_port
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from features.redis_store import RedisObservationStore, connect
 from latency_oracle.settings import Settings
 from models.redis_checkpoint import CheckpointStore
+from sim.processes import free_port
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -98,12 +98,6 @@ def start_trainer(settings: Settings, name: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "latency_oracle.cli", "train"], env=trainer_env(settings, name)
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import httpx
 import pytest
-from polling import wait_until
-from redis_support import free_port
 
 from sim.gpu_profiles import shared_data_dir
+from sim.processes import cli_argv, free_port, running_process
 
 SHARED_DATA = shared_data_dir()
 needs_shared_data = pytest.mark.skipif(
@@ -37,34 +33,15 @@ class SimEngineProcess:
         self.process.wait(timeout=10)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @contextmanager
 def sim_engine_process(
     accelerator: str = "H100", speed: float = 1.0, seed: int = 0, *extra: str
 ) -> Iterator[SimEngineProcess]:
     """Start a simulated engine on a free port, wait until it answers, stop it after."""
     port = free_port()
-    command = [sys.executable, "-m", "latency_oracle.cli", "sim-engine"]
-    command += ["--accelerator", accelerator, "--port", str(port), "--speed", str(speed)]
-    command += ["--seed", str(seed), *extra]
-    process = subprocess.Popen(command, env={**os.environ, "LATENCY_ORACLE_LOG_LEVEL": "warning"})
-    engine = SimEngineProcess(process, f"http://127.0.0.1:{port}")
-    try:
-        if not wait_until(lambda: process.poll() is not None or _healthy(engine.url), 30):
-            raise RuntimeError("simulated engine did not start within 30 s")
-        if process.poll() is not None:
-            raise RuntimeError(f"simulated engine exited with {process.returncode}")
-        yield engine
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                engine.kill()
+    url = f"http://127.0.0.1:{port}"
+    command = cli_argv("sim-engine", "--accelerator", accelerator, "--port", str(port))
+    command += ["--speed", str(speed), "--seed", str(seed), *extra]
+    quiet = {"LATENCY_ORACLE_LOG_LEVEL": "warning"}
+    with running_process(command, quiet, f"{url}/health", timeout_s=30) as process:
+        yield SimEngineProcess(process, url)

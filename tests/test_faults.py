@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient
 from polling import wait_until
 from redis_support import (
     delete_prefix,
-    free_port,
     private_redis,
     redis_settings,
     shard_samples,
@@ -37,6 +36,7 @@ from models.registry import LearnScope, ModelRegistry
 from predictor.app import create_app
 from predictor.routing.inflight import WAITING, InFlightLedger
 from predictor.service import OracleService
+from sim.processes import free_port
 from sim.synthetic_stream import SyntheticStream, generate_stream
 from trainer.loop import Trainer
 

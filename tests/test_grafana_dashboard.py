@@ -24,13 +24,14 @@ import yaml
 from demo_feed import feed, learner_settings, route_all
 from live_server import live_server
 from polling import wait_until
-from redis_support import SHARED_REDIS_URL, delete_prefix, free_port, unique_prefix
+from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix
 from sim_support import needs_shared_data
 
 from latency_oracle.settings import Settings
 from predictor.app import create_app
 from predictor.service import OracleService
 from sim.demo import demo_env, launched, replay_load
+from sim.processes import answers, free_port
 from sim.workloads import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,21 +79,15 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base, timeout=10)
     try:
-        assert wait_until(lambda: _ready(client), 30), "prometheus did not become ready"
+        assert wait_until(lambda: answers(f"{base}/-/ready"), 30), "prometheus did not become ready"
         yield client, config
     finally:
         client.close()
         process.terminate()
         process.wait(timeout=30)
-
-
-def _ready(client: httpx.Client) -> bool:
-    try:
-        return client.get("/-/ready").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def scrape(client: httpx.Client, config: Path, targets: list[str]) -> None:

@@ -17,16 +17,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from polling import wait_until
-from redis_support import free_port
 from test_mlflow_tracking import KEY, SHIFT_AT, N, counter, drive, model_settings, promoted_events
 
 from models.drift import EventKind
 from predictor.mlflow_store import CHAMPION_ALIAS, registered_model_name
 from predictor.model_versions import open_store
 from predictor.service import OracleService
+from sim.processes import answers, free_port
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 SERVER_MISSING = importlib.util.find_spec("flask") is None  # mlflow-skinny has no server
@@ -85,20 +84,15 @@ def mlflow_server(database: str, tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        started = wait_until(lambda: _healthy(url) or process.poll() is not None, 120, 0.2)
+        started = wait_until(
+            lambda: answers(f"{url}/health") or process.poll() is not None, 120, 0.2
+        )
         log = (tmp_path / "mlflow-server.log").read_text()[-2000:]
         assert started and process.poll() is None, f"mlflow server did not start:\n{log}"
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_drift_promotes_a_challenger_registered_in_postgresql(

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from polling import wait_until
-from redis_support import free_port
 
 from latency_oracle.cli import main
 from latency_oracle.review import ui_command
@@ -23,6 +22,7 @@ from predictor.app import create_app
 from predictor.mlflow_store import CHAMPION_ALIAS, KEY_TAG, registered_model_name
 from predictor.model_versions import open_store
 from predictor.service import OracleService
+from sim.processes import free_port
 from sim.synthetic_stream import generate_stream
 
 SHIFT_AT = 2_000

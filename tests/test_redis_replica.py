@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from polling import wait_until
 from redis_support import (
     delete_prefix,
-    free_port,
     make_store,
     private_redis,
     redis_settings,
@@ -25,6 +24,7 @@ from latency_oracle.settings import Settings
 from models.keys import ModelKey, Target
 from predictor.app import create_app
 from predictor.service import OracleService
+from sim.processes import free_port
 from sim.synthetic_stream import generate_stream
 from trainer.loop import Trainer
 

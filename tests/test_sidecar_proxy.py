@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +18,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from redis_support import SHARED_REDIS_URL, delete_prefix, free_port, unique_prefix, wait_until
+from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix, wait_until
 
 from features.redis_keys import GLOBAL_SHARD, RedisKeys
 from features.redis_store import connect
 from features.schema import Observation
+from sim.processes import cli_argv, free_port, running_process
 
 pytestmark = pytest.mark.slow
 
@@ -66,28 +65,6 @@ class Stack:
         return 0.0
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@contextmanager
-def _process(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "latency_oracle.cli", *argv], env={**os.environ, **env}
-    )
-    try:
-        assert wait_until(lambda: _up(ready_url) or process.poll() is not None, 60)
-        assert process.poll() is None, f"{argv[0]} exited with {process.returncode}"
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=30)
-
-
 @contextmanager
 def _stack() -> Iterator[Stack]:
     engine_port, sidecar_port = free_port(), free_port()
@@ -103,12 +80,12 @@ def _stack() -> Iterator[Stack]:
         "LATENCY_ORACLE_POD_NAME": POD,
         "LATENCY_ORACLE_SCRAPE_INTERVAL_S": "0.05",
     }
-    engine_argv = ["sim-engine", "--accelerator", "H100", "--port", str(engine_port)]
-    sidecar_argv = ["sidecar", "--engine-url", engine_url, "--port", str(sidecar_port)]
+    engine_argv = cli_argv("sim-engine", "--accelerator", "H100", "--port", str(engine_port))
+    sidecar_argv = cli_argv("sidecar", "--engine-url", engine_url, "--port", str(sidecar_port))
     try:
         with (
-            _process(engine_argv, quiet, f"{engine_url}/health") as engine,
-            _process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/healthz"),
+            running_process(engine_argv, quiet, f"{engine_url}/health") as engine,
+            running_process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/healthz"),
         ):
             yield Stack(engine_url, sidecar_url, engine, prefix)
     finally:
