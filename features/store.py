@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from features.pod_state import PodState, select_pods
+from features.pod_state import PodState, PodStateStore, select_pods
 from features.schema import Observation
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ class AppendResult:
     duplicates: int
 
 
-class ObservationStore(Protocol):
-    """What the predictor writes to and the learner reads from."""
+class ObservationStore(PodStateStore, Protocol):
+    """What the predictor writes to and the learner reads from; it keeps live pods too."""
 
     def append(self, observations: Sequence[Observation]) -> AppendResult: ...
 

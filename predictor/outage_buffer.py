@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from features.pod_state import PodState
 from features.redis_store import WRITE_CHUNK, RedisObservationStore
 from features.schema import Observation
 from features.store import AppendResult, StoreFull
@@ -56,6 +57,13 @@ class BufferedRedisStore:
 
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def put_pod_state(self, state: PodState) -> None:
+        """Straight to Redis (raises ``RedisError`` while it is down): only the newest counts."""
+        self.store.put_pod_state(state)
+
+    def live_pods(self, model: str | None = None) -> list[PodState]:
+        return self.store.live_pods(model)
 
     def pending(self) -> int:
         """Accepted but not learned: the local buffer plus the trainers' last known backlog."""

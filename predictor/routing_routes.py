@@ -54,10 +54,7 @@ def routing_router(service: OracleService) -> APIRouter:
 
 
 def _live_candidates(service: OracleService, model: str) -> list[CandidatePod]:
-    live_pods = getattr(service.store, "live_pods", None)
-    if live_pods is None:
-        raise NoCandidates("no pods given and this store keeps no pod states")
-    return [_as_candidate(state) for state in live_pods(model or None)]
+    return [_as_candidate(state) for state in service.store.live_pods(model or None)]
 
 
 def _as_candidate(state: PodState) -> CandidatePod:

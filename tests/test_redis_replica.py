@@ -18,6 +18,7 @@ from redis_support import (
     unique_prefix,
 )
 
+from features.pod_state import PodState
 from features.redis_keys import GLOBAL_SHARD, RedisKeys
 from features.redis_store import connect
 from latency_oracle.settings import Settings
@@ -87,6 +88,20 @@ def test_replica_picks_up_a_new_snapshot_within_two_seconds(
     finally:
         service.stop()
         trainer.shutdown()
+
+
+def test_replica_routes_to_the_live_pods_sidecars_published_to_redis(
+    shared: tuple[Settings, redis.Redis],
+) -> None:
+    settings, client = shared
+    sidecar_store = make_store(client, settings)
+    sidecar_store.put_pod_state(PodState(pod="redis-pod", accelerator="H100", model="llama"))
+    with TestClient(create_app(settings)) as http:
+        response = http.post("/v1/route", json={"input_tokens": 100, "model": "llama"})
+        assert response.status_code == 200 and response.json()["pod"] == "redis-pod"
+        pod = {"pod": "posted-pod", "accelerator": "A100", "model": "mistral"}
+        assert http.post("/v1/pods", json=pod).status_code == 204
+    assert [p.pod for p in sidecar_store.live_pods("mistral")] == ["posted-pod"]
 
 
 @pytest.mark.slow
