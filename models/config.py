@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from features.engineering import N_FEATURES, monotone_signs
 from features.plausibility import ObservationBounds
@@ -13,33 +14,38 @@ from models.river_linear import RiverQuantileLinear
 from models.xgboost_learner import IncrementalXGBoost
 
 
+def _default(name: str) -> Any:
+    """A setting's default: a ModelConfig built without the environment matches Settings."""
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything a model set needs to build, calibrate, evaluate and elect its learners."""
 
-    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
-    headline_quantile: float = 0.9
-    min_samples: int = 300
-    eval_window: int = 2_000
-    champion_margin: float = 0.02
-    calibration_window: int = 1_000
-    calibration_step: float = 0.005
-    calibration_history: int = 16
-    river_learning_rate: float = 0.02
-    xgb_window: int = 1_024
-    xgb_boost_every: int = 512
-    xgb_rounds_per_boost: int = 2
-    xgb_max_rounds: int = 40
-    xgb_refit_rounds: int = 16
-    xgb_max_depth: int = 5
-    drift_delta: float = 0.002
-    challenger_window: int = 500
-    challenger_max_samples: int = 10_000
-    max_ttft_ms: float = 600_000.0
-    min_tpot_ms: float = 0.05
-    max_tpot_ms: float = 10_000.0
-    max_context_tokens: int = 2_097_152
-    max_accelerators: int = 256
+    quantiles: tuple[float, ...] = _default("quantiles")
+    headline_quantile: float = _default("headline_quantile")
+    min_samples: int = _default("min_samples")
+    eval_window: int = _default("eval_window")
+    champion_margin: float = _default("champion_margin")
+    calibration_window: int = _default("calibration_window")
+    calibration_step: float = _default("calibration_step")
+    calibration_history: int = _default("calibration_history")
+    river_learning_rate: float = _default("river_learning_rate")
+    xgb_window: int = _default("xgb_window")
+    xgb_boost_every: int = _default("xgb_boost_every")
+    xgb_rounds_per_boost: int = _default("xgb_rounds_per_boost")
+    xgb_max_rounds: int = _default("xgb_max_rounds")
+    xgb_refit_rounds: int = _default("xgb_refit_rounds")
+    xgb_max_depth: int = _default("xgb_max_depth")
+    drift_delta: float = _default("drift_delta")
+    challenger_window: int = _default("challenger_window")
+    challenger_max_samples: int = _default("challenger_max_samples")
+    max_ttft_ms: float = _default("max_ttft_ms")
+    min_tpot_ms: float = _default("min_tpot_ms")
+    max_tpot_ms: float = _default("max_tpot_ms")
+    max_context_tokens: int = _default("max_context_tokens")
+    max_accelerators: int = _default("max_accelerators")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelConfig:
