@@ -13,7 +13,8 @@ from __future__ import annotations
 import csv
 import time
 
-from sim.engine import Engine, SimRequest
+from sim.engine import Engine
+from sim.engine_records import SimRequest
 from sim.gpu_profiles import shared_data_dir
 from sim.hardware import accelerator_profile
 from sim.perf_model import PerfModel

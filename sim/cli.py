@@ -13,7 +13,8 @@ def _run(args: argparse.Namespace) -> None:
     import uvicorn
 
     from latency_oracle.settings import Settings
-    from sim.engine import Engine, EngineConfig
+    from sim.engine import Engine
+    from sim.engine_records import EngineConfig
     from sim.gpu_profiles import canonical_model, shared_data_dir
     from sim.server import create_sim_app
 

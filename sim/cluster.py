@@ -17,7 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from sim.engine import Engine, EngineConfig, EngineState, FinishedRequest
+from sim.engine import Engine
+from sim.engine_records import EngineConfig, EngineState, FinishedRequest
 from sim.gpu_profiles import canonical_model
 from sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
 from sim.perf_model import PerfModel

@@ -14,7 +14,8 @@ import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from sim.engine import Engine, FinishedRequest, SimRequest, StepResult
+from sim.engine import Engine
+from sim.engine_records import FinishedRequest, SimRequest, StepResult
 
 
 @dataclass(frozen=True, slots=True)

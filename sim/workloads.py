@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from latency_oracle.settings import Settings
-from sim.engine import SimRequest, shared_prefix_hashes
+from sim.engine_records import SimRequest, shared_prefix_hashes
 from sim.gpu_profiles import shared_data_dir
 
 AZURE_TRACE = "traces/azure_code_2023.csv"

@@ -11,7 +11,7 @@ from sim_support import needs_shared_data
 
 from latency_oracle.settings import Settings
 from sim.cluster import ClusterConfig, build_engines, run_cluster
-from sim.engine import EngineConfig, SimRequest
+from sim.engine_records import EngineConfig, SimRequest
 from sim.gpu_profiles import shared_data_dir
 from sim.policies import POLICY_NAMES, SloTargets, make_policy
 from sim.workloads import Arrival, Shift, SyntheticSpec, synthetic

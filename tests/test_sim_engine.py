@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sim_support import needs_shared_data
 
-from sim.engine import (
-    Engine,
+from sim.engine import Engine
+from sim.engine_records import (
     EngineConfig,
     FinishedRequest,
     SimRequest,
