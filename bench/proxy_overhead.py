@@ -14,9 +14,8 @@ import argparse
 import uuid
 
 import httpx
-import numpy as np
 import redis
-from harness import alternating
+from harness import alternating, percentiles_ms
 
 from sim.processes import cli_argv, free_port, running_process
 
@@ -32,8 +31,8 @@ def _stream(client: httpx.Client, path: str) -> None:
 
 
 def _report(name: str, direct: list[float], proxied: list[float]) -> None:
-    d50, d99 = np.percentile(np.array(direct) * 1e3, [50, 99])
-    p50, p99 = np.percentile(np.array(proxied) * 1e3, [50, 99])
+    d50, d99 = percentiles_ms(direct)
+    p50, p99 = percentiles_ms(proxied)
     added = p99 - d99
     verdict = "met" if added < TARGET_P99_MS else "MISSED"
     print(
