@@ -71,12 +71,17 @@ class ServingModel:
     key: ModelKey
     learner: str
     function: QuantileFunction
+    leading: QuantileFunction  # the first n_leading quantiles, up to the headline one
+    n_leading: int
     offsets: np.ndarray
     n_samples: int
     version: int
     updated_at: float
 
-    def predict_log(self, features: np.ndarray) -> np.ndarray:
+    def predict_log(self, features: np.ndarray, through_headline: bool = False) -> np.ndarray:
+        """Every quantile, or (for routing) only those up to the headline one."""
+        if through_headline:
+            return self.leading(features) + self.offsets[: self.n_leading]
         return self.function(features) + self.offsets
 
 
@@ -240,6 +245,8 @@ class ModelSet:
             key=self.key,
             learner=slot.learner.name,
             function=function,
+            leading=function.leading(self.config.headline_index + 1),
+            n_leading=self.config.headline_index + 1,
             offsets=slot.calibrator.offsets.copy(),
             n_samples=self.n_samples,
             version=self.version,

@@ -8,7 +8,7 @@ cost, and it makes the fitted model exportable to one matrix product for serving
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from river import linear_model, optim
@@ -54,6 +54,9 @@ class LinearQuantileFunction:
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         return ((features - self.mean) * self.inv_scale) @ self.weights + self.intercept
+
+    def leading(self, k: int) -> LinearQuantileFunction:
+        return replace(self, weights=self.weights[:, :k], intercept=self.intercept[:k])
 
 
 class RiverQuantileLinear(BaseLearner):

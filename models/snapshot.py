@@ -20,7 +20,7 @@ from models.keys import ModelKey
 from models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 3  # 2: drift state in model sets; 3: monotone constraints in learners
+FORMAT_VERSION = 4  # 2: drift state; 3: monotone constraints; 4: forest sibling layout
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 

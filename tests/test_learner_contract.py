@@ -79,6 +79,20 @@ def test_published_function_is_immutable(learner: Learner, data) -> None:
     assert not np.array_equal(learner.predict_many(features[:20]), before)
 
 
+@pytest.mark.parametrize("rows", [20, 200])
+def test_leading_quantiles_equal_the_full_functions_first_columns(
+    learner: Learner, data, rows: int
+) -> None:
+    """Routing's cheaper path must answer exactly what the full prediction would."""
+    features, y = data
+    learner.learn_many(features[:1_000], y[:1_000])
+    function = learner.serving_function()
+    assert function is not None
+    full = function(features[:rows])
+    for k in range(1, len(QUANTILES) + 1):
+        np.testing.assert_allclose(function.leading(k)(features[:rows]), full[:, :k], atol=1e-6)
+
+
 def test_snapshot_restores_identical_predictions(learner: Learner, data) -> None:
     features, y = data
     learner.learn_many(features[:700], y[:700])

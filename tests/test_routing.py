@@ -102,6 +102,10 @@ def test_the_only_pod_that_meets_the_slo_gets_the_request(
             slo["ttft_ms"] - by_pod[fast]["ttft_ms"]
         )
         assert by_pod[fast]["tpot_headroom_ms"] is None
+        for name, state in STATES.items():  # routing's cheaper path: the same p90s
+            assert (by_pod[name]["ttft_ms"], by_pod[name]["tpot_ms"]) == pytest.approx(
+                p90(warm_service, state), rel=1e-9
+            )
 
 
 def test_no_pod_meets_the_slo_sheds_interactive_and_queues_batch(

@@ -82,11 +82,11 @@ class Router:
     def route(self, request: RouteRequest, pods: Sequence[CandidatePod]) -> RouteDecision:
         if not pods:
             raise NoCandidates("no candidate pods")
-        phases = _phases(pods, request)
         with self._lock:
             pending = self.ledger.pending([p.pod for p in pods], [p.scraped_at for p in pods])
             columns = _columns(request, pods, pending)
-            batch = self.models.predict(columns)
+            phases = _phases(columns.role)
+            batch = self.models.predict(columns, through_headline=True)
             decision = self._decide(request, pods, phases, columns, batch, pending)
             if decision.decision == "place":
                 self._reserve(request, pods, phases, columns, decision)
@@ -188,12 +188,12 @@ class Router:
             self.ledger.place(str(pod), delta)
 
 
-def _phases(pods: Sequence[CandidatePod], request: RouteRequest) -> list[_Phase]:
-    roles = np.array([p.role.value for p in pods])
-    if (roles == PodRole.BOTH.value).all():
-        return [_Phase("pod", np.arange(len(pods)), ttft=True, tpot=True)]
-    prefill = np.flatnonzero(roles != PodRole.DECODE.value)
-    decode = np.flatnonzero(roles != PodRole.PREFILL.value)
+def _phases(roles: np.ndarray) -> list[_Phase]:
+    """One phase for a pool of ``both`` pods, else prefill then decode (``roles``: codes)."""
+    if (roles == ROLE_CODES[PodRole.BOTH]).all():
+        return [_Phase("pod", np.arange(len(roles)), ttft=True, tpot=True)]
+    prefill = np.flatnonzero(roles != ROLE_CODES[PodRole.DECODE])
+    decode = np.flatnonzero(roles != ROLE_CODES[PodRole.PREFILL])
     if not len(prefill) or not len(decode):
         missing = "prefill" if not len(prefill) else "decode"
         raise NoCandidates(f"disaggregated pool has no {missing} pods among the candidates")
@@ -281,24 +281,30 @@ def _candidate_report(
     batch: PredictionBatch,
     pending: np.ndarray,
 ) -> list[dict[str, object]]:
-    ttft_list, tpot_list = ttft.tolist(), tpot.tolist()
-    meets, cold = eligible.tolist(), batch.cold.tolist()
-    placed = (pending[:, WAITING] + pending[:, RUNNING]).tolist()
     ttft_slo, tpot_slo = slo.ttft_ms, slo.tpot_ms
+    placed = pending[:, WAITING] + pending[:, RUNNING]
     return [
         {
             "pod": pod.pod,
             "role": pod.role.value,
             "accelerator": pod.accelerator,
-            "ttft_ms": ttft_list[i],
-            "tpot_ms": tpot_list[i],
-            "ttft_headroom_ms": None if ttft_slo is None else ttft_slo - ttft_list[i],
-            "tpot_headroom_ms": None if tpot_slo is None else tpot_slo - tpot_list[i],
-            "meets_slo": meets[i],
-            "cold": cold[i],
-            "placed_since_scrape": placed[i],
+            "ttft_ms": ttft_ms,
+            "tpot_ms": tpot_ms,
+            "ttft_headroom_ms": None if ttft_slo is None else ttft_slo - ttft_ms,
+            "tpot_headroom_ms": None if tpot_slo is None else tpot_slo - tpot_ms,
+            "meets_slo": meets,
+            "cold": cold,
+            "placed_since_scrape": placed_count,
         }
-        for i, pod in enumerate(pods)
+        for pod, ttft_ms, tpot_ms, meets, cold, placed_count in zip(
+            pods,
+            ttft.tolist(),
+            tpot.tolist(),
+            eligible.tolist(),
+            batch.cold.tolist(),
+            placed.tolist(),
+            strict=True,
+        )
     ]
 
 
