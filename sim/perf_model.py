@@ -9,10 +9,11 @@ token per decoding request) on ``tp`` GPUs::
             + STEP_OVERHEAD_MS
 
 ``layer_ms`` is the measured (or derived, ``sim/hardware.py``) non-attention cost of one
-layer, linear between measured token counts. A prefill chunk of ``c`` tokens after ``p``
-tokens already in the KV cache does ``4 * d`` FLOPs per (query, key) pair per layer (QK^T
-and PV), causally ``c * (p + c / 2)`` pairs; decode attention reads the K and V of all
-``ctx`` cached tokens of each decoding request once. ``F`` is dense BF16 FLOP/s, ``B`` HBM
+layer, interpolated between measured token counts within GEMM tiles (``gpu_profiles``).
+A prefill chunk of ``c`` tokens after ``p`` tokens already in the KV cache does ``4 * d``
+FLOPs per (query, key) pair per layer (QK^T and PV), causally ``c * (p + c / 2)`` pairs;
+decode attention reads the K and V of all ``ctx`` cached tokens of each decoding request
+once. ``F`` is dense BF16 FLOP/s, ``B`` HBM
 bytes/s of one GPU.
 
 =============================  =========  ===================================================

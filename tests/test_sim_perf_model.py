@@ -31,9 +31,9 @@ def _without(measured: MeasuredLayerCosts, keep: np.ndarray) -> MeasuredLayerCos
 def test_non_attention_step_time_matches_held_out_measurements(gpu: str, model: str) -> None:
     """Every other measured batch size is held out, predicted from the rest, compared.
 
-    The few misses are the measured points just past a GEMM tile boundary (136, 264,
-    520 tokens): wave quantization makes cost jump there, which no straight line between
-    neighbours sees. They stay under 25%.
+    The rare misses (4 of 2,064 held-out points) are single measurements off the line
+    through their own neighbours (264 tokens at TP 2 on the H100: 177 us between 145 and
+    200): noise no interpolation can recover. They stay under 15%.
     """
     measured = load_measured(gpu, model, SHARED_DATA)
     index = np.arange(len(measured.tokens))
@@ -45,9 +45,9 @@ def test_non_attention_step_time_matches_held_out_measurements(gpu: str, model: 
     for tp in measured.tp_degrees():
         errors = from_rest.layer_ms(tp, tokens) / full.layer_ms(tp, tokens) - 1
         within = np.abs(errors) <= 0.10
-        assert within.mean() >= 0.95, (tp, tokens[~within], errors[~within])
-        assert np.abs(errors).mean() < 0.03
-        assert np.abs(errors).max() < 0.25
+        assert within.mean() >= 0.99, (tp, tokens[~within], errors[~within])
+        assert np.abs(errors).mean() < 0.02
+        assert np.abs(errors).max() < 0.15
 
 
 def test_h100_prefills_4k_tokens_two_to_four_times_faster_than_a100() -> None:
