@@ -86,6 +86,7 @@ def _redis_rate(
         "LATENCY_ORACLE_LOG_LEVEL": "warning",
         # Ingest alone: MLflow logging is a separate worker with its own (bounded) cost.
         "LATENCY_ORACLE_MLFLOW_ENABLED": "false",
+        "LATENCY_ORACLE_TRAINER_METRICS_PORT": "0",  # several trainers on this one host
     }
     processes = [
         subprocess.Popen(

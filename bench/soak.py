@@ -122,6 +122,7 @@ def soak(
         "LATENCY_ORACLE_MLFLOW_ENABLED": "false",
         "LATENCY_ORACLE_LOG_LEVEL": "warning",
         "LATENCY_ORACLE_STREAM_MAXLEN": "200000",  # above the backlog the run allows
+        "LATENCY_ORACLE_TRAINER_METRICS_PORT": str(free_port()),
     } | {f"LATENCY_ORACLE_{name.upper()}": value for name, value in settings.items()}
     cli = [sys.executable, "-m", "latency_oracle.cli"]
     rng = np.random.default_rng(1)

@@ -95,6 +95,7 @@ class RequestColumns:
     """A batch of prediction requests (or observations) as one array per raw field."""
 
     accelerator: np.ndarray  # object array of canonical names
+    pod: np.ndarray  # object array of pod names ("" when unknown); not a feature
     role: np.ndarray  # int8 codes, see ROLE_CODES
     input_tokens: np.ndarray
     cached_tokens: np.ndarray
@@ -130,6 +131,7 @@ class RequestColumns:
         ).reshape(len(requests), 9)
         return cls(
             accelerator=np.array([r.accelerator for r in requests], dtype=object),
+            pod=np.array([r.pod for r in requests], dtype=object),
             role=raw[:, 8].astype(np.int8),
             input_tokens=raw[:, 0],
             cached_tokens=raw[:, 1],

@@ -24,7 +24,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
-    host: str = Field("127.0.0.1", description="Address the predictor listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the predictor, and a trainer's metrics and probe endpoint, listen on.",
+    )
     port: int = Field(8080, ge=1, le=65535, description="Port the predictor listens on.")
     log_level: str = Field("info", description="Python logging level.")
 
@@ -100,6 +103,23 @@ class Settings(BaseSettings):
     )
     calibration_step: float = Field(
         0.005, gt=0, le=0.1, description="Adaptive conformal step size (per sample)."
+    )
+    pod_calibration_window: int = Field(
+        32,
+        ge=8,
+        le=4_096,
+        description="Recent outcomes per pod its own conformal correction is taken from "
+        "(a slowed or hot pod gets covered again within a few dozen of them).",
+    )
+    pod_calibration_min_samples: int = Field(
+        16, ge=1, description="Outcomes a pod needs before its own correction applies."
+    )
+    pod_calibration_max_pods: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Pods with their own correction per model key (least recently seen "
+        "evicted); each costs ~0.7 KB per learner.",
     )
     calibration_history: int = Field(
         16,
@@ -251,6 +271,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Shard lease; a dead trainer's shards and pending entries are taken "
         "over by another trainer after this idle time.",
+    )
+    trainer_metrics_port: int = Field(
+        9102,
+        ge=0,
+        le=65535,
+        description="Port of a trainer's /metrics, /healthz and /readyz (0: none; trainers "
+        "sharing a host each need their own).",
     )
     model_sync_interval_s: float = Field(
         0.25, gt=0, description="Seconds between a predictor's checks for new model snapshots."

@@ -32,16 +32,27 @@ class AdaptiveConformal:
         """Calibrated log-quantiles for raw (n, q) learner output."""
         return raw + self.offsets
 
-    def update(self, raw: np.ndarray, y: np.ndarray) -> None:
-        """Feed outcomes of predictions made with the current offsets, then re-fit them."""
+    def update(
+        self, raw: np.ndarray, y: np.ndarray, served_extra: np.ndarray | None = None
+    ) -> None:
+        """Feed outcomes of predictions made with the current offsets, then re-fit them.
+
+        ``served_extra`` is what was added on top when serving (per-pod corrections): the
+        levels adapt to the misses of what was actually served, so raising a slow pod's
+        predictions does not leave the others over-covered.
+        """
         scores = y[:, None] - raw
-        misses = scores > self.offsets
+        served = self.offsets if served_extra is None else self.offsets + served_extra
+        misses = scores > served
         self.levels = np.clip(
             self.levels + self.step * (misses - (1.0 - self.targets)).sum(axis=0), 0.0, 1.0
         )
         self._scores.extend(scores)
-        filled = len(self._scores)
-        ordered = np.sort(self._scores.view(), axis=0)
-        rank = np.ceil(self.levels * (filled + 1)).astype(np.int64) - 1
-        rank = np.clip(rank, 0, filled - 1)
-        self.offsets = ordered[rank, np.arange(len(self.targets))]
+        self.offsets = conformal_quantiles(self._scores.view(), self.levels)
+
+
+def conformal_quantiles(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Split-conformal quantile of each column: its ceil(level * (n + 1))-th smallest."""
+    n = len(scores)
+    rank = np.clip(np.ceil(levels * (n + 1)).astype(np.int64) - 1, 0, n - 1)
+    return np.sort(scores, axis=0)[rank, np.arange(scores.shape[1])]

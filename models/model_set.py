@@ -20,6 +20,7 @@ from models.drift import DriftWatch
 from models.evaluation import PrequentialEvaluator, WindowScores
 from models.keys import ModelKey
 from models.learner import Learner, QuantileFunction
+from models.pod_calibration import PodOffsets, offsets_of
 from models.served_history import ServedHistory
 
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
@@ -74,15 +75,26 @@ class ServingModel:
     leading: QuantileFunction  # the first n_leading quantiles, up to the headline one
     n_leading: int
     offsets: np.ndarray
+    pod_offsets: dict[str, np.ndarray]  # each known pod's own correction on top of offsets
     n_samples: int
     version: int
     updated_at: float
 
-    def predict_log(self, features: np.ndarray, through_headline: bool = False) -> np.ndarray:
-        """Every quantile, or (for routing) only those up to the headline one."""
+    def predict_log(
+        self, features: np.ndarray, pods: np.ndarray | None = None, through_headline: bool = False
+    ) -> np.ndarray:
+        """Every quantile, or (for routing) only those up to the headline one.
+
+        With the requests' ``pods``, each pod's own correction is added where it has one.
+        """
         if through_headline:
-            return self.leading(features) + self.offsets[: self.n_leading]
-        return self.function(features) + self.offsets
+            out = self.leading(features) + self.offsets[: self.n_leading]
+        else:
+            out = self.function(features) + self.offsets
+        own = None if pods is None else offsets_of(self.pod_offsets, pods, len(self.offsets))
+        if own is not None:
+            out += own[:, : out.shape[1]]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,7 @@ class LearnerSlot:
 
     learner: Learner
     calibrator: AdaptiveConformal
+    pod_offsets: PodOffsets
     evaluator: PrequentialEvaluator
     versions: ServedHistory
     health: LearnerHealth = field(default_factory=LearnerHealth)
@@ -113,11 +126,13 @@ class LearnerSlot:
         y_log: np.ndarray,
         config: ModelConfig,
         clock: BatchClock | None = None,
+        pods: np.ndarray | None = None,
     ) -> str | None:
         """Predict, score, calibrate, then learn the batch; the error text if it failed.
 
         With the batch's ``clock``, calibration scores each outcome against the version
-        that served its request (see ``models.served_history``).
+        that served its request (see ``models.served_history``); with its ``pods``, each
+        pod's own correction learns from its outcomes (``models.pod_calibration``).
         """
         self.last_raw = self.last_served = None
         try:
@@ -129,7 +144,11 @@ class LearnerSlot:
                 self.evaluator.update(served, np.exp(y_log))
                 if clock is not None:
                     raw = self.versions.raw_as_served(features, clock.arrived, raw)
-                self.calibrator.update(raw, y_log)
+                served_extra = None
+                if pods is not None:
+                    served_extra = self.pod_offsets.rows(pods)
+                    self.pod_offsets.update(pods, y_log[:, None] - self.calibrator.calibrate(raw))
+                self.calibrator.update(raw, y_log, served_extra)
             self.learner.learn_many(features, y_log)
             if self.learner.is_fitted:
                 check_output(self.learner.predict_many(features))
@@ -154,6 +173,7 @@ class LearnerSlot:
         self.health.last_failure_at = time.time()
         self.learner.reset()
         self.calibrator.reset()
+        self.pod_offsets.reset()
         self.evaluator.reset()
         self.versions.clear()
         return self.health.last_error
@@ -184,17 +204,27 @@ class ModelSet:
             AdaptiveConformal(
                 self.config.quantiles, self.config.calibration_window, self.config.calibration_step
             ),
+            PodOffsets(
+                self.config.quantiles,
+                self.config.pod_calibration_window,
+                self.config.pod_calibration_min_samples,
+                self.config.pod_calibration_max_pods,
+            ),
             PrequentialEvaluator(self.config.quantiles, self.config.eval_window),
             ServedHistory(self.config.calibration_history),
         )
 
     def learn(
-        self, features: np.ndarray, y_log: np.ndarray, clock: BatchClock | None = None
+        self,
+        features: np.ndarray,
+        y_log: np.ndarray,
+        clock: BatchClock | None = None,
+        pods: np.ndarray | None = None,
     ) -> list[LearnerFailure]:
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
-            if (error := slot.step(features, y_log, self.config, clock)) is not None
+            if (error := slot.step(features, y_log, self.config, clock, pods)) is not None
         ]
         self.n_samples += len(y_log)
         if (error := self.drift.step(self, features, y_log)) is not None:
@@ -248,6 +278,7 @@ class ModelSet:
             leading=function.leading(self.config.headline_index + 1),
             n_leading=self.config.headline_index + 1,
             offsets=slot.calibrator.offsets.copy(),
+            pod_offsets=slot.pod_offsets.published(),
             n_samples=self.n_samples,
             version=self.version,
             updated_at=self.last_update or time.time(),

@@ -119,7 +119,9 @@ class ModelRegistry:
                 for accelerator, rows in groups:
                     key = ModelKey(accelerator, target)
                     clock = BatchClock(arrived[rows], float(finished[rows].max()))
-                    failures += self._learn_key(key, features[rows], np.log(values[rows]), clock)
+                    failures += self._learn_key(
+                        key, features[rows], np.log(values[rows]), clock, columns.pod[rows]
+                    )
                     events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
         return LearnReport(
@@ -147,12 +149,17 @@ class ModelRegistry:
         return set(admitted), evicted
 
     def _learn_key(
-        self, key: ModelKey, features: np.ndarray, y_log: np.ndarray, clock: BatchClock
+        self,
+        key: ModelKey,
+        features: np.ndarray,
+        y_log: np.ndarray,
+        clock: BatchClock,
+        pods: np.ndarray,
     ) -> list[LearnerFailure]:
         model_set = self._model_sets.get(key)
         if model_set is None:
             model_set = self._model_sets[key] = ModelSet(key, self.config)
-        failures = model_set.learn(features, y_log, clock)
+        failures = model_set.learn(features, y_log, clock, pods)
         self._publish(model_set)
         return failures
 
@@ -190,7 +197,9 @@ class ModelRegistry:
                     log_out[target][rows] = prior[target.value]
                     label = PRIOR_MODEL
                 else:
-                    log_out[target][rows] = serving.predict_log(group, through_headline)
+                    log_out[target][rows] = serving.predict_log(
+                        group, columns.pod[rows], through_headline
+                    )
                     label = f"{serving.learner}@{serving.key.accelerator}"
                 names[target][rows] = label
         return PredictionBatch(

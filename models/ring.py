@@ -8,9 +8,9 @@ import numpy as np
 class RingBuffer:
     """The most recent ``capacity`` rows of width ``width``; order inside is not kept."""
 
-    def __init__(self, capacity: int, width: int) -> None:
+    def __init__(self, capacity: int, width: int, dtype: type = np.float64) -> None:
         self.capacity = capacity
-        self._rows = np.empty((capacity, width))
+        self._rows = np.empty((capacity, width), dtype=dtype)
         self._filled = 0
         self._head = 0
 

@@ -142,8 +142,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     )
     async def readyz() -> JSONResponse:
         readiness = service.readiness()
-        code = status.HTTP_200_OK if readiness.serving else status.HTTP_503_SERVICE_UNAVAILABLE
-        return JSONResponse({"status": readiness.status, "problems": readiness.problems}, code)
+        return JSONResponse(readiness.body(), readiness.http_status)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -8,13 +8,20 @@ learning loop pays nothing for metrics it is not asked for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from models.registry import LearnReport, ModelRegistry
+from models.model_set import ModelSet
+from models.registry import LearnReport
 from predictor.label_cap import LabelCap
 
 log = logging.getLogger(__name__)
@@ -30,8 +37,13 @@ def quantile_label(q: float) -> str:
     return f"p{q * 100:g}"
 
 
-class ServiceMetrics:
-    """The service's metrics, in their own registry (several apps can share a process)."""
+class LearningMetrics:
+    """What every process that learns exports (predictor and trainer), in its own registry.
+
+    One definition, so a learner failing shows under the same names wherever it learns,
+    and one set of alert rules covers both (several apps can share a process, hence a
+    registry each).
+    """
 
     def __init__(self, max_label_values: int = 256) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -52,23 +64,6 @@ class ServiceMetrics:
             max_label_values,
             self.cardinality_capped.labels("metric_label").inc,
         )
-        self.http_duration = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
-            "HTTP request latency by route.",
-            ["route", "method", "status"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
-            registry=self.registry,
-        )
-        self.predictions = Counter(
-            f"{PREFIX}_predictions", "Items predicted.", ["cold"], registry=self.registry
-        )
-        self.observations = Counter(
-            f"{PREFIX}_observations",
-            "Observations received, by outcome: accepted, duplicate, rejected, implausible, "
-            "buffer_full.",
-            ["outcome"],
-            registry=self.registry,
-        )
         self.learned = Counter(
             f"{PREFIX}_observations_learned",
             "Observations applied to models.",
@@ -84,17 +79,6 @@ class ServiceMetrics:
             f"{PREFIX}_model_events",
             "Drifts detected, challengers promoted or dropped, per model key.",
             ["accelerator", "target", "kind"],
-            registry=self.registry,
-        )
-        self.route_decisions = Counter(
-            f"{PREFIX}_route_decisions",
-            "Routing decisions by outcome: place, shed or queue.",
-            ["decision"],
-            registry=self.registry,
-        )
-        self.learn_cycle_errors = Counter(
-            f"{PREFIX}_learn_cycle_errors",
-            "Learning cycles that failed outside any learner.",
             registry=self.registry,
         )
 
@@ -121,15 +105,68 @@ class ServiceMetrics:
                 event.kind.value,
             ).inc()
 
-    def watch(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:
-        """Expose model gauges from ``models`` and the observation backlog at scrape time."""
-        self.registry.register(_ModelCollector(models, buffered))
+    def watch(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
+        """Expose the gauges of the model sets ``model_sets()`` returns, at scrape time."""
+        self.registry.register(_ModelCollector(model_sets))
+
+
+class ServiceMetrics(LearningMetrics):
+    """The predictor's metrics: learning plus requests, observations and routing."""
+
+    def __init__(self, max_label_values: int = 256) -> None:
+        super().__init__(max_label_values)
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route", "method", "status"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            f"{PREFIX}_predictions", "Items predicted.", ["cold"], registry=self.registry
+        )
+        self.observations = Counter(
+            f"{PREFIX}_observations",
+            "Observations received, by outcome: accepted, duplicate, rejected, implausible, "
+            "buffer_full.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.route_decisions = Counter(
+            f"{PREFIX}_route_decisions",
+            "Routing decisions by outcome: place, shed or queue.",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.learn_cycle_errors = Counter(
+            f"{PREFIX}_learn_cycle_errors",
+            "Learning cycles that failed outside any learner.",
+            registry=self.registry,
+        )
+
+    def watch_backlog(self, buffered: Callable[[], int]) -> None:
+        """Expose the observations accepted but not yet learned, at scrape time."""
+        Gauge(
+            f"{PREFIX}_observation_backlog",
+            "Observations accepted, not yet learned.",
+            registry=self.registry,
+        ).set_function(buffered)
+
+
+def redis_errors(registry: CollectorRegistry) -> Counter:
+    """Failed Redis calls: one metric for replicas and trainers, so one alert covers both."""
+    return Counter(
+        f"{PREFIX}_redis_errors",
+        "Failed Redis calls, by operation: write (observations), sync (models) or train "
+        "(a trainer's read, learn and checkpoint step).",
+        ["operation"],
+        registry=registry,
+    )
 
 
 class _ModelCollector(Collector):
-    def __init__(self, models: ModelRegistry, buffered: Callable[[], int]) -> None:
-        self.models = models
-        self.buffered = buffered
+    def __init__(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
+        self.model_sets = model_sets
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         key_labels = ["accelerator", "target"]
@@ -164,7 +201,7 @@ class _ModelCollector(Collector):
         mae = GaugeMetricFamily(
             f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.", labels=learner_labels
         )
-        for model_set in self.models.model_sets():
+        for model_set in self.model_sets():
             key = [model_set.key.accelerator, model_set.key.target.value]
             samples.add_metric(key, model_set.n_samples)
             updated.add_metric(key, model_set.last_update or 0.0)
@@ -181,8 +218,4 @@ class _ModelCollector(Collector):
                 ):
                     coverage.add_metric([*key, name, quantile_label(q)], cov)
                     pinball.add_metric([*key, name, quantile_label(q)], loss)
-        backlog = GaugeMetricFamily(
-            f"{PREFIX}_observation_backlog", "Observations accepted, not yet learned."
-        )
-        backlog.add_metric([], self.buffered())
-        yield from (samples, updated, champion, failed, coverage, pinball, mae, backlog)
+        yield from (samples, updated, champion, failed, coverage, pinball, mae)

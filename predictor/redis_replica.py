@@ -14,7 +14,7 @@ from features.redis_store import RedisObservationStore, connect
 from latency_oracle.settings import Settings
 from models.redis_checkpoint import CheckpointStore
 from models.registry import ModelRegistry
-from predictor.metrics import PREFIX
+from predictor.metrics import PREFIX, redis_errors
 from predictor.model_sync import ModelSync
 from predictor.outage_buffer import BufferedRedisStore
 
@@ -50,12 +50,7 @@ class RedisReplica:
 
     def expose(self, registry: CollectorRegistry) -> None:
         """Redis errors, sync staleness and the outage buffer on the service's /metrics."""
-        self._errors = Counter(
-            f"{PREFIX}_redis_errors",
-            "Failed Redis calls, by operation: write (observations) or sync (models).",
-            ["operation"],
-            registry=registry,
-        )
+        self._errors = redis_errors(registry)
         Gauge(
             f"{PREFIX}_model_sync_staleness_seconds",
             "Seconds since this replica last synced models from Redis.",

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from features.engineering import RequestColumns
@@ -26,24 +25,13 @@ from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, wri
 from predictor.activity import Activity
 from predictor.metrics import ServiceMetrics
 from predictor.model_versions import apply_pinned_versions
+from predictor.readiness import Readiness, failed_learners
 from predictor.tracking import ModelTracker
 
 if TYPE_CHECKING:
     from predictor.redis_replica import RedisReplica
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    """What /readyz says: ``ready``, ``degraded`` (serving, but something is wrong) or not."""
-
-    status: str
-    problems: list[str]
-
-    @property
-    def serving(self) -> bool:
-        return self.status != "not_ready"
 
 
 class OracleService:
@@ -71,7 +59,8 @@ class OracleService:
                 self.metrics.cardinality_capped.labels("pod").inc,
             )
         )
-        self.metrics.watch(self.models, self.store.pending)
+        self.metrics.watch(self.models.model_sets)
+        self.metrics.watch_backlog(self.store.pending)
         self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
         self.activity = Activity(settings)
         self.version_problems: list[str] = []
@@ -203,22 +192,18 @@ class OracleService:
     # -- health ------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
+        blockers = []
         if self.replica is not None and not self.replica.running():
-            return Readiness("not_ready", ["model sync is not running"])
+            blockers.append("model sync is not running")
         if self.replica is None and (self._thread is None or not self._thread.is_alive()):
-            return Readiness("not_ready", ["learning thread is not running"])
-        problems = [
-            f"{m.key.label()} {s.learner.name} failed: {s.health.last_error}"
-            for m in self.models.model_sets()
-            for s in m.slots
-            if s.health.state == "failed"
-        ]
+            blockers.append("learning thread is not running")
+        problems = failed_learners(self.models.model_sets())
         if self.loop_error:
             problems.append(f"learning loop: {self.loop_error}")
         problems += self.version_problems
         if self.replica is not None:
             problems += self.replica.problems()
-        return Readiness("degraded" if problems else "ready", problems)
+        return Readiness.judge(blockers, problems)
 
 
 def _redis_replica(settings: Settings, models: ModelRegistry) -> RedisReplica | None:

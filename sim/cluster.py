@@ -106,6 +106,7 @@ class Outcome:
     request_id: str
     arrival: float
     pod: int
+    pod_name: str
     accelerator: str
     state: EngineState
     finished: FinishedRequest
@@ -246,6 +247,7 @@ def _outcome(
         finished.request_id,
         finished.arrival,
         pod,
+        pods[pod].name,
         pods[pod].accelerator,
         state,
         finished,

@@ -96,9 +96,10 @@ class Summary:
 @dataclass(frozen=True, slots=True)
 class Window:
     start_s: float
-    predictions: int
+    predictions: int  # warm ones: what coverage and pinball are measured on
     coverage: float | None
     pinball_ms: float | None
+    cold: int = 0  # made while a candidate's model was cold (the heuristic placed them)
 
 
 @dataclass(slots=True)
@@ -148,12 +149,14 @@ def time_series(result: RunResult) -> TimeSeries:
         p90.append(float(np.percentile(inside, 90)) if len(inside) else float("nan"))
     windows = []
     for start in np.arange(0.0, end + 1e-9, WINDOW_S):
-        pairs = [
-            (o.ttft_ms, o.ttft_pred_ms)
+        predicted = [
+            o
             for o in outcomes
-            if start <= o.arrival < start + WINDOW_S and o.ttft_pred_ms is not None and not o.cold
+            if start <= o.arrival < start + WINDOW_S and o.ttft_pred_ms is not None
         ]
-        windows.append(Window(float(start), len(pairs), _coverage(pairs), _pinball(pairs)))
+        warm = [(o.ttft_ms, o.ttft_pred_ms) for o in predicted if not o.cold]
+        cold = len(predicted) - len(warm)
+        windows.append(Window(float(start), len(warm), _coverage(warm), _pinball(warm), cold))
     return TimeSeries(bins.tolist(), p90, windows)
 
 

@@ -249,6 +249,7 @@ def _observation(outcome: Outcome) -> Observation:
     return Observation(
         observation_id=outcome.request_id,
         timestamp=EPOCH + finished.finish_time,
+        pod=outcome.pod_name,
         accelerator=outcome.accelerator,
         input_tokens=finished.prompt_tokens,
         prefix_cache_hit_tokens=finished.cached_tokens,

@@ -31,6 +31,7 @@ FAST_ENV = {
     "trainer_lease_s": 1.5,
     "trainer_checkpoint_interval_s": 0.3,
     "model_sync_interval_s": 0.1,
+    "trainer_metrics_port": 0,  # several trainers share this host; a test that probes one sets it
 }
 
 
@@ -90,6 +91,7 @@ def trainer_env(settings: Settings, name: str) -> dict[str, str]:
         env[f"LATENCY_ORACLE_{field.upper()}"] = str(value)
     env["LATENCY_ORACLE_REDIS_URL"] = settings.redis_url or ""
     env["LATENCY_ORACLE_REDIS_KEY_PREFIX"] = settings.redis_key_prefix
+    env["LATENCY_ORACLE_TRAINER_METRICS_PORT"] = str(settings.trainer_metrics_port)
     env["LATENCY_ORACLE_LOG_LEVEL"] = "warning"
     return env
 

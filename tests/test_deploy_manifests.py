@@ -117,6 +117,20 @@ def test_predictor_probes_hit_the_apps_health_routes() -> None:
 
 
 @needs_kubectl
+def test_trainer_is_probed_and_scraped_on_its_metrics_port() -> None:
+    """The port the manifests name is the one the trainer's settings make it listen on."""
+    trainer = find(rendered("overlays/dev"), "Deployment", "latency-oracle-trainer")
+    template = trainer["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    [port] = container["ports"]
+    assert port["containerPort"] == Settings().trainer_metrics_port
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port["containerPort"])
+    assert template["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": port["name"]}
+
+
+@needs_kubectl
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_every_container_requests_resources_and_services_select_pods(kustomization: str) -> None:
     docs = rendered(kustomization)

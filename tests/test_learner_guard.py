@@ -4,59 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi.testclient import TestClient
+from guarded_learners import DivergingLearner, ExplodingLearner, guarded_config
 
-from features.engineering import N_FEATURES
 from latency_oracle.settings import Settings
 from models.config import ModelConfig
 from models.keys import ModelKey, Target
-from models.learner import Learner
 from models.registry import ModelRegistry
-from models.river_linear import RiverQuantileLinear
 from predictor.app import create_app
 from predictor.service import OracleService
 from sim.synthetic_stream import SyntheticStream
-
-
-class ExplodingLearner(RiverQuantileLinear):
-    """Learns normally until ``explode`` is set, then raises while learning."""
-
-    name = "exploding"
-    explode = False
-
-    def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
-        if ExplodingLearner.explode:
-            raise RuntimeError("boom")
-        super().learn_many(features, y)
-
-
-class DivergingLearner(RiverQuantileLinear):
-    """Its predictions blow up to 1e29 ms once ``diverge`` is set, as River's HATR did."""
-
-    name = "diverging"
-    diverge = False
-
-    def predict_many(self, features: np.ndarray) -> np.ndarray:
-        out = super().predict_many(features)
-        return out + 67.0 if DivergingLearner.diverge else out
-
-
-class GuardedConfig(ModelConfig):
-    def make_learners(self, key: ModelKey) -> list[Learner]:
-        return [
-            ExplodingLearner(self.quantiles, N_FEATURES),
-            DivergingLearner(self.quantiles, N_FEATURES),
-        ]
-
-
-def _config(fast: ModelConfig) -> GuardedConfig:
-    return GuardedConfig(**{name: getattr(fast, name) for name in ModelConfig.__slots__})
 
 
 def test_diverging_learner_is_reset_and_never_served(
     fast_config: ModelConfig, stream: SyntheticStream
 ) -> None:
     DivergingLearner.diverge = False
-    registry = ModelRegistry(_config(fast_config))
+    registry = ModelRegistry(guarded_config(fast_config))
     for start in range(0, 1_000, 100):
         registry.learn(stream.observations[start : start + 100])
     DivergingLearner.diverge = True
@@ -81,7 +44,7 @@ def test_learning_exception_shows_on_readyz_and_metrics(
     settings: Settings, fast_config: ModelConfig, stream: SyntheticStream
 ) -> None:
     ExplodingLearner.explode = False
-    service = OracleService(settings, model_config=_config(fast_config))
+    service = OracleService(settings, model_config=guarded_config(fast_config))
     with TestClient(create_app(settings, service)) as client:
         ok = client.post(
             "/v1/observations", json=[o.model_dump() for o in stream.observations[:300]]

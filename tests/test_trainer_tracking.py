@@ -59,7 +59,7 @@ def test_trainer_registers_versions_and_logs_metrics(tmp_path: Path, prefix: str
 
 
 def counter(trainer: Trainer, name: str, **labels: str) -> float:
-    value = trainer.metrics_registry.get_sample_value(
+    value = trainer.metrics.registry.get_sample_value(
         f"latency_oracle_tracking_{name}_total", labels
     )
     return value or 0.0

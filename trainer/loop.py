@@ -3,7 +3,8 @@
 Each trainer heartbeats into a shared set; with ``n`` live trainers and ``s`` shards each
 takes at most ``ceil(s / n)`` shards, so a new trainer gets work as soon as a busy one
 hands a shard over (after checkpointing it), and a dead one's shards are taken over when
-its leases expire.
+its leases expire. Its endpoint (``trainer.endpoint``) shows a failed learner, a Redis
+outage or an idle trainer on ``/readyz`` and ``/metrics`` like a predictor does.
 """
 
 from __future__ import annotations
@@ -17,16 +18,23 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
-from prometheus_client import CollectorRegistry
+from prometheus_client import Gauge
 
 from features.redis_keys import TRAINER_GROUP, RedisKeys
 from features.redis_store import connect
 from latency_oracle.settings import Settings
 from models.config import ModelConfig
+from models.model_set import ModelSet
 from models.redis_checkpoint import CheckpointStore, LeaseLost
+from models.registry import LearnReport, ModelRegistry
+from predictor.metrics import PREFIX, LearningMetrics, redis_errors
+from predictor.readiness import Readiness, failed_learners
 from predictor.tracking import ModelTracker
+from trainer.endpoint import StatusEndpoint
 from trainer.leases import ShardLeases
 from trainer.shard_worker import ShardWorker
 
@@ -38,11 +46,16 @@ IDLE_POLL_S = 0.05  # how long an idle trainer waits before reading its shards a
 class Trainer:
     """Owns shard workers and runs the read-learn-checkpoint loop over them."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis | None = None,
+        model_config: ModelConfig | None = None,
+    ) -> None:
         if client is None and not settings.redis_url:
             raise ValueError("the trainer needs LATENCY_ORACLE_REDIS_URL")
         self.settings = settings
-        self.config = ModelConfig.from_settings(settings)
+        self.config = model_config or ModelConfig.from_settings(settings)
         self.client = client or connect(settings.redis_url or "", settings.redis_timeout_s)
         self.keys = RedisKeys(settings.redis_key_prefix)
         self.name = settings.trainer_name or f"{socket.gethostname()}-{os.getpid()}"
@@ -51,24 +64,80 @@ class Trainer:
         )
         self.checkpoints = CheckpointStore(self.client, self.keys, self.config.quantiles)
         self.workers: dict[str, ShardWorker] = {}
-        # The trainer has no /metrics endpoint yet: its counters live in this registry.
-        self.metrics_registry = CollectorRegistry()
-        self.tracker = ModelTracker(settings, self.config, self.metrics_registry)
+        self.metrics = LearningMetrics(settings.max_accelerators)
+        self.metrics.watch(self.model_sets)
+        self.redis_errors = redis_errors(self.metrics.registry).labels("train")
+        Gauge(
+            f"{PREFIX}_trainer_shards",
+            "Shards whose lease this trainer holds.",
+            registry=self.metrics.registry,
+        ).set_function(lambda: len(self.workers))
+        self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
+        self.running = False
+        self.redis_error: str | None = None
+        self._seen = (0, 0)  # shards and live trainers at the last housekeeping
         self._housekeeping_every_s = min(0.5, settings.trainer_lease_s / 4)
         self._next_housekeeping = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Train until ``stop`` is set; a Redis outage pauses it, never ends it."""
-        self.tracker.start()
+        with self._status_endpoint():
+            self.tracker.start()
+            self.running = True
+            try:
+                while not stop.is_set():
+                    try:
+                        self.step()
+                        self.redis_error = None
+                    except redis.RedisError as exc:
+                        self.redis_error = f"{type(exc).__name__}: {exc}"
+                        self.redis_errors.inc()
+                        log.warning("redis unavailable, retrying: %s", exc)
+                        stop.wait(1.0)
+            finally:
+                self.running = False
+                self.shutdown()
+
+    def readiness(self) -> Readiness:
+        """Not ready while it cannot train; degraded while a learner failed or it owns nothing.
+
+        Owning no shard is not "not ready": a trainer beside a peer that holds every shard
+        is a warm standby, and a rollout must be able to start one before the old one goes.
+        """
+        blockers = []
+        if not self.running:
+            blockers.append("training loop is not running")
+        if self.redis_error:
+            blockers.append(f"redis unreachable: {self.redis_error}")
+        problems = failed_learners(self.model_sets())
+        if not self.workers:
+            shards, trainers = self._seen
+            problems.append(
+                f"holds no shard lease ({shards} shards among {trainers} live trainers)"
+            )
+        return Readiness.judge(blockers, problems)
+
+    def model_sets(self) -> list[ModelSet]:
+        """The model sets of every shard this trainer owns (each shard learns its own)."""
+        return [m for worker in list(self.workers.values()) for m in worker.registry.model_sets()]
+
+    @contextmanager
+    def _status_endpoint(self) -> Iterator[None]:
+        """/metrics, /healthz and /readyz for as long as the trainer runs (port 0: none)."""
+        if not self.settings.trainer_metrics_port:
+            yield
+            return
+        endpoint = StatusEndpoint(
+            self.settings.host,
+            self.settings.trainer_metrics_port,
+            self.metrics.registry,
+            self.readiness,
+        )
+        endpoint.start()
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except redis.RedisError as exc:
-                    log.warning("redis unavailable, retrying: %s", exc)
-                    stop.wait(1.0)
+            yield
         finally:
-            self.shutdown()
+            endpoint.stop()
 
     def step(self) -> None:
         if time.monotonic() >= self._next_housekeeping:
@@ -98,6 +167,7 @@ class Trainer:
         pipe.zcard(self.keys.trainers)
         pipe.smembers(self.keys.shards)
         _, _, trainers, members = pipe.execute()
+        self._seen = (len(members), trainers)
         for shard in list(self.workers):
             if not self.leases.renew(shard):
                 log.warning("lost the lease of shard %s", shard)
@@ -123,10 +193,14 @@ class Trainer:
             self.config,
             self.name,
             self.leases.token,
-            self.tracker.submit,
+            self._learned,
         )
         self.workers[shard] = worker
         worker.take_over(self.settings.trainer_batch_size)
+
+    def _learned(self, report: LearnReport, registry: ModelRegistry) -> None:
+        self.metrics.record_learning(report)
+        self.tracker.submit(report, registry)
 
     def _release(self, shard: str) -> None:
         worker = self.workers.pop(shard)

@@ -228,6 +228,7 @@ def _columns(
     ).reshape(n, 7)
     return RequestColumns(
         accelerator=np.array([p.accelerator for p in pods], dtype=object),
+        pod=np.array([p.pod for p in pods], dtype=object),
         role=state[:, 6].astype(np.int8),
         input_tokens=np.full(n, float(request.input_tokens)),
         cached_tokens=state[:, 5],

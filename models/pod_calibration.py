@@ -1,0 +1,101 @@
+"""Mondrian conformal by pod: each pod's own correction on top of its model's calibration.
+
+The pods of one accelerator type share a model but not their fate: one is throttled,
+misconfigured or holds a hot prefix, and nothing in the features says which. Shared
+offsets then over-cover the others and under-cover it (measured: 4% coverage on a pod
+slowed to half speed, for a minute). Each pod keeps its last ``window`` conformal scores
+against the model's calibrated prediction for it. Once it has ``min_samples`` and misses
+clearly more often than the target allows (``SIGNIFICANCE`` binomial standard deviations),
+its offset is the empirical quantile of those scores, so its own p90 covers 90% again
+within a few dozen outcomes.
+
+Corrections only ever raise a prediction. A pod made to look faster than its model says
+attracts the router's traffic, which slows it and voids the correction: symmetric
+corrections took shifted-traffic coverage from 85% down to 77% in the cluster evaluation.
+A raised prediction sends traffic away, which is self-limiting. Healthy pods, whose miss
+counts stay within noise, get no correction, so noise adds no bias. The model's shared
+calibration adapts its levels to the misses of what was served, corrections included, so
+once a slow pod is raised the shared offsets come down and the healthy pods are not left
+over-covered. Pods are capped, the least recently seen evicted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from models.calibration import conformal_quantiles
+from models.ring import RingBuffer
+
+SIGNIFICANCE = 2.0
+
+
+class PodOffsets:
+    """Per-pod additive offsets (log-ms, one per quantile) from windowed scores."""
+
+    def __init__(
+        self, quantiles: tuple[float, ...], window: int, min_samples: int, max_pods: int
+    ) -> None:
+        self.targets = np.asarray(quantiles, dtype=float)
+        self.window = window
+        self.min_samples = min(min_samples, window)
+        self.max_pods = max_pods
+        self.reset()
+
+    def reset(self) -> None:
+        self._scores: OrderedDict[str, RingBuffer] = OrderedDict()
+        self._offsets: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def update(self, pods: np.ndarray, scores: np.ndarray) -> None:
+        """Add (n, q) scores ``y - served`` of the pods named in ``pods`` ("" = unknown)."""
+        names, inverse = np.unique(pods.astype(str), return_inverse=True)
+        for index, name in enumerate(names.tolist()):
+            if not name:
+                continue
+            ring = self._scores.pop(name, None) or RingBuffer(
+                self.window,
+                len(self.targets),
+                np.float32,  # thousands of pods: keep them small
+            )
+            self._scores[name] = ring  # re-inserted last: most recently seen
+            ring.extend(scores[inverse == index])
+            if len(ring) >= self.min_samples:
+                self._refit(name, ring.view())
+        while len(self._scores) > self.max_pods:
+            evicted, _ = self._scores.popitem(last=False)
+            self._offsets.pop(evicted, None)
+
+    def _refit(self, pod: str, scores: np.ndarray) -> None:
+        n, q = len(scores), self.targets
+        misses = (scores > 0).sum(axis=0)
+        limit = n * (1 - q) + SIGNIFICANCE * np.sqrt(n * q * (1 - q))
+        under = misses > limit
+        if under.any():
+            self._offsets[pod] = np.where(under, conformal_quantiles(scores, q), 0.0).astype(float)
+        else:
+            self._offsets.pop(pod, None)
+
+    def published(self) -> dict[str, np.ndarray]:
+        """The offsets of pods with enough scores, for serving (a copy: arrays are replaced,
+        never mutated, so the copy stays valid while learning goes on)."""
+        return dict(self._offsets)
+
+    def rows(self, pods: np.ndarray) -> np.ndarray | None:
+        """(n, q) corrections of ``pods`` as served now; None when no pod has one."""
+        return offsets_of(self._offsets, pods, len(self.targets))
+
+
+def offsets_of(table: dict[str, np.ndarray], pods: np.ndarray, width: int) -> np.ndarray | None:
+    """Each row's pod correction from ``table`` (zero for pods without one), or None when
+    no row has one: the common case costs one set lookup per row on the prediction path."""
+    corrected = [(row, table[pod]) for row, pod in enumerate(pods.tolist()) if pod in table]
+    if not corrected:
+        return None
+    out = np.zeros((len(pods), width))
+    for row, offsets in corrected:
+        out[row] = offsets
+    return out
