@@ -41,6 +41,10 @@ class PodOffsets:
         self.window = window
         self.min_samples = min(min_samples, window)
         self.max_pods = max_pods
+        # Misses a healthy pod stays within, by how many scores it holds (row n: n scores).
+        n = np.arange(window + 1)[:, None]
+        q = self.targets
+        self._miss_limit = n * (1 - q) + SIGNIFICANCE * np.sqrt(n * q * (1 - q))
         self.reset()
 
     def reset(self) -> None:
@@ -53,6 +57,8 @@ class PodOffsets:
     def update(self, pods: np.ndarray, scores: np.ndarray) -> None:
         """Add (n, q) scores ``y - served`` of the pods named in ``pods`` ("" = unknown)."""
         names, inverse = np.unique(pods.astype(str), return_inverse=True)
+        order = np.argsort(inverse, kind="stable")  # rows grouped by pod, in arrival order
+        bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1)).tolist()
         for index, name in enumerate(names.tolist()):
             if not name:
                 continue
@@ -62,7 +68,7 @@ class PodOffsets:
                 np.float32,  # thousands of pods: keep them small
             )
             self._scores[name] = ring  # re-inserted last: most recently seen
-            ring.extend(scores[inverse == index])
+            ring.extend(scores[order[bounds[index] : bounds[index + 1]]])
             if len(ring) >= self.min_samples:
                 self._refit(name, ring.view())
         while len(self._scores) > self.max_pods:
@@ -70,12 +76,10 @@ class PodOffsets:
             self._offsets.pop(evicted, None)
 
     def _refit(self, pod: str, scores: np.ndarray) -> None:
-        n, q = len(scores), self.targets
-        misses = (scores > 0).sum(axis=0)
-        limit = n * (1 - q) + SIGNIFICANCE * np.sqrt(n * q * (1 - q))
-        under = misses > limit
+        under = (scores > 0).sum(axis=0) > self._miss_limit[len(scores)]
         if under.any():
-            self._offsets[pod] = np.where(under, conformal_quantiles(scores, q), 0.0).astype(float)
+            corrections = conformal_quantiles(scores, self.targets)
+            self._offsets[pod] = np.where(under, corrections, 0.0).astype(float)
         else:
             self._offsets.pop(pod, None)
 

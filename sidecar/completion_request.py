@@ -5,6 +5,11 @@ for ``stream_options.include_usage``. When it did not, the proxy asks on its beh
 remembers to remove the extra chunk on the way back. Requests the proxy cannot read (not
 a JSON object, odd ``stream_options``) go upstream untouched and are not measured: the
 engine's answer to them is the client's business.
+
+Asking on the client's behalf splices the option into the client's bytes rather than
+re-serialising the request: json.dumps of a long prompt costs tens of microseconds on the
+proxy's path (~20 us for 6 KB), and the engine gets the client's bytes with only the
+option added.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.schema import MAX_TOKENS
+
+_USAGE_OPTION = b'"stream_options":{"include_usage":true},'
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +45,28 @@ def read_completion_request(body: bytes) -> CompletionRequest | None:
     if options is not None and not isinstance(options, dict):
         return None
     strip = streamed and (options or {}).get("include_usage") is not True
-    upstream = body
-    if strip:
-        request["stream_options"] = {**(options or {}), "include_usage": True}
-        upstream = json.dumps(request, separators=(",", ":")).encode()
     return CompletionRequest(
         streamed=streamed,
         single_choice=request.get("n") in (1, None) and request.get("best_of") in (1, None),
         strip_usage_chunk=strip,
         max_tokens=_max_tokens(request),
-        upstream_body=upstream,
+        upstream_body=_asking_for_usage(body, request) if strip else body,
     )
+
+
+def _asking_for_usage(body: bytes, request: dict[str, Any]) -> bytes:
+    """The body with ``stream_options.include_usage`` set; ``request`` is its parsed form.
+
+    A streamed request is a non-empty object, so with no ``stream_options`` key at all the
+    option goes in after its opening brace; otherwise (other options to keep, or a body not
+    in plain UTF-8) the request is serialised again with the option merged in.
+    """
+    stripped = body.lstrip()
+    if "stream_options" not in request and stripped.startswith(b"{"):
+        return _USAGE_OPTION.join((b"{", stripped[1:]))
+    options = request.get("stream_options") or {}
+    merged = {**request, "stream_options": {**options, "include_usage": True}}
+    return json.dumps(merged, separators=(",", ":")).encode()
 
 
 def _max_tokens(request: dict[str, Any]) -> int:

@@ -7,9 +7,9 @@ at arrival known: an engine error, a broken or timed-out stream, or a client tha
 ends with no observation at all, because a truncated request's timings would teach the
 models latencies that never happened. The write itself is queued, never awaited here.
 
-The upstream client is aiohttp, not httpx: on this path it costs ~0.7 ms less per
-streamed completion at p50 and ~1.2 ms less at p99 (bench/proxy_overhead.py), and the
-proxy's whole budget is 1 ms.
+The proxy's whole budget is 1 ms of added p99 (bench/proxy_overhead.py), so the
+upstream client is the lean one in ``sidecar/upstream.py``, the relay runs in the request's
+own task, and everything about the observation happens after the client's last byte.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
 from features.schema import Observation, ServerState
@@ -31,6 +30,7 @@ from sidecar.delivery import ObservationWriter
 from sidecar.metrics import SidecarMetrics
 from sidecar.scraper import EngineScraper
 from sidecar.sse import StreamMeter
+from sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -91,36 +91,26 @@ class MeasuringProxy:
         writer: ObservationWriter,
         metrics: SidecarMetrics,
     ) -> None:
-        self.engine_url = engine_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=timeout_s
-        )
+        self.engine = EnginePool(engine_url, CONNECT_TIMEOUT_S, timeout_s)
         self.scraper = scraper
         self.writer = writer
         self.metrics = metrics
-        self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        """Open the upstream connection pool (inside the server's event loop)."""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            timeout=self.timeout,
-            auto_decompress=False,  # bytes pass through exactly as the engine sent them
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            trust_env=False,
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def close(self) -> None:
+        """Close the idle upstream connections (busy ones close as their exchanges end)."""
+        self.engine.close()
 
     async def get_text(self, path: str) -> str:
         """GET ``path`` of the engine through the pool (for scrapes); raises on non-2xx."""
-        assert self._session is not None, "MeasuringProxy.start() was not awaited"
-        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
-        async with self._session.get(self.engine_url + path, timeout=timeout) as response:
-            response.raise_for_status()
-            return await response.text()
+        async with asyncio.timeout(SCRAPE_TIMEOUT_S):
+            response = await self.engine.request("GET", path.encode(), [], b"")
+            try:
+                if not 200 <= response.status < 300:
+                    raise UpstreamError(f"GET {path}: HTTP {response.status}")
+                body = await response.body()
+            finally:
+                response.release()
+        return body.decode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
@@ -132,21 +122,15 @@ class MeasuringProxy:
         if scope["method"] == "POST" and scope["path"] in MEASURED_PATHS:
             plan = read_completion_request(body)
         exchange = _Exchange(arrived, state, plan)
-        assert self._session is not None, "MeasuringProxy.start() was not awaited"
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in scope["headers"]
-            if k not in _NOT_FORWARDED_UP
-        ]
+        headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP]
         try:
-            response = await self._session.request(
+            response = await self.engine.request(
                 scope["method"],
-                self._upstream_url(scope),
-                headers=headers,
-                data=plan.upstream_body if plan is not None else body,
-                allow_redirects=False,
+                _target(scope),
+                headers,
+                plan.upstream_body if plan is not None else body,
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             await _send_gateway_error(send, exc)
             self._count(exchange, "failed")
             return
@@ -158,41 +142,39 @@ class MeasuringProxy:
             outcome = self._finish(exchange)
         self._count(exchange, outcome)
 
-    def _upstream_url(self, scope: Scope) -> str:
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        return self.engine_url + (path + b"?" + query if query else path).decode("latin-1")
-
-    async def _relay(
-        self, exchange: _Exchange, response: aiohttp.ClientResponse, send: Send
-    ) -> str:
+    async def _relay(self, exchange: _Exchange, response: UpstreamResponse, send: Send) -> str:
         """Forward the response; 'completed', or 'failed' when the engine's stream broke."""
         exchange.status = response.status
         plan = exchange.plan
         ok = 200 <= response.status < 300
-        if ok and plan is not None and plan.streamed and "content-encoding" not in response.headers:
+        names = [k.lower() for k, _ in response.headers]
+        if ok and plan is not None and plan.streamed and b"content-encoding" not in names:
             exchange.meter = StreamMeter(plan.strip_usage_chunk)
-        strip_length = exchange.meter is not None and plan is not None and plan.strip_usage_chunk
+        meter = exchange.meter
+        strip_length = meter is not None and meter.strip_usage_chunk
         headers = [
-            (k, v)
-            for k, v in response.raw_headers
-            if k.lower() not in _HOP_BY_HOP
-            and not (strip_length and k.lower() == b"content-length")
+            header
+            for name, header in zip(names, response.headers, strict=True)
+            if name not in _HOP_BY_HOP and not (strip_length and name == b"content-length")
         ]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         collect = ok and plan is not None and not plan.streamed
+        last = False
         try:
-            async for chunk in response.content.iter_any():
-                out = exchange.meter.feed(chunk) if exchange.meter is not None else chunk
+            while not last:
+                chunk = await response.read()
+                # The engine's last bytes go out with the end of the response: one write.
+                last = response.finished
                 if collect:
                     exchange.body.append(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                out = chunk if meter is None else meter.feed(chunk)
+                if last and meter is not None:
+                    out += meter.tail()
+                if out or last:
+                    await send({"type": "http.response.body", "body": out, "more_body": not last})
+        except (UpstreamError, TimeoutError) as exc:
             log.warning("engine stream broke after %d: %r", response.status, exc)
             return "failed"  # returning unfinished makes the server drop the connection
-        tail = exchange.meter.tail() if exchange.meter is not None else b""
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
         exchange.completed_at = time.perf_counter()
         return "completed"
 
@@ -269,21 +251,34 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 async def _unless_disconnected(receive: Receive, relay: Awaitable[str]) -> str:
     """Run the relay, cancelling it when the client disconnects (the engine then sees its
-    upstream connection close and can abort the request)."""
-    relaying = asyncio.ensure_future(relay)
-    watching = asyncio.ensure_future(_disconnect(receive))
-    done, _ = await asyncio.wait((relaying, watching), return_when=asyncio.FIRST_COMPLETED)
-    if relaying in done:
-        watching.cancel()
-        return relaying.result()
-    relaying.cancel()
-    await asyncio.gather(relaying, return_exceptions=True)
-    return "disconnected"
+    upstream connection close and can abort the request).
 
+    The relay runs in the request's own task and only the watcher gets one: a task of
+    its own for the relay would cost a task, a wait and a loop turn on every request.
+    """
+    relaying = asyncio.current_task()
+    assert relaying is not None
+    disconnected = False
 
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        relaying.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await relay
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        relaying.uncancel()
+        return "disconnected"
+    finally:
+        # The relay returns straight after its last send, before the watcher can see the
+        # response's end as a disconnect.
+        watcher.cancel()
 
 
 async def _send_gateway_error(send: Send, exc: Exception) -> None:
@@ -297,6 +292,13 @@ async def _send_gateway_error(send: Send, exc: Exception) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _target(scope: Scope) -> bytes:
+    """The request target as the client sent it: raw path and query string."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string")
+    return path + b"?" + query if query else path
 
 
 def _cached_tokens(usage: dict[str, Any], prompt_tokens: int) -> int | None:

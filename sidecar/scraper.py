@@ -5,8 +5,9 @@ is the latest scrape. A scrape older than a few intervals describes an engine th
 gone or hung, so the proxy gets no state then (and writes no sample with a made-up load),
 and the pod state stops being refreshed, letting it expire from routers' candidate lists.
 
-Scrapes share the proxy's event loop, so they go through the proxy's own aiohttp pool
-(``EngineClient``): with httpx, each scrape cost enough loop time to show in the proxy's
+Scrapes share the proxy's event loop, so they go through the proxy's own engine pool
+(``sidecar/upstream.py``) and a parser that keeps only the samples it needs: with httpx and
+a general exposition parser, each scrape cost enough loop time to show in the proxy's
 p99 added latency.
 """
 
@@ -18,13 +19,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-
 from features.pod_state import PodState
 from features.schema import PodIdentity, ServerState
 from sidecar.delivery import PodStatePublisher
 from sidecar.metrics import SidecarMetrics
 from sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
+from sidecar.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class EngineScraper:
             if not self.identity.model:
                 await self._resolve_model()
             sample = parse_engine_metrics(await self.get("/metrics"))
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (UpstreamError, TimeoutError, ValueError) as exc:
             self.metrics.scrape_errors.inc()
             log.debug("engine scrape failed: %r", exc)
             return False

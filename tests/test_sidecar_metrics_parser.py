@@ -113,6 +113,15 @@ def test_an_engine_without_known_metrics_reads_as_all_absent() -> None:
     assert parse_engine_metrics("# TYPE other gauge\nother 1\n") == EngineSample()
 
 
+def test_label_values_may_hold_spaces_and_braces_and_samples_timestamps() -> None:
+    text = (
+        'vllm:num_requests_running{model_name="a} b",engine="0"} 2 1732531234000\n'
+        "  vllm:num_requests_waiting\t3\n"
+    )
+    sample = parse_engine_metrics(text)
+    assert (sample.running_requests, sample.waiting_requests) == (2.0, 3.0)
+
+
 def test_garbage_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_engine_metrics("this is { not prometheus\n")

@@ -23,6 +23,7 @@ from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix, wait_u
 from features.redis_keys import GLOBAL_SHARD, RedisKeys
 from features.redis_store import connect
 from features.schema import Observation
+from sidecar.metrics_parser import parse_engine_metrics
 from sim.processes import cli_argv, free_port, running_process
 
 pytestmark = pytest.mark.slow
@@ -237,6 +238,41 @@ def test_engine_killed_mid_stream_reaches_the_client_and_writes_nothing() -> Non
         )
         assert stack.sidecar_counter("observations", outcome="written") == 1
         assert len(stack.observations()) == 1
+        gone = httpx.post(f"{stack.sidecar_url}{path}", json=body, timeout=30)
+        assert gone.status_code == 502  # the engine is unreachable now
+
+
+def test_client_hanging_up_mid_stream_reaches_the_engine_and_writes_nothing() -> None:
+    with _stack() as stack:
+        path, body = _request(0)
+        asyncio.run(_call_all_one(stack.sidecar_url, path, body))
+        assert wait_until(lambda: len(stack.observations()) == 1, 10)
+        models = [
+            httpx.get(f"{url}/v1/models").content for url in (stack.sidecar_url, stack.engine_url)
+        ]
+        assert models[0] == models[1]
+
+        tokens = 0
+        with (
+            httpx.Client(base_url=stack.sidecar_url, timeout=30) as client,
+            client.stream("POST", path, json={**body, "max_tokens": 5_000}) as response,
+        ):
+            for line in response.iter_lines():
+                tokens += _has_text(line.encode())
+                if tokens == 3:
+                    break  # leaving the block closes the unfinished response's connection
+
+        assert wait_until(
+            lambda: stack.sidecar_counter("requests", kind="streamed", outcome="disconnected") == 1,
+            10,
+        )
+        assert wait_until(lambda: _engine_running(stack.engine_url) == 0, 10)  # aborted there
+        assert stack.sidecar_counter("observations", outcome="written") == 1
+        assert len(stack.observations()) == 1
+
+
+def _engine_running(engine_url: str) -> float | None:
+    return parse_engine_metrics(httpx.get(f"{engine_url}/metrics").text).running_requests
 
 
 async def _call_all_one(base_url: str, path: str, body: dict[str, object]) -> ClientView:

@@ -100,6 +100,19 @@ def test_stream_request_gets_usage_requested_on_its_behalf() -> None:
     assert json.loads(plan.upstream_body)["stream_options"] == {"include_usage": True}
 
 
+def test_usage_is_asked_for_without_rewriting_the_rest_or_losing_other_options() -> None:
+    body = '  {"stream": true, "prompt": "caf\u00e9 \\u00e9", "n": 1}'.encode()
+    plan = read_completion_request(body)
+    assert plan is not None and plan.strip_usage_chunk
+    assert plan.upstream_body == b'{"stream_options":{"include_usage":true},' + body.strip()[1:]
+    for options, sent in (
+        ("null", {"include_usage": True}),
+        ('{"x": 1}', {"x": 1, "include_usage": True}),
+    ):
+        plan = read_completion_request(f'{{"stream": true, "stream_options": {options}}}'.encode())
+        assert plan is not None and json.loads(plan.upstream_body)["stream_options"] == sent
+
+
 def test_request_that_asked_for_usage_goes_upstream_unchanged() -> None:
     body = b'{"stream": true, "stream_options": {"include_usage": true}, "n": 2}'
     plan = read_completion_request(body)
