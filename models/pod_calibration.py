@@ -84,8 +84,8 @@ class PodOffsets:
             self._offsets.pop(pod, None)
 
     def published(self) -> dict[str, np.ndarray]:
-        """The offsets of pods with enough scores, for serving (a copy: arrays are replaced,
-        never mutated, so the copy stays valid while learning goes on)."""
+        """The corrections of the pods that have one, for serving (a copy: arrays are
+        replaced, never mutated, so the copy stays valid while learning goes on)."""
         return dict(self._offsets)
 
     def rows(self, pods: np.ndarray) -> np.ndarray | None:
