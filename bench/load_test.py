@@ -234,9 +234,9 @@ def versus_trivial(
         pairs = [
             (
                 run_wrk(
-                    base + "/v1/predictions", PREDICTION, connections, duration_s, None, pace_ms
+                    base + "/v1/predictions", PREDICTION, connections, duration_s, pace_ms=pace_ms
                 ),
-                run_wrk(trivial + "/bench/trivial", {}, connections, duration_s, None, pace_ms),
+                run_wrk(trivial + "/bench/trivial", {}, connections, duration_s, pace_ms=pace_ms),
             )
             for _ in range(rounds)
         ]

@@ -95,7 +95,10 @@ class PodOffsets:
 
 def offsets_of(table: dict[str, np.ndarray], pods: np.ndarray, width: int) -> np.ndarray | None:
     """Each row's pod correction from ``table`` (zero for pods without one), or None when
-    no row has one: the common case costs one set lookup per row on the prediction path."""
+    no row has one: on the prediction path that costs nothing while no pod is corrected,
+    else one lookup per row."""
+    if not table:
+        return None
     corrected = [(row, table[pod]) for row, pod in enumerate(pods.tolist()) if pod in table]
     if not corrected:
         return None

@@ -99,7 +99,7 @@ class Window:
     predictions: int  # warm ones: what coverage and pinball are measured on
     coverage: float | None
     pinball_ms: float | None
-    cold: int = 0  # made while a candidate's model was cold (the heuristic placed them)
+    cold: int  # made while a candidate's model was cold (the heuristic placed them)
 
 
 @dataclass(slots=True)
