@@ -48,6 +48,22 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 N_FEATURES = len(FEATURE_NAMES)
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# Where build_features writes its log1p'd counts and its logged spec-sheet figures.
+_LOG1P_AT = [
+    _COLUMN[name]
+    for name in (
+        "log_input_tokens",
+        "log_cached_tokens",
+        "log_uncached_tokens",
+        "log_running_requests",
+        "log_waiting_requests",
+        "log_prefill_in_flight",
+        "log_decode_in_flight",
+        "log_queued_prefill_work",
+        "log_max_tokens",
+    )
+]
+_LOG_HARDWARE_AT = [_COLUMN[name] for name in ("log_tflops", "log_hbm_gbps", "log_memory_gb")]
 
 # Physics every model must respect, whatever its training data: more queued work, load or
 # KV pressure never makes a request faster; more compute (TTFT) or bandwidth (TPOT) never
@@ -157,43 +173,55 @@ def _hardware_row(accelerator: str) -> tuple[float, float, float, float]:
 
 
 def hardware_matrix(accelerators: np.ndarray) -> np.ndarray:
-    """(n, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown)."""
-    return np.array([_hardware_row(name) for name in accelerators.tolist()]).reshape(-1, 4)
+    """(n, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown).
+
+    A router's candidates are mostly of one type: then one row is broadcast.
+    """
+    names = accelerators.tolist()
+    if names and names.count(names[0]) == len(names):
+        return np.array((_hardware_row(names[0]),)).repeat(len(names), axis=0)
+    return np.array([_hardware_row(name) for name in names]).reshape(-1, 4)
 
 
 def build_features(columns: RequestColumns) -> np.ndarray:
-    """The (n, N_FEATURES) model matrix of a batch, in ``FEATURE_NAMES`` order."""
+    """The (n, N_FEATURES) model matrix of a batch, in ``FEATURE_NAMES`` order.
+
+    Columns of the same kind are computed together (one ``log1p`` over every count, one
+    ``log`` over the hardware): per-call overhead, not arithmetic, is what a single
+    prediction pays here.
+    """
     n = len(columns)
     out = np.empty((n, N_FEATURES))
     uncached = np.maximum(columns.input_tokens - columns.cached_tokens, 0.0)
-    queued_work = columns.prefill_tokens_in_flight + uncached
+    counts = np.array(
+        (
+            columns.input_tokens,
+            columns.cached_tokens,
+            uncached,
+            columns.running_requests,
+            columns.waiting_requests,
+            columns.prefill_tokens_in_flight,
+            columns.decode_tokens_in_flight,
+            columns.prefill_tokens_in_flight + uncached,  # queued prefill work
+            columns.max_tokens,
+            columns.decode_tokens_in_flight + columns.running_requests,  # decode load
+        )
+    )
+    logs = np.log1p(counts)
+    out[:, _LOG1P_AT] = logs[:-1].T
     hardware = hardware_matrix(columns.accelerator)
-    log_tflops = np.log(hardware[:, 0])
-    log_hbm = np.log(hardware[:, 1])
+    log_hardware = np.log(hardware[:, :3])
+    out[:, _LOG_HARDWARE_AT] = log_hardware
     column = _COLUMN
-    out[:, column["log_input_tokens"]] = np.log1p(columns.input_tokens)
-    out[:, column["log_cached_tokens"]] = np.log1p(columns.cached_tokens)
-    out[:, column["log_uncached_tokens"]] = np.log1p(uncached)
+    out[:, column["hardware_known"]] = hardware[:, 3]
     out[:, column["prefix_hit_fraction"]] = columns.cached_tokens / np.maximum(
         columns.input_tokens, 1.0
     )
     out[:, column["running_requests"]] = columns.running_requests
     out[:, column["waiting_requests"]] = columns.waiting_requests
-    out[:, column["log_running_requests"]] = np.log1p(columns.running_requests)
-    out[:, column["log_waiting_requests"]] = np.log1p(columns.waiting_requests)
     out[:, column["kv_cache_usage"]] = columns.kv_cache_usage
-    out[:, column["log_prefill_in_flight"]] = np.log1p(columns.prefill_tokens_in_flight)
-    out[:, column["log_decode_in_flight"]] = np.log1p(columns.decode_tokens_in_flight)
-    out[:, column["log_queued_prefill_work"]] = np.log1p(queued_work)
-    out[:, column["log_max_tokens"]] = np.log1p(columns.max_tokens)
     out[:, column["role_prefill"]] = columns.role == ROLE_CODES[PodRole.PREFILL]
     out[:, column["role_decode"]] = columns.role == ROLE_CODES[PodRole.DECODE]
-    out[:, column["log_tflops"]] = log_tflops
-    out[:, column["log_hbm_gbps"]] = log_hbm
-    out[:, column["log_memory_gb"]] = np.log(hardware[:, 2])
-    out[:, column["hardware_known"]] = hardware[:, 3]
-    out[:, column["log_prefill_compute_time"]] = np.log1p(queued_work) - log_tflops
-    out[:, column["log_decode_memory_time"]] = (
-        np.log1p(columns.decode_tokens_in_flight + columns.running_requests) - log_hbm
-    )
+    out[:, column["log_prefill_compute_time"]] = logs[7] - log_hardware[:, 0]
+    out[:, column["log_decode_memory_time"]] = logs[-1] - log_hardware[:, 1]
     return out

@@ -29,6 +29,7 @@ from predictor.api_models import (
     one_or_many,
 )
 from predictor.auth import read_access, write_access
+from predictor.fast_lane import FastLane
 from predictor.http_errors import (
     implausible_response,
     name_unparsable_bodies,
@@ -42,6 +43,9 @@ from predictor.pod_routes import pod_router
 from predictor.routing_routes import routing_router
 from predictor.service import OracleService
 from predictor.ui import ui_router
+
+# Called by routers on every request they place: served by the fast lane.
+HOT_PATHS = ("/v1/route", "/v1/predictions")
 
 
 def create_app(settings: Settings | None = None, service: OracleService | None = None) -> FastAPI:
@@ -65,7 +69,6 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         lifespan=lifespan,
     )
     app.state.service = service
-    app.add_middleware(_TimingMiddleware, metrics=service.metrics)
     predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))
     observations_body = JsonBody(one_or_many(Observation, settings.max_batch_items))
     publish_body_schemas(app)
@@ -148,11 +151,16 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routing_router(service))
+    routing_api = routing_router(service)
+    app.include_router(routing_api)
     app.include_router(pod_router(service))
     app.include_router(model_version_router(service))
     app.include_router(ui_router(service))
     app.include_router(llmd_router(service), prefix=settings.llmd_prefix)
+    hot = [r for r in (*app.routes, *routing_api.routes) if getattr(r, "path", "") in HOT_PATHS]
+    app.add_middleware(FastLane, routes=hot, exception_handlers=app.exception_handlers)
+    # Added last, so outermost: it times the fast lane's requests too.
+    app.add_middleware(_TimingMiddleware, metrics=service.metrics)
     return app
 
 

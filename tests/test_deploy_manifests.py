@@ -229,4 +229,6 @@ def test_containerfile_is_multi_stage_slim_non_root_with_the_cli_entrypoint() ->
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
     assert packages <= copied, f"packages the image would miss: {packages - copied}"
+    if pyproject["tool"]["setuptools"].get("ext-modules"):
+        assert any("gcc" in line for line in stages["build"]), "C extensions need a compiler"
     assert final_name == "runtime"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from features.engineering import N_FEATURES, RequestColumns, build_features
-from models.forest import CompiledForest
 from models.learner import Learner, NotFittedError
 from models.river_linear import RiverQuantileLinear
 from models.xgboost_learner import IncrementalXGBoost
@@ -117,17 +116,3 @@ def test_reset_forgets_everything(learner: Learner, data) -> None:
     learner.learn_many(features[:400], y[:400])
     learner.reset()
     assert learner.n_samples == 0 and not learner.is_fitted
-
-
-def test_numpy_forest_walk_matches_xgboost(data) -> None:
-    features, y = data
-    learner = IncrementalXGBoost(QUANTILES, N_FEATURES, window=512, boost_every=128)
-    learner.learn_many(features[:1_500], y[:1_500])
-    forest = learner.serving_function()
-    assert isinstance(forest, CompiledForest)
-    rows = features[1_500:1_540]
-    reference = forest.booster.inplace_predict(rows)
-    np.testing.assert_allclose(forest.walk(rows), reference, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        forest(features[1_500:1_700]), forest.walk(features[1_500:1_700]), atol=1e-5
-    )

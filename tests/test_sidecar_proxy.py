@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -198,15 +199,21 @@ def test_streamed_requests_are_observed_as_the_client_measured_them() -> None:
 
     # Warm-ups sent before the first scrape have no server state and are not observed.
     assert stored == written >= REQUESTS
+    errors: dict[str, list[float]] = {"ttft_ms": [], "tpot_ms": []}
     for i, (seen, baseline) in enumerate(zip(proxied, direct, strict=True)):
         assert seen.body == baseline.body, f"request {i}: proxied bytes differ from direct"
         assert seen.tokens == MAX_TOKENS
         obs = observations[_input_tokens(i)]
         assert (obs.pod, obs.accelerator, obs.role, obs.model) == (POD, "H100", "both", obs.model)
         assert (obs.output_tokens, obs.max_tokens) == (MAX_TOKENS, MAX_TOKENS)
-        assert obs.ttft_ms == pytest.approx(seen.ttft_ms, rel=0.05), f"request {i} TTFT"
-        assert obs.tpot_ms == pytest.approx(seen.tpot_ms, rel=0.05), f"request {i} TPOT"
+        for name, errs in errors.items():
+            sidecar, client = getattr(obs, name), getattr(seen, name)
+            # One request's client stamp can lag by a scheduling slice on a busy machine...
+            assert sidecar == pytest.approx(client, rel=0.10), f"request {i} {name}"
+            errs.append(abs(sidecar / client - 1))
         assert obs.running_requests + obs.waiting_requests <= CONCURRENCY
+    for name, errs in errors.items():  # ...but the sidecar measures what the client sees
+        assert statistics.median(errs) < 0.03, name
     assert observations[_input_tokens(0)].model  # asked from the engine's /v1/models
     loads = [o.running_requests + o.waiting_requests for o in observations.values()]
     assert max(loads) >= CONCURRENCY // 2  # the state at arrival saw the concurrent load

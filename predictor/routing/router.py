@@ -34,6 +34,9 @@ from predictor.routing.schema import CandidatePod, RouteRequest, Slo
 
 Decision = Literal["place", "shed", "queue"]
 MIN_RETRY_AFTER_MS = 1.0
+# Plain strings: the enum's ``.value`` is a Python-level property, and serialising the enum
+# itself takes pydantic-core's slow path.
+_ROLE_NAMES = {role: role.value for role in PodRole}
 
 
 class NoCandidates(LookupError):
@@ -89,7 +92,7 @@ class Router:
             batch = self.models.predict(columns, through_headline=True)
             decision = self._decide(request, pods, phases, columns, batch, pending)
             if decision.decision == "place":
-                self._reserve(request, pods, phases, columns, decision)
+                self._reserve(request, phases, columns, decision)
         return decision
 
     def _decide(
@@ -166,19 +169,17 @@ class Router:
     def _reserve(
         self,
         request: RouteRequest,
-        pods: Sequence[CandidatePod],
         phases: list[_Phase],
         columns: RequestColumns,
         decision: RouteDecision,
     ) -> None:
-        index = {p.pod: i for i, p in enumerate(pods)}
         targets = [(phases[0], decision.pod)]
         if decision.decode_pod is not None:
             targets.append((phases[1], decision.decode_pod))
         for phase, pod in targets:
             delta = np.zeros(LOAD_FIELDS)
             if phase.ttft:
-                i = index[str(pod)]
+                i = columns.pod.tolist().index(pod)
                 delta[WAITING] = 1.0
                 delta[PREFILL_TOKENS] = columns.input_tokens[i] - columns.cached_tokens[i]
             else:
@@ -208,43 +209,42 @@ def _columns(
 ) -> RequestColumns:
     """The request on every pod, with placements the pod's scrape has not seen added.
 
-    Built straight from the pods' fields (not via per-pod records): this is the hot path.
+    One pass over the pods, transposed by ``zip``: this is the hot path.
     """
-    n = len(pods)
-    state = np.array(
-        [
+    n, prompt = len(pods), request.input_tokens
+    names, accelerators, roles, *numbers = zip(
+        *[
             (
+                p.pod,
+                p.accelerator,
+                ROLE_CODES[p.role],
                 p.running_requests,
                 p.waiting_requests,
                 p.kv_cache_usage,
                 p.prefill_tokens_in_flight,
                 p.decode_tokens_in_flight,
-                _cached_tokens(p, request.input_tokens),
-                ROLE_CODES[p.role],
+                p.prefix_cache_hit_tokens
+                if p.prefix_cache_hit_tokens is not None
+                else (p.prefix_cache_score or 0.0) * prompt,
             )
             for p in pods
         ],
-        dtype=np.float64,
-    ).reshape(n, 7)
-    return RequestColumns(
-        accelerator=np.array([p.accelerator for p in pods], dtype=object),
-        pod=np.array([p.pod for p in pods], dtype=object),
-        role=state[:, 6].astype(np.int8),
-        input_tokens=np.full(n, float(request.input_tokens)),
-        cached_tokens=state[:, 5],
-        max_tokens=np.full(n, float(request.max_tokens)),
-        running_requests=state[:, 0] + pending[:, RUNNING],
-        waiting_requests=state[:, 1] + pending[:, WAITING],
-        kv_cache_usage=state[:, 2],
-        prefill_tokens_in_flight=state[:, 3] + pending[:, PREFILL_TOKENS],
-        decode_tokens_in_flight=state[:, 4] + pending[:, DECODE_TOKENS],
+        strict=True,
     )
-
-
-def _cached_tokens(pod: CandidatePod, input_tokens: int) -> float:
-    if pod.prefix_cache_hit_tokens is not None:
-        return float(pod.prefix_cache_hit_tokens)
-    return (pod.prefix_cache_score or 0.0) * input_tokens
+    running, waiting, kv_cache, prefill, decode, cached = np.array(numbers, dtype=np.float64)
+    return RequestColumns(
+        accelerator=np.array(accelerators, dtype=object),
+        pod=np.array(names, dtype=object),
+        role=np.array(roles, dtype=np.int8),
+        input_tokens=np.full(n, float(prompt)),
+        cached_tokens=cached,
+        max_tokens=np.full(n, float(request.max_tokens)),
+        running_requests=running + pending[:, RUNNING],
+        waiting_requests=waiting + pending[:, WAITING],
+        kv_cache_usage=kv_cache,
+        prefill_tokens_in_flight=prefill + pending[:, PREFILL_TOKENS],
+        decode_tokens_in_flight=decode + pending[:, DECODE_TOKENS],
+    )
 
 
 def _relative_headroom(size: int, *targets: tuple[np.ndarray, float | None]) -> np.ndarray:
@@ -287,7 +287,7 @@ def _candidate_report(
     return [
         {
             "pod": pod.pod,
-            "role": pod.role.value,
+            "role": _ROLE_NAMES[pod.role],
             "accelerator": pod.accelerator,
             "ttft_ms": ttft_ms,
             "tpot_ms": tpot_ms,
