@@ -32,6 +32,7 @@ from models.model_set import (
 from models.prior import prior_log_quantiles
 
 PRIOR_MODEL = "prior"
+TARGETS = tuple(Target)  # iterating the enum class itself is a Python-level generator
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +184,13 @@ class ModelRegistry:
             quantiles = quantiles[: self.config.headline_index + 1]
         n, q = len(columns), len(quantiles)
         features = build_features(columns)
-        log_out = {target: np.empty((n, q)) for target in Target}
-        names = {target: np.empty(n, dtype=object) for target in Target}
+        log_out = {target: np.empty((n, q)) for target in TARGETS}
+        names = {target: np.empty(n, dtype=object) for target in TARGETS}
         cold = np.zeros(n, dtype=bool)
         for accelerator, rows in _groups(columns.accelerator):
             group = features[rows]
             prior: dict[str, np.ndarray] | None = None
-            for target in Target:
+            for target in TARGETS:
                 serving, is_cold = self._serving_for(str(accelerator), target)
                 cold[rows] |= is_cold
                 if serving is None:

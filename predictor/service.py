@@ -47,6 +47,9 @@ class OracleService:
         self.config = model_config or ModelConfig.from_settings(settings)
         self.models = ModelRegistry(self.config)
         self.metrics = ServiceMetrics(settings.max_accelerators)
+        # Bound once: looking a labelled child up costs more than counting in it.
+        self._cold_predictions = self.metrics.predictions.labels("true")
+        self._warm_predictions = self.metrics.predictions.labels("false")
         self.replica = None if store is not None else _redis_replica(settings, self.models)
         self.store = store or (
             self.replica.store
@@ -105,9 +108,9 @@ class OracleService:
         batch = self.models.predict(RequestColumns.from_requests(requests))
         cold = int(batch.cold.sum())
         if cold:
-            self.metrics.predictions.labels("true").inc(cold)
+            self._cold_predictions.inc(cold)
         if cold < len(requests):
-            self.metrics.predictions.labels("false").inc(len(requests) - cold)
+            self._warm_predictions.inc(len(requests) - cold)
         return batch
 
     def ingest(self, observations: Sequence[Observation]) -> AppendResult:
