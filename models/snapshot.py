@@ -20,7 +20,8 @@ from models.keys import ModelKey
 from models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 4  # 2: drift state; 3: monotone constraints; 4: forest sibling layout
+FORMAT_VERSION = 5  # 2: drift state; 3: monotone constraints; 4: forest sibling layout;
+# 5: TTFT learners fit the residual over the prefill backlog (models.residual)
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 
