@@ -8,8 +8,9 @@ from typing import Any
 from features.engineering import N_FEATURES, monotone_signs
 from features.plausibility import ObservationBounds
 from latency_oracle.settings import Settings
-from models.keys import GLOBAL_ACCELERATOR, ModelKey
+from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from models.learner import Learner
+from models.prior import prefill_backlog_log_ms
 from models.river_linear import RiverQuantileLinear
 from models.xgboost_learner import IncrementalXGBoost
 
@@ -75,8 +76,13 @@ class ModelConfig:
         The global model gets trees only: transferring across hardware needs interactions
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
         model cannot express, and it learns from every observation, so it must be cheap.
+        TTFT learners fit the residual over the drain time of the queued prefill work
+        (``models.prior``): the trees then keep rising past the deepest queue in their
+        window instead of predicting flat, and under the monotone constraints neither
+        learner's TTFT rises slower with the queue than that drain time.
         """
         monotone = monotone_signs(key.target.value)
+        offset = prefill_backlog_log_ms if key.target == Target.TTFT else None
         trees = IncrementalXGBoost(
             self.quantiles,
             N_FEATURES,
@@ -87,10 +93,11 @@ class ModelConfig:
             refit_rounds=self.xgb_refit_rounds,
             max_depth=self.xgb_max_depth,
             monotone=monotone,
+            offset=offset,
         )
         if key.accelerator == GLOBAL_ACCELERATOR:
             return [trees]
         linear = RiverQuantileLinear(
-            self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone
+            self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone, offset=offset
         )
         return [linear, trees]

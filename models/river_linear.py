@@ -4,6 +4,7 @@ One ``river.linear_model.LinearRegression`` per served quantile learns sample by
 Standardisation is done here, vectorised over the batch, instead of by River's
 ``StandardScaler``: it is the same running mean/variance, at a fraction of the per-sample
 cost, and it makes the fitted model exportable to one matrix product for serving.
+Given an ``offset`` (see ``models.residual``) it fits the residual over that baseline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from river import linear_model, optim
 
 from models.learner import BaseLearner
+from models.residual import Offset, ResidualFunction
 
 
 class RunningStandardizer:
@@ -70,9 +72,11 @@ class RiverQuantileLinear(BaseLearner):
         n_features: int,
         learning_rate: float = 0.02,
         monotone: tuple[int, ...] | None = None,
+        offset: Offset | None = None,
     ) -> None:
         super().__init__(quantiles, n_features)
         self.learning_rate = learning_rate
+        self.offset = offset
         self.monotone = monotone or (0,) * n_features
         self.reset()
 
@@ -93,6 +97,8 @@ class RiverQuantileLinear(BaseLearner):
         ]
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
+        if self.offset is not None:
+            y = y - self.offset(features)
         self._scaler.update(features)
         self._target.update(y.reshape(-1, 1))
         inv_scale = self._scaler.inverse_scale()
@@ -107,7 +113,8 @@ class RiverQuantileLinear(BaseLearner):
                 learn(row, target)
         self._project_onto_monotone()
         self._n_samples += len(rows)
-        self._function = self._export(inv_scale)
+        linear = self._export(inv_scale)
+        self._function = linear if self.offset is None else ResidualFunction(linear, self.offset)
 
     def _project_onto_monotone(self) -> None:
         """Projected SGD: clip each constrained weight to its sign after every batch.

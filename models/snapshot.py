@@ -21,7 +21,8 @@ from models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
 FORMAT_VERSION = 5  # 2: drift state; 3: monotone constraints; 4: forest sibling layout;
-# 5: forest trees name their output column (int32 arrays for the C walk)
+# 5: forest trees name their output column (int32 arrays for the C walk), and TTFT
+# learners fit the residual over the prefill backlog (models.residual)
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 

@@ -5,6 +5,10 @@ Every ``boost_every`` new samples a few trees are added, fitted on the most rece
 get wrong about recent traffic, which is how the model follows drift. When the forest
 reaches ``max_rounds`` it is refitted from scratch on the window, which bounds its size
 (and so prediction cost) and forgets stale structure.
+
+Trees predict flat beyond the feature range of their window. Given an ``offset`` (a
+physics baseline, see ``models.prior``), they fit the residual over it instead, so their
+predictions keep growing with the baseline past the deepest queue they have seen.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import xgboost as xgb
 
 from models.forest import CompiledForest
 from models.learner import BaseLearner
+from models.residual import Offset, ResidualFunction
 from models.ring import RingBuffer
 
 
@@ -37,6 +42,7 @@ class IncrementalXGBoost(BaseLearner):
         max_depth: int = 5,
         learning_rate: float = 0.3,
         monotone: tuple[int, ...] | None = None,
+        offset: Offset | None = None,
     ) -> None:
         super().__init__(quantiles, n_features)
         self.window = window
@@ -44,6 +50,7 @@ class IncrementalXGBoost(BaseLearner):
         self.rounds_per_boost = rounds_per_boost
         self.max_rounds = max_rounds
         self.refit_rounds = refit_rounds
+        self.offset = offset
         self.params = {
             "objective": "reg:quantileerror",
             "quantile_alpha": list(self.quantiles),
@@ -62,6 +69,7 @@ class IncrementalXGBoost(BaseLearner):
     def reset(self) -> None:
         self._n_samples = 0
         self._function = None
+        self._forest: CompiledForest | None = None
         self._booster: xgb.Booster | None = None
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
@@ -76,20 +84,24 @@ class IncrementalXGBoost(BaseLearner):
 
     def _boost(self) -> None:
         recent = self._recent.view()
-        data = xgb.DMatrix(recent[:, :-1], recent[:, -1], nthread=1)
+        features, y = recent[:, :-1], recent[:, -1]
+        if self.offset is not None:
+            y = y - self.offset(features)
+        data = xgb.DMatrix(features, y, nthread=1)
         booster = self._booster
         full = booster is not None and (
             booster.num_boosted_rounds() + self.rounds_per_boost > self.max_rounds
         )
         n_outputs, depth = len(self.quantiles), self.params["max_depth"]
-        if booster is None or full or not isinstance(self._function, CompiledForest):
+        if booster is None or full or self._forest is None:
             booster = xgb.train(self.params, data, num_boost_round=self.refit_rounds)
-            self._function = CompiledForest.from_booster(booster, n_outputs, depth)
+            forest = CompiledForest.from_booster(booster, n_outputs, depth)
         else:
             done = booster.num_boosted_rounds()
             booster = xgb.train(
                 self.params, data, num_boost_round=self.rounds_per_boost, xgb_model=booster
             )
             added = CompiledForest.from_booster(booster[done:], n_outputs, depth)
-            self._function = self._function.extend(replace(added, booster=booster))
-        self._booster = booster
+            forest = self._forest.extend(replace(added, booster=booster))
+        self._booster, self._forest = booster, forest
+        self._function = forest if self.offset is None else ResidualFunction(forest, self.offset)

@@ -9,21 +9,34 @@ import pytest
 
 from features.engineering import N_FEATURES, RequestColumns, build_features
 from models.learner import Learner, NotFittedError
+from models.prior import prefill_backlog_log_ms
 from models.river_linear import RiverQuantileLinear
 from models.xgboost_learner import IncrementalXGBoost
 from sim.synthetic_stream import SyntheticStream
 
 QUANTILES = (0.5, 0.9, 0.99)
 
+# Each learner also as the TTFT models use it: fitted to the residual over the prefill backlog.
 LEARNERS: dict[str, Callable[[], Learner]] = {
     "river_linear": lambda: RiverQuantileLinear(QUANTILES, N_FEATURES),
+    "river_linear residual": lambda: RiverQuantileLinear(
+        QUANTILES, N_FEATURES, offset=prefill_backlog_log_ms
+    ),
     "xgboost": lambda: IncrementalXGBoost(QUANTILES, N_FEATURES, window=512, boost_every=128),
+    "xgboost residual": lambda: IncrementalXGBoost(
+        QUANTILES, N_FEATURES, window=512, boost_every=128, offset=prefill_backlog_log_ms
+    ),
 }
 
 
 @pytest.fixture(params=sorted(LEARNERS))
-def learner(request: pytest.FixtureRequest) -> Learner:
-    return LEARNERS[request.param]()
+def make(request: pytest.FixtureRequest) -> Callable[[], Learner]:
+    return LEARNERS[request.param]
+
+
+@pytest.fixture
+def learner(make: Callable[[], Learner]) -> Learner:
+    return make()
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +105,12 @@ def test_leading_quantiles_equal_the_full_functions_first_columns(
         np.testing.assert_allclose(function.leading(k)(features[:rows]), full[:, :k], atol=1e-6)
 
 
-def test_snapshot_restores_identical_predictions(learner: Learner, data) -> None:
+def test_snapshot_restores_identical_predictions(
+    learner: Learner, make: Callable[[], Learner], data
+) -> None:
     features, y = data
     learner.learn_many(features[:700], y[:700])
-    fresh = LEARNERS[learner.name]()
+    fresh = make()
     fresh.restore(learner.snapshot())
     np.testing.assert_array_equal(
         fresh.predict_many(features[:50]), learner.predict_many(features[:50])
