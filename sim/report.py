@@ -110,14 +110,17 @@ NOTES = [
     "request and the answer says cold, so those predictions claim no calibration.",
     '- The oracle\'s own TTFT "prediction" covers far less than 90%: it is exact for the '
     "present queue, and every later arrival that joins the batch only delays the request.",
-    "- Under overload (the surge stacked on the chosen load) every queue grows without bound; "
-    "the never-shedding latency-oracle then keeps sending to the pod it predicts fastest. "
-    "Two things break its coverage there: its trees predict flat beyond the queue depths "
-    "they were trained on, and picking the lowest prediction selects exactly the most "
-    "underestimated pod, which then takes the whole herd; and an outcome is reported only "
-    "when its request finishes, so the feedback arrives a queue's length late. The "
-    "shedding variant, which is what the service does, keeps queues within what the "
-    "models have seen and stays calibrated, at the price of the shed.",
+    "- Under overload (the surge stacked on the chosen load) every queue grows without bound. "
+    "Both TTFT learners fit the residual over the roofline time to drain the queued prefill "
+    "work (`models/prior.py`), so their predictions keep rising past the deepest queue they "
+    "were trained on; plain trees stayed flat there. What still breaks the forced "
+    "variant's coverage is feedback: an outcome is reported only when its request "
+    "finishes, so after a pod is slowed the router keeps placing on it for the tens of "
+    "seconds before the first outcome from it arrives, and picking the lowest prediction "
+    "selects exactly the most underestimated pod. The service's own behaviour sheds what "
+    "no pod can serve, keeps queues within what the models have seen and stays "
+    "calibrated, at the price of the shed (a miss in attainment and goodput, never "
+    "answered in the verdict's p90).",
     "- Prefix affinity equals least-requests on traces without session ids (the Azure "
     "trace has none); `--workload chat` exercises it.",
     "",
