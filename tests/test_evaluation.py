@@ -29,6 +29,10 @@ def test_a_short_evaluation_reports_every_policy_with_plots(
         assert summary.ttft_ms[0] <= summary.ttft_ms[1] <= summary.ttft_ms[2]
         assert summary.goodput > 0.0
         assert summary.shed_rate == 0.0 or summary.policy == "latency-oracle-shed"
+        # The verdict's p90 counts a shed request as never answered: never below the served p90.
+        assert summary.ttft_p90_all_ms >= summary.ttft_ms[1]
+        if summary.shed_rate == 0.0:
+            assert summary.ttft_p90_all_ms == summary.ttft_ms[1]
     by_policy = {s.policy: s for s in evaluation.at(3.0)}
     assert by_policy["round-robin"].ttft_ms[1] > by_policy["oracle"].ttft_ms[1]
     assert by_policy["latency-oracle"].ttft_coverage is not None
