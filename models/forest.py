@@ -129,7 +129,7 @@ class CompiledForest:
         if width != self.width:
             raise ValueError(f"forest of {self.width} features given rows of {width}")
         x = np.ascontiguousarray(features, np.float32)
-        out = np.repeat(self.base[None, :], n, axis=0)
+        out = self.base[None, :].repeat(n, axis=0)
         walk(
             x,
             width,

@@ -272,8 +272,9 @@ def _duration_s(observation: Observation) -> float:
 
 def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:
     """Rows per accelerator; one slice when all rows share one (the common, hot case)."""
-    first = accelerators[0] if len(accelerators) else ""
-    if len(accelerators) <= 1 or bool((accelerators == first).all()):
+    names = accelerators.tolist()
+    first = names[0] if names else ""
+    if names.count(first) == len(names):  # a list's count runs in C; == on objects does not
         return [(str(first), slice(None))]
     names, inverse = np.unique(accelerators, return_inverse=True)
     return [(str(name), np.flatnonzero(inverse == i)) for i, name in enumerate(names)]
