@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -57,6 +58,11 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start()
+        # Modules, the app and the restored models live as long as the process: frozen,
+        # they are out of the collector's full passes, which would walk them all in the
+        # middle of a request (as in the sidecar).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
