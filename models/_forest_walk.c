@@ -2,10 +2,10 @@
  * The inner loop of models/forest.py: every row walks every tree of a compiled forest.
  *
  * A numpy walk spends its time in per-call overhead: seven array operations per tree
- * level, each tiny for a router's 64 candidates. Here one pass over rows and trees does
- * the same comparisons with no temporaries, with the GIL released. Arrays arrive through
- * the buffer protocol (no numpy headers at build time); sizes are checked here and every
- * node index once by CompiledForest when it compiles the forest, so the loop trusts them.
+ * level, each tiny for a router's 64 candidates. Here one pass over trees and rows does
+ * the same comparisons with no temporaries. Arrays arrive through the buffer protocol (no
+ * numpy headers at build time); sizes are checked here and every node index once by
+ * CompiledForest when it compiles the forest, so the loop trusts them.
  *
  * walk(x, width, feature, threshold, left, value, roots, output, depth, out, n_outputs)
  *   x          float32 (rows, width) row-major
@@ -78,10 +78,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         !sized(&out, rows * n_outputs, sizeof(double))) {
         PyErr_SetString(PyExc_ValueError, "forest walk: arrays of inconsistent sizes");
     } else {
-        Py_BEGIN_ALLOW_THREADS
+        /* The GIL stays held: a walk takes microseconds, and handing the GIL to the learning
+         * thread mid-request could cost the request a whole switch interval (5 ms). */
         walk_rows(x.buf, rows, width, feature.buf, threshold.buf, left.buf, value.buf, roots.buf,
                   output.buf, trees, depth, out.buf, n_outputs);
-        Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&x);
