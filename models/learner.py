@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from models.residual import Offset, ResidualFunction
+
 
 class QuantileFunction(Protocol):
     """An immutable, thread-safe fitted model: (n, d) features -> (n, q) log-ms quantiles."""
@@ -66,15 +68,28 @@ class NotFittedError(RuntimeError):
 
 
 class BaseLearner(ABC):
-    """Shared plumbing: one-row calls, prediction through the serving function, pickling."""
+    """Shared plumbing: one-row calls, prediction through the serving function, pickling,
+    and fitting the residual over an ``offset`` baseline when given one (``models.residual``).
+    """
 
     name: str = "base"
 
-    def __init__(self, quantiles: tuple[float, ...], n_features: int) -> None:
+    def __init__(
+        self, quantiles: tuple[float, ...], n_features: int, offset: Offset | None = None
+    ) -> None:
         self.quantiles = tuple(quantiles)
         self.n_features = n_features
+        self.offset = offset
         self._n_samples = 0
         self._function: QuantileFunction | None = None
+
+    def _residual(self, features: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """What the model itself fits: ``y``, less the baseline when there is one."""
+        return y if self.offset is None else y - self.offset(features)
+
+    def _publish(self, model: QuantileFunction) -> None:
+        """Serve ``model``, with the baseline added back when there is one."""
+        self._function = model if self.offset is None else ResidualFunction(model, self.offset)
 
     @property
     def n_samples(self) -> int:

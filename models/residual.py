@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.learner import QuantileFunction
+if TYPE_CHECKING:  # the learner module builds these: no import cycle at run time
+    from models.learner import QuantileFunction
 
 Offset = Callable[[np.ndarray], np.ndarray]  # (n, d) features -> (n,) log-ms baseline
 

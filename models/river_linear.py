@@ -15,7 +15,7 @@ import numpy as np
 from river import linear_model, optim
 
 from models.learner import BaseLearner
-from models.residual import Offset, ResidualFunction
+from models.residual import Offset
 
 
 class RunningStandardizer:
@@ -74,9 +74,8 @@ class RiverQuantileLinear(BaseLearner):
         monotone: tuple[int, ...] | None = None,
         offset: Offset | None = None,
     ) -> None:
-        super().__init__(quantiles, n_features)
+        super().__init__(quantiles, n_features, offset)
         self.learning_rate = learning_rate
-        self.offset = offset
         self.monotone = monotone or (0,) * n_features
         self.reset()
 
@@ -97,8 +96,7 @@ class RiverQuantileLinear(BaseLearner):
         ]
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
-        if self.offset is not None:
-            y = y - self.offset(features)
+        y = self._residual(features, y)
         self._scaler.update(features)
         self._target.update(y.reshape(-1, 1))
         inv_scale = self._scaler.inverse_scale()
@@ -113,8 +111,7 @@ class RiverQuantileLinear(BaseLearner):
                 learn(row, target)
         self._project_onto_monotone()
         self._n_samples += len(rows)
-        linear = self._export(inv_scale)
-        self._function = linear if self.offset is None else ResidualFunction(linear, self.offset)
+        self._publish(self._export(inv_scale))
 
     def _project_onto_monotone(self) -> None:
         """Projected SGD: clip each constrained weight to its sign after every batch.

@@ -20,7 +20,7 @@ import xgboost as xgb
 
 from models.forest import CompiledForest
 from models.learner import BaseLearner
-from models.residual import Offset, ResidualFunction
+from models.residual import Offset
 from models.ring import RingBuffer
 
 
@@ -44,13 +44,12 @@ class IncrementalXGBoost(BaseLearner):
         monotone: tuple[int, ...] | None = None,
         offset: Offset | None = None,
     ) -> None:
-        super().__init__(quantiles, n_features)
+        super().__init__(quantiles, n_features, offset)
         self.window = window
         self.boost_every = boost_every
         self.rounds_per_boost = rounds_per_boost
         self.max_rounds = max_rounds
         self.refit_rounds = refit_rounds
-        self.offset = offset
         self.params = {
             "objective": "reg:quantileerror",
             "quantile_alpha": list(self.quantiles),
@@ -84,10 +83,8 @@ class IncrementalXGBoost(BaseLearner):
 
     def _boost(self) -> None:
         recent = self._recent.view()
-        features, y = recent[:, :-1], recent[:, -1]
-        if self.offset is not None:
-            y = y - self.offset(features)
-        data = xgb.DMatrix(features, y, nthread=1)
+        features = recent[:, :-1]
+        data = xgb.DMatrix(features, self._residual(features, recent[:, -1]), nthread=1)
         booster = self._booster
         full = booster is not None and (
             booster.num_boosted_rounds() + self.rounds_per_boost > self.max_rounds
@@ -104,4 +101,4 @@ class IncrementalXGBoost(BaseLearner):
             added = CompiledForest.from_booster(booster[done:], n_outputs, depth)
             forest = self._forest.extend(replace(added, booster=booster))
         self._booster, self._forest = booster, forest
-        self._function = forest if self.offset is None else ResidualFunction(forest, self.offset)
+        self._publish(forest)
