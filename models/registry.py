@@ -276,5 +276,5 @@ def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:
     first = names[0] if names else ""
     if names.count(first) == len(names):  # a list's count runs in C; == on objects does not
         return [(str(first), slice(None))]
-    names, inverse = np.unique(accelerators, return_inverse=True)
-    return [(str(name), np.flatnonzero(inverse == i)) for i, name in enumerate(names)]
+    kinds, inverse = np.unique(accelerators, return_inverse=True)
+    return [(str(kind), np.flatnonzero(inverse == i)) for i, kind in enumerate(kinds)]
