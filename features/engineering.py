@@ -1,8 +1,9 @@
 """The one feature function, shared by training and prediction.
 
 Train/serve skew is the classic bug of online latency models, so there is exactly one
-path from a record to a feature row: records become ``RequestColumns`` (one numpy array
-per raw field) and ``build_features`` turns columns into the model matrix, vectorised.
+path from a record to a feature row: records become ``RequestColumns`` (a matrix of raw
+numbers, one row per record) and ``build_features`` turns them into the model matrix, in
+one compiled loop over the rows that training and serving both call.
 Features are chosen so that a linear model on a log-latency target can already express
 the physics: prefill time grows with uncached prompt tokens plus queued prefill work over
 compute speed, decode time with decode tokens in flight over memory bandwidth.
@@ -15,11 +16,12 @@ so using them would train on one value and predict on another.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from features._feature_rows import build as build_rows
 from features.accelerators import HARDWARE_SPECS, hardware_spec
 from features.schema import PodRole, PredictionRequest
 
@@ -47,24 +49,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_decode_memory_time",
 )
 N_FEATURES = len(FEATURE_NAMES)
-_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
-# Where build_features writes its log1p'd counts and its logged spec-sheet figures.
-_LOG1P_AT = [
-    _COLUMN[name]
-    for name in (
-        "log_input_tokens",
-        "log_cached_tokens",
-        "log_uncached_tokens",
-        "log_running_requests",
-        "log_waiting_requests",
-        "log_prefill_in_flight",
-        "log_decode_in_flight",
-        "log_queued_prefill_work",
-        "log_max_tokens",
-    )
-]
-_LOG_HARDWARE_AT = [_COLUMN[name] for name in ("log_tflops", "log_hbm_gbps", "log_memory_gb")]
-
 # Physics every model must respect, whatever its training data: more queued work, load or
 # KV pressure never makes a request faster; more compute (TTFT) or bandwidth (TPOT) never
 # makes it slower. Learners are constrained to these signs (+1 rising, -1 falling), which
@@ -104,31 +88,69 @@ _MEDIAN_SPEC = np.median(
     np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
 )
 ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
+# The raw numbers of a request, the columns of ``RequestColumns.numbers`` in this order
+# (the compiled feature rows read them so); a pod's role is one of ``ROLE_CODES``.
+NUMBER_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "cached_tokens",
+    "max_tokens",
+    "running_requests",
+    "waiting_requests",
+    "kv_cache_usage",
+    "prefill_tokens_in_flight",
+    "decode_tokens_in_flight",
+    "role",
+)
+
+
+class _Number:
+    """One raw number of every request: a view of its column in ``RequestColumns.numbers``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._index = NUMBER_FIELDS.index(name)
+
+    def __get__(self, columns: RequestColumns, owner: type | None = None) -> np.ndarray:
+        return columns.numbers[:, self._index]
 
 
 @dataclass(frozen=True, slots=True)
 class RequestColumns:
-    """A batch of prediction requests (or observations) as one array per raw field."""
+    """A batch of prediction requests (or observations): names, and one matrix of numbers.
+
+    The numbers are one (n, len(NUMBER_FIELDS)) float64 matrix rather than an array per
+    field: one row is built, copied and handed to the feature rows in one piece.
+    """
 
     accelerator: np.ndarray  # object array of canonical names
     pod: np.ndarray  # object array of pod names ("" when unknown); not a feature
-    role: np.ndarray  # int8 codes, see ROLE_CODES
-    input_tokens: np.ndarray
-    cached_tokens: np.ndarray
-    max_tokens: np.ndarray
-    running_requests: np.ndarray
-    waiting_requests: np.ndarray
-    kv_cache_usage: np.ndarray
-    prefill_tokens_in_flight: np.ndarray
-    decode_tokens_in_flight: np.ndarray
+    numbers: np.ndarray  # (n, len(NUMBER_FIELDS)) float64
+
+    input_tokens = _Number()
+    cached_tokens = _Number()
+    max_tokens = _Number()
+    running_requests = _Number()
+    waiting_requests = _Number()
+    kv_cache_usage = _Number()
+    prefill_tokens_in_flight = _Number()
+    decode_tokens_in_flight = _Number()
+    role = _Number()
 
     def __len__(self) -> int:
-        return len(self.input_tokens)
+        return len(self.numbers)
+
+    @classmethod
+    def of(cls, accelerator: np.ndarray, pod: np.ndarray, **numbers: np.ndarray) -> RequestColumns:
+        """Columns from one array per raw number, each of ``NUMBER_FIELDS`` by name."""
+        return cls(
+            accelerator,
+            pod,
+            np.column_stack([np.asarray(numbers[name], np.float64) for name in NUMBER_FIELDS]),
+        )
 
     @classmethod
     def from_requests(cls, requests: Sequence[PredictionRequest]) -> RequestColumns:
         """Columns of validated records (observations are prediction requests too)."""
-        raw = np.array(
+        numbers = np.array(
             [
                 (
                     r.input_tokens,
@@ -144,84 +166,48 @@ class RequestColumns:
                 for r in requests
             ],
             dtype=np.float64,
-        ).reshape(len(requests), 9)
+        ).reshape(len(requests), len(NUMBER_FIELDS))
         return cls(
-            accelerator=np.array([r.accelerator for r in requests], dtype=object),
-            pod=np.array([r.pod for r in requests], dtype=object),
-            role=raw[:, 8].astype(np.int8),
-            input_tokens=raw[:, 0],
-            cached_tokens=raw[:, 1],
-            max_tokens=raw[:, 2],
-            running_requests=raw[:, 3],
-            waiting_requests=raw[:, 4],
-            kv_cache_usage=raw[:, 5],
-            prefill_tokens_in_flight=raw[:, 6],
-            decode_tokens_in_flight=raw[:, 7],
+            np.array([r.accelerator for r in requests], dtype=object),
+            np.array([r.pod for r in requests], dtype=object),
+            numbers,
         )
 
     def take(self, index: np.ndarray) -> RequestColumns:
         """The rows at ``index`` (a boolean mask or integer positions)."""
-        return RequestColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return RequestColumns(self.accelerator[index], self.pod[index], self.numbers[index])
 
 
 @lru_cache(maxsize=1024)
-def _hardware_row(accelerator: str) -> tuple[float, float, float, float]:
+def _hardware_row(accelerator: str) -> np.ndarray:
+    """(1, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown)."""
     spec = hardware_spec(accelerator)
-    if spec is None:
-        return (*_MEDIAN_SPEC.tolist(), 0.0)
-    return (spec.tflops, spec.hbm_gbps, spec.memory_gb, 1.0)
+    row = [*_MEDIAN_SPEC.tolist(), 0.0] if spec is None else [*astuple(spec), 1.0]
+    array = np.array([row], dtype=np.float64)
+    array.flags.writeable = False  # cached and shared by every call
+    return array
 
 
 def hardware_matrix(accelerators: np.ndarray) -> np.ndarray:
-    """(n, 4) spec-sheet descriptors: TFLOP/s, GB/s, GB, known flag (medians if unknown).
+    """(n, 4) spec-sheet descriptors of each row, or (1, 4) when all rows share one type.
 
-    A router's candidates are mostly of one type: then one row is broadcast.
+    A router's candidates are mostly of one type: then one row serves them all.
     """
     names = accelerators.tolist()
     if names and names.count(names[0]) == len(names):
-        return np.array((_hardware_row(names[0]),)).repeat(len(names), axis=0)
-    return np.array([_hardware_row(name) for name in names]).reshape(-1, 4)
+        return _hardware_row(names[0])
+    return np.concatenate([_hardware_row(name) for name in names]).reshape(-1, 4)
 
 
 def build_features(columns: RequestColumns) -> np.ndarray:
     """The (n, N_FEATURES) model matrix of a batch, in ``FEATURE_NAMES`` order.
 
-    Columns of the same kind are computed together (one ``log1p`` over every count, one
-    ``log`` over the hardware): per-call overhead, not arithmetic, is what a single
-    prediction pays here.
+    The arithmetic is compiled (``features/_feature_rows.c``, one loop over the rows):
+    a single prediction is one row, and per-call overhead, not arithmetic, is what a
+    numpy formulation of ~20 array operations paid for it.
     """
-    n = len(columns)
-    out = np.empty((n, N_FEATURES))
-    uncached = np.maximum(columns.input_tokens - columns.cached_tokens, 0.0)
-    counts = np.array(
-        (
-            columns.input_tokens,
-            columns.cached_tokens,
-            uncached,
-            columns.running_requests,
-            columns.waiting_requests,
-            columns.prefill_tokens_in_flight,
-            columns.decode_tokens_in_flight,
-            columns.prefill_tokens_in_flight + uncached,  # queued prefill work
-            columns.max_tokens,
-            columns.decode_tokens_in_flight + columns.running_requests,  # decode load
-        )
+    out = np.empty((len(columns), N_FEATURES))
+    build_rows(
+        np.ascontiguousarray(columns.numbers, np.float64), hardware_matrix(columns.accelerator), out
     )
-    logs = np.log1p(counts)
-    out[:, _LOG1P_AT] = logs[:-1].T
-    hardware = hardware_matrix(columns.accelerator)
-    log_hardware = np.log(hardware[:, :3])
-    out[:, _LOG_HARDWARE_AT] = log_hardware
-    column = _COLUMN
-    out[:, column["hardware_known"]] = hardware[:, 3]
-    out[:, column["prefix_hit_fraction"]] = columns.cached_tokens / np.maximum(
-        columns.input_tokens, 1.0
-    )
-    out[:, column["running_requests"]] = columns.running_requests
-    out[:, column["waiting_requests"]] = columns.waiting_requests
-    out[:, column["kv_cache_usage"]] = columns.kv_cache_usage
-    out[:, column["role_prefill"]] = columns.role == ROLE_CODES[PodRole.PREFILL]
-    out[:, column["role_decode"]] = columns.role == ROLE_CODES[PodRole.DECODE]
-    out[:, column["log_prefill_compute_time"]] = logs[7] - log_hardware[:, 0]
-    out[:, column["log_decode_memory_time"]] = logs[-1] - log_hardware[:, 1]
     return out

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     )
     port: int = Field(8080, ge=1, le=65535, description="Port the predictor listens on.")
     log_level: str = Field("info", description="Python logging level.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's own OpenTelemetry spans and metrics for every HTTP request, "
+        "sent to the OpenTelemetry SDK the process configures. Off by default: the service's "
+        "metrics are Prometheus, and when on FastAPI looks its providers up on every request "
+        "(~7 us here), SDK or not.",
+    )
 
     quantiles: Annotated[tuple[float, ...], NoDecode] = Field(
         (0.5, 0.9, 0.99), description="Quantiles served, comma-separated, ascending."

@@ -71,6 +71,7 @@ class ServingModel:
 
     key: ModelKey
     learner: str
+    label: str  # what a prediction says answered it: learner@accelerator
     function: QuantileFunction
     leading: QuantileFunction  # the first n_leading quantiles, up to the headline one
     n_leading: int
@@ -274,6 +275,7 @@ class ModelSet:
         return ServingModel(
             key=self.key,
             learner=slot.learner.name,
+            label=f"{slot.learner.name}@{self.key.accelerator}",
             function=function,
             leading=function.leading(self.config.headline_index + 1),
             n_leading=self.config.headline_index + 1,

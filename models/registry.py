@@ -32,7 +32,9 @@ from models.model_set import (
 from models.prior import prior_log_quantiles
 
 PRIOR_MODEL = "prior"
-TARGETS = tuple(Target)  # iterating the enum class itself is a Python-level generator
+# Answers list their targets in this order (iterating the enum class itself would be a
+# Python-level generator).
+TARGETS = (Target.TTFT, Target.TPOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,41 +184,67 @@ class ModelRegistry:
         quantiles = self.config.quantiles
         if through_headline:
             quantiles = quantiles[: self.config.headline_index + 1]
-        n, q = len(columns), len(quantiles)
         features = build_features(columns)
-        log_out = {target: np.empty((n, q)) for target in TARGETS}
-        names = {target: np.empty(n, dtype=object) for target in TARGETS}
-        cold = np.zeros(n, dtype=bool)
-        for accelerator, rows in _groups(columns.accelerator):
-            group = features[rows]
-            prior: dict[str, np.ndarray] | None = None
-            for target in TARGETS:
-                serving, is_cold = self._serving_for(str(accelerator), target)
-                cold[rows] |= is_cold
-                if serving is None:
-                    prior = prior or prior_log_quantiles(group, quantiles)
-                    log_out[target][rows] = prior[target.value]
-                    label = PRIOR_MODEL
-                else:
-                    log_out[target][rows] = serving.predict_log(
-                        group, columns.pod[rows], through_headline
-                    )
-                    label = f"{serving.learner}@{serving.key.accelerator}"
-                names[target][rows] = label
-        return PredictionBatch(
-            quantiles=quantiles,
-            ttft_ms=served_quantiles(log_out[Target.TTFT]),
-            tpot_ms=served_quantiles(log_out[Target.TPOT]),
-            ttft_model=names[Target.TTFT],
-            tpot_model=names[Target.TPOT],
-            cold=cold,
-        )
+        answers = [
+            self._answer(
+                str(accelerator),
+                rows,
+                features[rows],
+                columns.pod[rows],
+                quantiles,
+                through_headline,
+            )
+            for accelerator, rows in _groups(columns.accelerator)
+        ]
+        if len(answers) == 1:  # one accelerator (the hot case): its arrays are the batch's
+            (answer,) = answers
+            n = len(columns)
+            return PredictionBatch(
+                quantiles=quantiles,
+                ttft_ms=served_quantiles(answer.log_ms[0]),
+                tpot_ms=served_quantiles(answer.log_ms[1]),
+                ttft_model=np.full(n, answer.model[0], dtype=object),
+                tpot_model=np.full(n, answer.model[1], dtype=object),
+                cold=np.full(n, answer.cold),
+            )
+        return _assemble(answers, len(columns), quantiles)
 
-    def _serving_for(self, accelerator: str, target: Target) -> tuple[ServingModel | None, bool]:
-        own = self.serving(ModelKey(accelerator, target))
-        if own is not None:
-            return own, False
-        return self.serving(ModelKey(GLOBAL_ACCELERATOR, target)), True
+    def _answer(
+        self,
+        accelerator: str,
+        rows: slice | np.ndarray,
+        features: np.ndarray,
+        pods: np.ndarray,
+        quantiles: tuple[float, ...],
+        through_headline: bool,
+    ) -> _Answer:
+        """Both targets for one accelerator's rows: its own models, else the global ones,
+        else the physics prior."""
+        log_ms: list[np.ndarray] = []
+        models: list[str] = []
+        cold = False
+        prior: dict[str, np.ndarray] | None = None
+        for target in TARGETS:
+            serving = self._published(accelerator, target)
+            if serving is None:
+                cold = True
+                serving = self._published(GLOBAL_ACCELERATOR, target)
+            if serving is None:
+                prior = prior or prior_log_quantiles(features, quantiles)
+                log_ms.append(prior[target.value])
+                models.append(PRIOR_MODEL)
+            else:
+                log_ms.append(serving.predict_log(features, pods, through_headline))
+                models.append(serving.label)
+        return _Answer(rows, log_ms, models, cold)
+
+    def _published(self, accelerator: str, target: Target) -> ServingModel | None:
+        """``serving`` on the hot path: a plain tuple equals (and hashes as) its ModelKey,
+        and skips the named tuple's Python-level constructor."""
+        serving = self._serving.get((accelerator, target))
+        if serving is None or serving.n_samples < self.config.min_samples:
+            return None
+        return serving
 
     # -- introspection and persistence -------------------------------------------------
 
@@ -226,10 +254,7 @@ class ModelRegistry:
 
     def serving(self, key: ModelKey) -> ServingModel | None:
         """The published model of ``key`` if it has learned enough to answer for it."""
-        serving = self._serving.get(key)
-        if serving is None or serving.n_samples < self.config.min_samples:
-            return None
-        return serving
+        return self._published(key.accelerator, key.target)
 
     def export_state(self) -> dict[ModelKey, ModelSet]:
         """The model sets, for a snapshot; call from the learning thread (or with it idle)."""
@@ -278,3 +303,34 @@ def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:
         return [(str(first), slice(None))]
     kinds, inverse = np.unique(accelerators, return_inverse=True)
     return [(str(kind), np.flatnonzero(inverse == i)) for i, kind in enumerate(kinds)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One accelerator's rows of a batch: log-ms quantiles and model per target (in
+    ``TARGETS`` order), and whether its own models were cold."""
+
+    rows: slice | np.ndarray
+    log_ms: list[np.ndarray]
+    model: list[str]
+    cold: bool
+
+
+def _assemble(answers: list[_Answer], n: int, quantiles: tuple[float, ...]) -> PredictionBatch:
+    """One batch from the answers of several accelerators, each row where it came from."""
+    log_ms = [np.empty((n, len(quantiles))) for _ in TARGETS]
+    models = [np.empty(n, dtype=object) for _ in TARGETS]
+    cold = np.zeros(n, dtype=bool)
+    for answer in answers:
+        for t in range(len(TARGETS)):
+            log_ms[t][answer.rows] = answer.log_ms[t]
+            models[t][answer.rows] = answer.model[t]
+        cold[answer.rows] = answer.cold
+    return PredictionBatch(
+        quantiles=quantiles,
+        ttft_ms=served_quantiles(log_ms[0]),
+        tpot_ms=served_quantiles(log_ms[1]),
+        ttft_model=models[0],
+        tpot_model=models[1],
+        cold=cold,
+    )

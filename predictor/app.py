@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +48,7 @@ from predictor.ui import ui_router
 
 # Called by routers on every request they place: served by the fast lane.
 HOT_PATHS = ("/v1/route", "/v1/predictions")
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None, service: OracleService | None = None) -> FastAPI:
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         version="0.1.0",
         summary="Online-learned p50/p90/p99 TTFT and TPOT for LLM inference pods.",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.service = service
     predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))

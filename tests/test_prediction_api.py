@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -155,3 +158,42 @@ def test_health_endpoints(client: TestClient) -> None:
 def test_readyz_is_503_before_the_learning_loop_runs(settings: Settings) -> None:
     client = TestClient(create_app(settings))
     assert client.get("/readyz").status_code == 503
+
+
+OPENTELEMETRY_PROBE = """
+import sys
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from latency_oracle.settings import Settings
+from predictor.app import create_app
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+for enabled in (False, True):
+    with TestClient(create_app(Settings(state_dir=sys.argv[1], opentelemetry=enabled))) as client:
+        assert client.get("/healthz").status_code == 200
+    print(len(exporter.get_finished_spans()))
+    exporter.clear()
+"""
+
+
+def test_opentelemetry_spans_only_when_the_setting_asks(tmp_path) -> None:
+    """Off by default (FastAPI's per-request provider lookup is not free); on, requests are
+    traced to the process's OpenTelemetry SDK. A subprocess: the global provider is set once."""
+    env = {**os.environ, "LATENCY_ORACLE_MLFLOW_ENABLED": "false"}
+    probe = subprocess.run(
+        [sys.executable, "-c", OPENTELEMETRY_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    off, on = (int(line) for line in probe.stdout.split())
+    assert off == 0
+    assert on >= 1

@@ -25,17 +25,17 @@ MAX_QUEUE = 20_000
 
 def h100_columns(queued: np.ndarray, prompt: np.ndarray) -> RequestColumns:
     n = len(queued)
-    return RequestColumns(
+    return RequestColumns.of(
         accelerator=np.full(n, "H100", dtype=object),
         pod=np.full(n, "h100-0", dtype=object),
-        role=np.zeros(n, dtype=np.int8),
-        input_tokens=prompt.astype(float),
+        role=np.zeros(n),
+        input_tokens=prompt,
         cached_tokens=np.zeros(n),
         max_tokens=np.full(n, 128.0),
         running_requests=np.full(n, 8.0),
         waiting_requests=np.ceil(queued / 1_000),
         kv_cache_usage=np.full(n, 0.3),
-        prefill_tokens_in_flight=queued.astype(float),
+        prefill_tokens_in_flight=queued,
         decode_tokens_in_flight=np.full(n, 4_000.0),
     )
 

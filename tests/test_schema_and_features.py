@@ -95,3 +95,59 @@ def test_hit_tokens_win_over_score_and_unknown_hardware_is_flagged() -> None:
     assert column["log_cached_tokens"] == pytest.approx(np.log1p(10))
     assert column["hardware_known"] == 0.0
     assert np.isfinite(list(column.values())).all()
+
+
+def test_every_feature_column_is_its_formula() -> None:
+    """The compiled feature rows, column by name, for a prefill pod and a decode pod of
+    different hardware in one batch (each row its own spec-sheet figures)."""
+    prefill = PredictionRequest(
+        accelerator="H100",
+        role="prefill",
+        input_tokens=1_000,
+        prefix_cache_hit_tokens=250,
+        max_tokens=64,
+        running_requests=3,
+        waiting_requests=2,
+        kv_cache_usage=0.25,
+        prefill_tokens_in_flight=4_000,
+        decode_tokens_in_flight=9_000,
+    )
+    decode = prefill.model_copy(update={"accelerator": "L4", "role": "decode"})
+    rows = build_features(RequestColumns.from_requests([prefill, decode]))
+    uncached, queued = 750, 4_750
+    for row, (tflops, hbm_gbps, memory_gb), roles in (
+        (rows[0], (989.0, 3350.0, 80.0), (1.0, 0.0)),
+        (rows[1], (121.0, 300.0, 24.0), (0.0, 1.0)),
+    ):
+        expected = {
+            "log_input_tokens": np.log1p(1_000),
+            "log_cached_tokens": np.log1p(250),
+            "log_uncached_tokens": np.log1p(uncached),
+            "prefix_hit_fraction": 0.25,
+            "running_requests": 3,
+            "waiting_requests": 2,
+            "log_running_requests": np.log1p(3),
+            "log_waiting_requests": np.log1p(2),
+            "kv_cache_usage": 0.25,
+            "log_prefill_in_flight": np.log1p(4_000),
+            "log_decode_in_flight": np.log1p(9_000),
+            "log_queued_prefill_work": np.log1p(queued),
+            "log_max_tokens": np.log1p(64),
+            "role_prefill": roles[0],
+            "role_decode": roles[1],
+            "log_tflops": np.log(tflops),
+            "log_hbm_gbps": np.log(hbm_gbps),
+            "log_memory_gb": np.log(memory_gb),
+            "hardware_known": 1.0,
+            "log_prefill_compute_time": np.log1p(queued) - np.log(tflops),
+            "log_decode_memory_time": np.log1p(9_000 + 3) - np.log(hbm_gbps),
+        }
+        assert list(expected) == list(FEATURE_NAMES)
+        np.testing.assert_allclose(row, list(expected.values()), rtol=1e-12)
+
+
+def test_columns_of_inconsistent_width_are_refused() -> None:
+    columns = RequestColumns.from_requests([PredictionRequest(accelerator="H100", input_tokens=9)])
+    narrow = RequestColumns(columns.accelerator, columns.pod, columns.numbers[:, :-1])
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        build_features(narrow)
