@@ -23,10 +23,18 @@ enum { N_HARDWARE = 4, N_FEATURES = 21 };
 /* ROLE_CODES of features/engineering.py. */
 enum { ROLE_PREFILL = 1, ROLE_DECODE = 2 };
 
-static void build_row(const double *x, const double *hw, double *f) {
+/* A hardware row as the features use it: the logged spec-sheet figures and the known flag. */
+typedef struct {
+    double log_tflops, log_hbm_gbps, log_memory_gb, known;
+} Hardware;
+
+static Hardware logged(const double *hw) {
+    return (Hardware){log(hw[0]), log(hw[1]), log(hw[2]), hw[3]};
+}
+
+static void build_row(const double *x, const Hardware *hw, double *f) {
     const double uncached = fmax(x[INPUT] - x[CACHED], 0.0);
     const double queued = x[PREFILL] + uncached;
-    const double log_tflops = log(hw[0]), log_hbm_gbps = log(hw[1]);
     f[0] = log1p(x[INPUT]);                            /* log_input_tokens */
     f[1] = log1p(x[CACHED]);                           /* log_cached_tokens */
     f[2] = log1p(uncached);                            /* log_uncached_tokens */
@@ -42,12 +50,12 @@ static void build_row(const double *x, const double *hw, double *f) {
     f[12] = log1p(x[MAX_TOKENS]);                      /* log_max_tokens */
     f[13] = x[ROLE] == ROLE_PREFILL;                   /* role_prefill */
     f[14] = x[ROLE] == ROLE_DECODE;                    /* role_decode */
-    f[15] = log_tflops;                                /* log_tflops */
-    f[16] = log_hbm_gbps;                              /* log_hbm_gbps */
-    f[17] = log(hw[2]);                                /* log_memory_gb */
-    f[18] = hw[3];                                     /* hardware_known */
-    f[19] = f[11] - log_tflops;                        /* log_prefill_compute_time */
-    f[20] = log1p(x[DECODE] + x[RUNNING]) - log_hbm_gbps; /* log_decode_memory_time */
+    f[15] = hw->log_tflops;                            /* log_tflops */
+    f[16] = hw->log_hbm_gbps;                          /* log_hbm_gbps */
+    f[17] = hw->log_memory_gb;                         /* log_memory_gb */
+    f[18] = hw->known;                                 /* hardware_known */
+    f[19] = f[11] - hw->log_tflops;                    /* log_prefill_compute_time */
+    f[20] = log1p(x[DECODE] + x[RUNNING]) - hw->log_hbm_gbps; /* log_decode_memory_time */
 }
 
 static PyObject *build(PyObject *self, PyObject *args) {
@@ -68,9 +76,16 @@ static PyObject *build(PyObject *self, PyObject *args) {
     } else {
         const double *x = numbers.buf, *hw = hardware.buf;
         double *f = out.buf;
-        const Py_ssize_t hw_step = hw_rows == 1 ? 0 : N_HARDWARE;
+        Hardware shared = {0, 0, 0, 0};
+        if (hw_rows == 1) {
+            shared = logged(hw); /* one type for every row: logged once */
+        }
         for (Py_ssize_t r = 0; r < rows; r++) {
-            build_row(x + r * N_NUMBERS, hw + r * hw_step, f + r * N_FEATURES);
+            Hardware own;
+            if (hw_rows > 1) {
+                own = logged(hw + r * N_HARDWARE);
+            }
+            build_row(x + r * N_NUMBERS, hw_rows > 1 ? &own : &shared, f + r * N_FEATURES);
         }
         result = Py_NewRef(Py_None);
     }

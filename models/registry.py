@@ -44,8 +44,8 @@ class PredictionBatch:
     quantiles: tuple[float, ...]
     ttft_ms: np.ndarray  # (n, q)
     tpot_ms: np.ndarray  # (n, q)
-    ttft_model: np.ndarray  # (n,) learner@accelerator, or "prior"
-    tpot_model: np.ndarray
+    ttft_model: list[str]  # (n,) learner@accelerator, or "prior"
+    tpot_model: list[str]
     cold: np.ndarray  # (n,) bool: the request's own accelerator model is not trained yet
 
 
@@ -203,9 +203,9 @@ class ModelRegistry:
                 quantiles=quantiles,
                 ttft_ms=served_quantiles(answer.log_ms[0]),
                 tpot_ms=served_quantiles(answer.log_ms[1]),
-                ttft_model=np.full(n, answer.model[0], dtype=object),
-                tpot_model=np.full(n, answer.model[1], dtype=object),
-                cold=np.full(n, answer.cold),
+                ttft_model=[answer.model[0]] * n,
+                tpot_model=[answer.model[1]] * n,
+                cold=(np.ones if answer.cold else np.zeros)(n, dtype=bool),
             )
         return _assemble(answers, len(columns), quantiles)
 
@@ -330,7 +330,7 @@ def _assemble(answers: list[_Answer], n: int, quantiles: tuple[float, ...]) -> P
         quantiles=quantiles,
         ttft_ms=served_quantiles(log_ms[0]),
         tpot_ms=served_quantiles(log_ms[1]),
-        ttft_model=models[0],
-        tpot_model=models[1],
+        ttft_model=models[0].tolist(),
+        tpot_model=models[1].tolist(),
         cold=cold,
     )

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -236,6 +236,7 @@ class _TimingMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -254,6 +255,15 @@ class _TimingMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            self.metrics.http_duration.labels(
-                getattr(route, "path", "unmatched"), scope["method"], str(code)
-            ).observe(time.perf_counter() - start)
+            self._histogram(getattr(route, "path", "unmatched"), scope["method"], code).observe(
+                time.perf_counter() - start
+            )
+
+    def _histogram(self, path: str, method: str, code: int) -> Histogram:
+        """The labelled child, looked up once per label set: prometheus-client's ``labels``
+        costs several microseconds a call. Paths are route templates, so this stays small."""
+        key = (path, method, code)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.metrics.http_duration.labels(path, method, str(code))
+        return child

@@ -151,3 +151,8 @@ def test_columns_of_inconsistent_width_are_refused() -> None:
     narrow = RequestColumns(columns.accelerator, columns.pod, columns.numbers[:, :-1])
     with pytest.raises(ValueError, match="inconsistent sizes"):
         build_features(narrow)
+
+
+def test_an_empty_batch_has_no_rows() -> None:
+    empty = RequestColumns.from_requests([])
+    assert build_features(empty).shape == (0, len(FEATURE_NAMES))

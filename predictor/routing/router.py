@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from features.engineering import NUMBER_FIELDS, ROLE_CODES, RequestColumns
+from features.engineering import NUMBER_FIELDS, ROLE_CODES, RequestColumns, number_rows
 from features.schema import PodRole
 from latency_oracle.settings import Settings
 from models.registry import ModelRegistry, PredictionBatch
@@ -220,8 +220,8 @@ def _columns(
     One pass over the pods, straight into the matrix of numbers: this is the hot path.
     """
     prompt, max_tokens = float(request.input_tokens), float(request.max_tokens)
-    numbers = np.array(
-        [
+    numbers = number_rows(
+        (
             (
                 prompt,
                 p.prefix_cache_hit_tokens
@@ -236,8 +236,8 @@ def _columns(
                 ROLE_CODES[p.role],
             )
             for p in pods
-        ],
-        dtype=np.float64,
+        ),
+        len(pods),
     )
     numbers[:, _LOAD_NUMBERS] += pending
     return RequestColumns(
