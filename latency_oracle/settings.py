@@ -289,6 +289,12 @@ class Settings(BaseSettings):
     model_sync_interval_s: float = Field(
         0.25, gt=0, description="Seconds between a predictor's checks for new model snapshots."
     )
+    pod_sync_interval_s: float = Field(
+        0.2,
+        gt=0,
+        description="Redis mode: seconds between a predictor's reads of the live pod states "
+        "it routes on (routing never reads Redis per request).",
+    )
     ui_sample_interval_s: float = Field(
         10.0, gt=0, description="Seconds between the /ui page's samples of coverage and loss."
     )

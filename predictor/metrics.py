@@ -157,8 +157,8 @@ def redis_errors(registry: CollectorRegistry) -> Counter:
     """Failed Redis calls: one metric for replicas and trainers, so one alert covers both."""
     return Counter(
         f"{PREFIX}_redis_errors",
-        "Failed Redis calls, by operation: write (observations), sync (models) or train "
-        "(a trainer's read, learn and checkpoint step).",
+        "Failed Redis calls, by operation: write (observations), sync (models), pods (the "
+        "live pod states routing uses) or train (a trainer's read, learn and checkpoint step).",
         ["operation"],
         registry=registry,
     )

@@ -1,4 +1,5 @@
-"""A predictor replica's Redis side: observation writes with an outage buffer, model sync.
+"""A predictor replica's Redis side: observation writes with an outage buffer, model and
+pod state sync.
 
 Only imported when a Redis URL is configured, so the embedded default never needs Redis.
 """
@@ -17,10 +18,11 @@ from models.registry import ModelRegistry
 from predictor.metrics import PREFIX, redis_errors
 from predictor.model_sync import ModelSync
 from predictor.outage_buffer import BufferedRedisStore
+from predictor.pod_mirror import PodMirror
 
 
 class RedisReplica:
-    """Runs the model sync and buffer delivery threads of one predictor process."""
+    """Runs the model sync, pod sync and buffer delivery threads of one predictor process."""
 
     def __init__(self, settings: Settings, models: ModelRegistry) -> None:
         self.settings = settings
@@ -38,6 +40,9 @@ class RedisReplica:
             ),
             settings.observation_buffer,
             on_error=lambda _: self._count_error("write"),
+        )
+        self.pods = PodMirror(
+            self.store.store, settings.pod_ttl_s, on_error=lambda _: self._count_error("pods")
         )
         self.sync = ModelSync(
             CheckpointStore(client, keys, models.config.quantiles),
@@ -71,7 +76,14 @@ class RedisReplica:
         """Load the current models before serving, then keep them and the buffer moving."""
         self._stop.clear()
         self.sync.poll()
+        self.pods.refresh()
         self._threads = [
+            threading.Thread(
+                target=self.pods.refresh_forever,
+                args=(self._stop, self.settings.pod_sync_interval_s),
+                name="pod-sync",
+                daemon=True,
+            ),
             threading.Thread(
                 target=self.sync.sync_forever,
                 args=(self._stop, self.settings.model_sync_interval_s),
@@ -105,6 +117,11 @@ class RedisReplica:
             problems.append(
                 f"model sync failing for {self.sync.staleness_s():.1f}s, serving last good "
                 f"models: {self.sync.last_error}"
+            )
+        if self.pods.last_error:
+            problems.append(
+                f"pod state sync failing for {self.pods.failing_for_s():.1f}s, routing on the "
+                f"last known pods: {self.pods.last_error}"
             )
         problems += [
             f"checkpoint of shard {shard} unreadable, serving its last good models: {error}"

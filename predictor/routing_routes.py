@@ -7,7 +7,6 @@ caller decides to answer 429, and the body says why and when to retry.
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
-from redis import RedisError
 
 from features.pod_state import PodState
 from predictor.auth import read_access
@@ -26,10 +25,7 @@ def routing_router(service: OracleService) -> APIRouter:
     @api.post(
         "/v1/route",
         dependencies=read_access(service.settings),
-        responses={
-            409: {"description": "No candidate pods: none given and none live."},
-            503: {"description": "Pod states could not be read from the store."},
-        },
+        responses={409: {"description": "No candidate pods: none given and none live."}},
         summary="Place a request on a pod against its SLOs, or shed / queue it",
         openapi_extra=route_body.openapi_extra,
     )
@@ -47,14 +43,12 @@ def routing_router(service: OracleService) -> APIRouter:
             return Response(to_json(decision.to_json()), media_type="application/json")
         except NoCandidates as exc:
             return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
-        except RedisError as exc:
-            return _error(status.HTTP_503_SERVICE_UNAVAILABLE, f"pod state store: {exc}")
 
     return api
 
 
 def _live_candidates(service: OracleService, model: str) -> list[CandidatePod]:
-    return [_as_candidate(state) for state in service.store.live_pods(model or None)]
+    return [_as_candidate(state) for state in service.live_pods(model or None)]
 
 
 def _as_candidate(state: PodState) -> CandidatePod:

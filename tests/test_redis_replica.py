@@ -118,6 +118,10 @@ def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Pat
         with TestClient(create_app(settings)) as http:
             body = [o.model_dump(mode="json") for o in before]
             assert http.post("/v1/observations", json=body).json()["accepted"] == 1_000
+            pod = {"pod": "live-pod", "accelerator": "H100", "model": "llama"}
+            assert http.post("/v1/pods", json=pod).status_code == 204
+            route = {"input_tokens": 100, "model": "llama"}
+            assert wait_until(lambda: http.post("/v1/route", json=route).status_code == 200, 5)
             trainer = Trainer(settings, redis_client)
             _learn_and_checkpoint(trainer, 1_000)
             trainer.shutdown()
@@ -137,6 +141,8 @@ def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Pat
                 reply = http.post("/v1/predictions", json=probe)
                 assert reply.status_code == 200
                 assert reply.json()["model"]["ttft"] != "prior"  # last good model, not a fallback
+                routed = http.post("/v1/route", json=route)  # on the last known pod states
+                assert routed.status_code == 200 and routed.json()["pod"] == "live-pod"
             assert wait_until(
                 lambda: any("sync failing" in p for p in http.get("/readyz").json()["problems"]),
                 timeout_s=10,
@@ -144,8 +150,10 @@ def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Pat
             readiness = http.get("/readyz").json()
             assert readiness["status"] == "degraded"
             assert any("300 observations buffered" in p for p in readiness["problems"])
+            assert any("pod state sync failing" in p for p in readiness["problems"])
             metrics = http.get("/metrics").text
             assert 'latency_oracle_redis_errors_total{operation="write"}' in metrics
+            assert 'latency_oracle_redis_errors_total{operation="pods"}' in metrics
             assert "latency_oracle_outage_buffered_observations 300.0" in metrics
 
             server.start()
