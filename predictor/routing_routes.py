@@ -6,14 +6,16 @@ caller decides to answer 429, and the body says why and when to retry.
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic_core import to_json
+from pydantic import TypeAdapter
 
 from features.pod_state import PodState
 from predictor.auth import read_access
 from predictor.json_body import JsonBody
-from predictor.routing.router import NoCandidates, Router
+from predictor.routing.router import NoCandidates, RouteDecision, Router
 from predictor.routing.schema import CandidatePod, RouteRequest
 from predictor.service import OracleService
+
+DECISION_JSON = TypeAdapter(RouteDecision)
 
 
 def routing_router(service: OracleService) -> APIRouter:
@@ -24,6 +26,7 @@ def routing_router(service: OracleService) -> APIRouter:
 
     @api.post(
         "/v1/route",
+        response_model=RouteDecision,
         dependencies=read_access(service.settings),
         responses={409: {"description": "No candidate pods: none given and none live."}},
         summary="Place a request on a pod against its SLOs, or shed / queue it",
@@ -40,7 +43,7 @@ def routing_router(service: OracleService) -> APIRouter:
             decision = router.route(body, pods)
             service.metrics.route_decisions.labels(decision.decision).inc()
             service.activity.record_route(decision)
-            return Response(to_json(decision.to_json()), media_type="application/json")
+            return Response(DECISION_JSON.dump_json(decision), media_type="application/json")
         except NoCandidates as exc:
             return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
 
