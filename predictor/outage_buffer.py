@@ -4,7 +4,8 @@ While Redis answers, writes go straight through. When a write fails, the observa
 (with their ids) wait in a bounded in-memory queue that a delivery thread flushes once
 Redis is back; Redis dedups by id, so a flush retried after an ambiguous failure never
 doubles a sample. A full queue refuses the whole call (503, Retry-After), so the sidecar
-keeps the data and retries instead of it being lost here.
+keeps the data and retries instead of it being lost here. Live pods are read from the
+replica's ``PodMirror`` the same way: the last known states while Redis is down.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from features.pod_state import PodState
 from features.redis_store import WRITE_CHUNK, RedisObservationStore
 from features.schema import Observation
 from features.store import AppendResult, StoreFull
+from predictor.pod_mirror import PodMirror
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,12 @@ class BufferedRedisStore:
     def __init__(
         self,
         store: RedisObservationStore,
+        pods: PodMirror,
         capacity: int,
         on_error: Callable[[Exception], None] = lambda _: None,
     ) -> None:
         self.store = store
+        self.pods = pods
         self.capacity = capacity
         self.on_error = on_error
         self.last_error: str | None = None
@@ -63,7 +67,9 @@ class BufferedRedisStore:
         self.store.put_pod_state(state)
 
     def live_pods(self, model: str | None = None) -> list[PodState]:
-        return self.store.live_pods(model)
+        """From the mirror, never a Redis read per request (and the last known pods while
+        Redis is down)."""
+        return self.pods.live_pods(model)
 
     def pending(self) -> int:
         """Accepted but not learned: the local buffer plus the trainers' last known backlog."""

@@ -28,21 +28,23 @@ class RedisReplica:
         self.settings = settings
         client = connect(settings.redis_url or "", settings.redis_timeout_s)
         keys = RedisKeys(settings.redis_key_prefix)
-        self.store = BufferedRedisStore(
-            RedisObservationStore(
-                client,
-                keys,
-                stream_maxlen=settings.stream_maxlen,
-                id_ttl_s=settings.observation_id_ttl_s,
-                pod_ttl_s=settings.pod_ttl_s,
-                max_pods=settings.max_live_pods,
-                max_shards=settings.max_accelerators,
-            ),
-            settings.observation_buffer,
-            on_error=lambda _: self._count_error("write"),
+        redis_store = RedisObservationStore(
+            client,
+            keys,
+            stream_maxlen=settings.stream_maxlen,
+            id_ttl_s=settings.observation_id_ttl_s,
+            pod_ttl_s=settings.pod_ttl_s,
+            max_pods=settings.max_live_pods,
+            max_shards=settings.max_accelerators,
         )
         self.pods = PodMirror(
-            self.store.store, settings.pod_ttl_s, on_error=lambda _: self._count_error("pods")
+            redis_store, settings.pod_ttl_s, on_error=lambda _: self._count_error("pods")
+        )
+        self.store = BufferedRedisStore(
+            redis_store,
+            self.pods,
+            settings.observation_buffer,
+            on_error=lambda _: self._count_error("write"),
         )
         self.sync = ModelSync(
             CheckpointStore(client, keys, models.config.quantiles),

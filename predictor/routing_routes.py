@@ -51,7 +51,7 @@ def routing_router(service: OracleService) -> APIRouter:
 
 
 def _live_candidates(service: OracleService, model: str) -> list[CandidatePod]:
-    return [_as_candidate(state) for state in service.live_pods(model or None)]
+    return [_as_candidate(state) for state in service.store.live_pods(model or None)]
 
 
 def _as_candidate(state: PodState) -> CandidatePod:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from features.engineering import RequestColumns
 from features.plausibility import ImplausibleObservations
-from features.pod_state import PodState
 from features.schema import Observation, PredictionRequest
 from features.store import AppendResult, InProcessObservationStore, ObservationStore, StoreFull
 from latency_oracle.settings import Settings
@@ -113,13 +112,6 @@ class OracleService:
         if cold < len(requests):
             self._warm_predictions.inc(len(requests) - cold)
         return batch
-
-    def live_pods(self, model: str | None = None) -> list[PodState]:
-        """The pods routing may place on: in Redis mode from the replica's mirror, never a
-        Redis read per request."""
-        if self.replica is not None:
-            return self.replica.pods.live_pods(model)
-        return self.store.live_pods(model)
 
     def ingest(self, observations: Sequence[Observation]) -> AppendResult:
         """Accept observations for learning; raises ``StoreFull`` or
