@@ -12,6 +12,16 @@
  *   numbers   float64 (rows, N_NUMBERS) row-major, in NUMBER_FIELDS order (see below)
  *   hardware  float64 (1 or rows, 4): TFLOP/s, GB/s, GB, known flag; one row is shared
  *   out       float64 (rows, N_FEATURES) row-major, every column written
+ *
+ * gather(records, names, out)
+ *   records   a sequence of objects (validated records: observations, route candidates)
+ *   names     a tuple of attribute names, each read off every record as a number (an
+ *             attribute of None reads as NaN); a name of None leaves its column as it is
+ *   out       float64 (len(records), len(names)) row-major
+ *
+ * gather is how records become the raw numbers: a Python loop building a tuple of
+ * attributes per record costs ~0.5 us a record, which a router pays for every candidate
+ * of every call; reading the attributes here costs ~25 ns each.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -95,8 +105,54 @@ static PyObject *build(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *gather(PyObject *self, PyObject *args) {
+    PyObject *records, *names;
+    Py_buffer out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!w*", &records, &PyTuple_Type, &names, &out)) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(records, "gather: records must be a sequence");
+    if (seq == NULL) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    const Py_ssize_t rows = PySequence_Fast_GET_SIZE(seq), width = PyTuple_GET_SIZE(names);
+    PyObject *result = NULL;
+    if (out.len != rows * width * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "gather: out has the wrong size");
+        goto done;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    double *cell = out.buf;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        for (Py_ssize_t c = 0; c < width; c++, cell++) {
+            PyObject *name = PyTuple_GET_ITEM(names, c);
+            if (name == Py_None) {
+                continue;
+            }
+            PyObject *value = PyObject_GetAttr(items[r], name);
+            if (value == NULL) {
+                goto done;
+            }
+            const double number = value == Py_None ? NAN : PyFloat_AsDouble(value);
+            Py_DECREF(value);
+            if (number == -1.0 && PyErr_Occurred()) {
+                goto done;
+            }
+            *cell = number;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(seq);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, "Write the model row of every row of raw numbers."},
+    {"gather", gather, METH_VARARGS, "Write named number attributes of every record."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,16 +15,16 @@ so using them would train on one value and predict on another.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from functools import lru_cache
-from itertools import chain
 
 import numpy as np
 
 from features._feature_rows import build as build_rows
+from features._feature_rows import gather
 from features.accelerators import HARDWARE_SPECS, hardware_spec
-from features.schema import PodRole, PredictionRequest
+from features.schema import PodIdentity, PodRole, PredictionRequest
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_input_tokens",
@@ -102,6 +102,22 @@ NUMBER_FIELDS: tuple[str, ...] = (
     "decode_tokens_in_flight",
     "role",
 )
+# Where ``record_numbers`` reads each attribute of a record to: NUMBER_FIELDS' columns, the
+# prefix-cache hit tokens where ``cached_tokens`` goes (the hint becomes it), nothing where
+# the role goes (its codes are looked up), and the prefix-cache hit fraction after them.
+_GATHERED: tuple[str | None, ...] = (
+    "input_tokens",
+    "prefix_cache_hit_tokens",
+    "max_tokens",
+    "running_requests",
+    "waiting_requests",
+    "kv_cache_usage",
+    "prefill_tokens_in_flight",
+    "decode_tokens_in_flight",
+    None,
+    "prefix_cache_score",
+)
+_INPUT, _CACHED, _ROLE = (NUMBER_FIELDS.index(n) for n in ("input_tokens", "cached_tokens", "role"))
 
 
 class _Number:
@@ -124,7 +140,7 @@ class RequestColumns:
 
     accelerator: np.ndarray  # object array of canonical names
     pod: np.ndarray  # object array of pod names ("" when unknown); not a feature
-    numbers: np.ndarray  # (n, len(NUMBER_FIELDS)) float64
+    numbers: np.ndarray  # (n, len(NUMBER_FIELDS)) float64 (a view of a wider matrix, maybe)
 
     input_tokens = _Number()
     cached_tokens = _Number()
@@ -151,27 +167,10 @@ class RequestColumns:
     @classmethod
     def from_requests(cls, requests: Sequence[PredictionRequest]) -> RequestColumns:
         """Columns of validated records (observations are prediction requests too)."""
-        numbers = number_rows(
-            (
-                (
-                    r.input_tokens,
-                    r.cached_tokens(),
-                    r.max_tokens,
-                    r.running_requests,
-                    r.waiting_requests,
-                    r.kv_cache_usage,
-                    r.prefill_tokens_in_flight,
-                    r.decode_tokens_in_flight,
-                    ROLE_CODES[r.role],
-                )
-                for r in requests
-            ),
-            len(requests),
-        )
         return cls(
             np.array([r.accelerator for r in requests], dtype=object),
             np.array([r.pod for r in requests], dtype=object),
-            numbers,
+            record_numbers(requests),
         )
 
     def take(self, index: np.ndarray) -> RequestColumns:
@@ -179,14 +178,31 @@ class RequestColumns:
         return RequestColumns(self.accelerator[index], self.pod[index], self.numbers[index])
 
 
-def number_rows(rows: Iterable[tuple[float, ...]], n: int) -> np.ndarray:
-    """The (n, len(NUMBER_FIELDS)) matrix of ``n`` tuples in ``NUMBER_FIELDS`` order.
+def record_numbers(records: Sequence[PodIdentity], **shared: float) -> np.ndarray:
+    """The (n, len(NUMBER_FIELDS)) raw numbers of records with a request's and a pod's fields.
 
-    ``np.fromiter`` over the flattened tuples converts each number directly; ``np.array``
-    of a list of tuples first discovers their shape and types, a third slower.
+    Each number is read off its record (``gather``, compiled), except the ``shared`` ones:
+    a router asks one request of many candidate pods, so its ``input_tokens`` and
+    ``max_tokens`` are given once. The prefix-cache hint becomes ``cached_tokens``: the hit
+    tokens when given, else the hit fraction of the prompt, else none.
     """
-    width = len(NUMBER_FIELDS)
-    return np.fromiter(chain.from_iterable(rows), np.float64, n * width).reshape(n, width)
+    raw = np.empty((len(records), len(_GATHERED)))
+    gather(records, _names_to_read(tuple(shared)), raw)
+    for name, value in shared.items():
+        raw[:, _GATHERED.index(name)] = value
+    hits, hit_fraction = raw[:, _CACHED], raw[:, -1]
+    unknown = np.isnan(hits)
+    if unknown.any():  # no hit tokens: the fraction of the prompt (fmax reads NaN as none)
+        raw[:, _CACHED] = np.where(unknown, np.fmax(hit_fraction, 0.0) * raw[:, _INPUT], hits)
+    roles = [record.role for record in records]
+    all_both = roles.count(PodRole.BOTH) == len(roles)  # the common pool: no lookups
+    raw[:, _ROLE] = 0.0 if all_both else [ROLE_CODES[role] for role in roles]
+    return raw[:, : len(NUMBER_FIELDS)]
+
+
+@lru_cache(maxsize=8)
+def _names_to_read(shared: tuple[str, ...]) -> tuple[str | None, ...]:
+    return tuple(None if name in shared else name for name in _GATHERED)
 
 
 @lru_cache(maxsize=1024)

@@ -81,12 +81,6 @@ class RequestShape(_Record):
             raise ValueError("prefix_cache_hit_tokens cannot exceed input_tokens")
         return self
 
-    def cached_tokens(self) -> float:
-        """Prompt tokens served from the prefix cache, from whichever hint was given."""
-        if self.prefix_cache_hit_tokens is not None:
-            return float(self.prefix_cache_hit_tokens)
-        return (self.prefix_cache_score or 0.0) * self.input_tokens
-
 
 class PredictionRequest(PodIdentity, RequestShape, ServerState):
     """A candidate placement: the request on a pod in its current state."""

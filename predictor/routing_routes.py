@@ -4,6 +4,8 @@ A shed is a 200 with ``decision: shed`` and ``retry_after_ms``, not an HTTP erro
 caller decides to answer 429, and the body says why and when to retry.
 """
 
+from typing import get_args
+
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
@@ -11,7 +13,7 @@ from pydantic import TypeAdapter
 from features.pod_state import PodState
 from predictor.auth import read_access
 from predictor.json_body import JsonBody
-from predictor.routing.router import NoCandidates, RouteDecision, Router
+from predictor.routing.router import Decision, NoCandidates, RouteDecision, Router
 from predictor.routing.schema import CandidatePod, RouteRequest
 from predictor.service import OracleService
 
@@ -23,6 +25,8 @@ def routing_router(service: OracleService) -> APIRouter:
     api = APIRouter()
     max_pods = service.settings.max_batch_items
     route_body = JsonBody(RouteRequest)
+    # One counter child per decision, looked up once: ``labels()`` costs microseconds a call.
+    decisions = {d: service.metrics.route_decisions.labels(d) for d in get_args(Decision)}
 
     @api.post(
         "/v1/route",
@@ -41,7 +45,7 @@ def routing_router(service: OracleService) -> APIRouter:
         try:
             pods = body.pods if body.pods is not None else _live_candidates(service, body.model)
             decision = router.route(body, pods)
-            service.metrics.route_decisions.labels(decision.decision).inc()
+            decisions[decision.decision].inc()
             service.activity.record_route(decision)
             return Response(DECISION_JSON.dump_json(decision), media_type="application/json")
         except NoCandidates as exc:

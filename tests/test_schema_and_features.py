@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from features._feature_rows import gather
 from pydantic import ValidationError
 
 from features.accelerators import normalize_accelerator
-from features.engineering import FEATURE_NAMES, RequestColumns, build_features
-from features.schema import Observation, PredictionRequest
+from features.engineering import (
+    FEATURE_NAMES,
+    NUMBER_FIELDS,
+    ROLE_CODES,
+    RequestColumns,
+    build_features,
+    record_numbers,
+)
+from features.schema import Observation, PodRole, PredictionRequest
 
 
 @pytest.mark.parametrize(
@@ -156,3 +164,36 @@ def test_columns_of_inconsistent_width_are_refused() -> None:
 def test_an_empty_batch_has_no_rows() -> None:
     empty = RequestColumns.from_requests([])
     assert build_features(empty).shape == (0, len(FEATURE_NAMES))
+
+
+def test_record_numbers_turn_the_prefix_cache_hint_into_cached_tokens() -> None:
+    records = [
+        PredictionRequest(
+            accelerator="H100", input_tokens=100, prefix_cache_hit_tokens=30, prefix_cache_score=0.9
+        ),
+        PredictionRequest(accelerator="H100", input_tokens=100, prefix_cache_score=0.25),
+        PredictionRequest(accelerator="L4", input_tokens=100, role=PodRole.DECODE, max_tokens=7),
+    ]
+    numbers = record_numbers(records)
+    column = {name: numbers[:, i].tolist() for i, name in enumerate(NUMBER_FIELDS)}
+    assert column["cached_tokens"] == [30.0, 25.0, 0.0]  # hit tokens win over the fraction
+    assert column["role"] == [0.0, 0.0, float(ROLE_CODES[PodRole.DECODE])]
+    assert column["max_tokens"] == [0.0, 0.0, 7.0]
+    shared = record_numbers(records[1:2], input_tokens=400.0, max_tokens=5.0)
+    assert shared[0, NUMBER_FIELDS.index("cached_tokens")] == 100.0  # of the shared prompt
+    assert shared[0, NUMBER_FIELDS.index("max_tokens")] == 5.0
+
+
+def test_gather_reads_attributes_as_numbers_and_refuses_anything_else() -> None:
+    record = PredictionRequest(accelerator="H100", input_tokens=9, kv_cache_usage=0.5)
+    out = np.full((2, 3), -1.0)
+    gather([record, record], ("input_tokens", "prefix_cache_score", None), out)
+    assert out[:, 0].tolist() == [9.0, 9.0]
+    assert np.isnan(out[:, 1]).all()  # an attribute of None reads as NaN
+    assert out[:, 2].tolist() == [-1.0, -1.0]  # a name of None leaves its column alone
+    with pytest.raises(TypeError):
+        gather([record], ("accelerator",), np.empty((1, 1)))
+    with pytest.raises(AttributeError):
+        gather([record], ("no_such_field",), np.empty((1, 1)))
+    with pytest.raises(ValueError, match="wrong size"):
+        gather([record], ("input_tokens",), np.empty((2, 1)))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
 
+from features.engineering import RequestColumns
 from latency_oracle.settings import HeadroomMode
 
 
@@ -22,10 +24,20 @@ class PhaseView:
 
     phase: str  # "pod", "prefill" or "decode"
     eligible: np.ndarray  # (n,) bool: the pod meets every SLO of this phase
-    headroom: np.ndarray  # (n,) worst relative headroom (slo - p)/slo; NaN without SLOs
+    headroom: np.ndarray | None  # (n,) worst relative headroom (slo - p)/slo; None without SLOs
     latency_ms: np.ndarray  # (n,) predicted time this phase keeps the request
-    queued_prefill_tokens: np.ndarray  # (n,) prefill work ahead of the request, incl. its own
-    requests: np.ndarray  # (n,) waiting + running requests
+    columns: RequestColumns  # the request on each pod (in-flight-adjusted)
+
+    @property
+    def queued_prefill_tokens(self) -> np.ndarray:
+        """(n,) prefill work ahead of the request, including its own uncached prompt."""
+        c = self.columns
+        return c.prefill_tokens_in_flight + c.input_tokens - c.cached_tokens
+
+    @property
+    def requests(self) -> np.ndarray:
+        """(n,) waiting + running requests."""
+        return self.columns.waiting_requests + self.columns.running_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +54,15 @@ class RoutingPolicy(Protocol):
     def choose(self, view: PhaseView, rng: random.Random) -> Choice: ...
 
 
-def near_best(scores: np.ndarray, eligible: np.ndarray, tolerance: float) -> np.ndarray:
-    """Indices of eligible candidates within ``tolerance`` (relative) of the best score."""
-    candidates = np.flatnonzero(eligible)
-    values = scores[candidates]
-    best = values.min()
-    return candidates[values <= best + tolerance * max(abs(best), 1e-9)]
+def near_best(
+    scores: np.ndarray, eligible: np.ndarray | None, tolerance: float, relative: bool = True
+) -> np.ndarray:
+    """Indices of candidates (the ``eligible`` ones, or all) within ``tolerance`` of the
+    best score: relative to it, or in the scores' own units."""
+    masked = scores if eligible is None else np.where(eligible, scores, np.inf)
+    best = float(masked.min())
+    margin = tolerance * max(abs(best), 1e-9) if relative else tolerance
+    return np.flatnonzero(masked <= best + margin)
 
 
 class LeastLatency:
@@ -75,19 +90,16 @@ class Headroom:
         self._without_slo = LeastLatency(tolerance)
 
     def choose(self, view: PhaseView, rng: random.Random) -> Choice:
-        if np.isnan(view.headroom).all():
+        if view.headroom is None:
             fallback = self._without_slo.choose(view, rng)
             return Choice(fallback.index, f"no SLO for this phase, so {fallback.reason}")
         # Headroom is a fraction of the SLO, so the tolerance is absolute in SLO units.
         scores = view.headroom if self.mode == "pack" else -view.headroom
-        candidates = np.flatnonzero(view.eligible)
-        best = scores[candidates].min()
-        ties = candidates[scores[candidates] <= best + self.tolerance]
+        ties = near_best(scores, view.eligible, self.tolerance, relative=False)
         index = int(rng.choice(ties))
-        return Choice(
-            index,
-            f"{self.mode}: headroom {view.headroom[index]:.0%} of SLO ({len(ties)} near-tie(s))",
-        )
+        headroom = float(view.headroom[index])
+        reason = f"{self.mode}: headroom {headroom:.0%} of SLO ({len(ties)} near-tie(s))"
+        return Choice(index, reason)
 
 
 class LeastLoaded:
@@ -107,13 +119,14 @@ class LeastLoaded:
             scores, what = view.requests, "fewest waiting+running requests"
         else:
             scores, what = view.queued_prefill_tokens, "least queued prefill work"
-        everyone = np.ones_like(view.eligible)
-        ties = near_best(scores, everyone, self.tolerance)
+        ties = near_best(scores, None, self.tolerance)
         return Choice(int(rng.choice(ties)), f"heuristic: {what}")
 
 
+@lru_cache(maxsize=64)
 def make_policy(name: str, mode: HeadroomMode, tolerance: float) -> RoutingPolicy:
-    """The policy called ``name`` (a RoutePolicyName)."""
+    """The policy called ``name`` (a RoutePolicyName); policies hold no state, so each is
+    built once and shared."""
     if name == "headroom":
         return Headroom(mode, tolerance)
     if name == "least-latency":

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
 
-from features.engineering import NUMBER_FIELDS, ROLE_CODES, RequestColumns, number_rows
+from features.engineering import NUMBER_FIELDS, ROLE_CODES, RequestColumns, record_numbers
 from features.schema import PodRole
 from latency_oracle.settings import Settings
 from models.registry import ModelRegistry, PredictionBatch
@@ -35,9 +35,10 @@ from predictor.routing.schema import CandidatePod, RouteRequest, Slo
 
 Decision = Literal["place", "shed", "queue"]
 MIN_RETRY_AFTER_MS = 1.0
-# Plain strings: the enum's ``.value`` is a Python-level property, and serialising the enum
-# itself takes pydantic-core's slow path.
-_ROLE_NAMES = {role: role.value for role in PodRole}
+# Role names by code (as the numbers matrix holds them): plain strings, since the enum's
+# ``.value`` is a Python-level property and serialising the enum takes pydantic-core's
+# slow path.
+_ROLE_NAMES = {float(code): role.value for role, code in ROLE_CODES.items()}
 # The request number each column of a load delta (the ledger's) adds to.
 _LOADED_NUMBER = {
     WAITING: "waiting_requests",
@@ -86,12 +87,17 @@ class RouteDecision:
 
 @dataclass(frozen=True, slots=True)
 class _Phase:
-    """Candidates of one placement (indices into the pods) and the targets it is judged on."""
+    """Candidates of one placement and the targets it is judged on: the members are all
+    pods (a slice, so every array of the phase is a view) or indices into them."""
 
     name: str
-    members: np.ndarray
+    members: slice | np.ndarray
     ttft: bool
     tpot: bool
+
+    def position(self, index: int) -> int:
+        """The pod position of the phase's ``index``-th candidate."""
+        return index if isinstance(self.members, slice) else int(self.members[index])
 
 
 class Router:
@@ -111,8 +117,9 @@ class Router:
         if not pods:
             raise NoCandidates("no candidate pods")
         with self._lock:
-            pending = self.ledger.pending([p.pod for p in pods], [p.scraped_at for p in pods])
-            columns = _columns(request, pods, pending)
+            names = [p.pod for p in pods]
+            pending = self.ledger.pending(names, [p.scraped_at for p in pods])
+            columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
             batch = self.models.predict(columns, through_headline=True)
             decision = self._decide(request, pods, phases, columns, batch, pending)
@@ -138,32 +145,32 @@ class Router:
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
         decode_length = max(request.max_tokens, 1)
-        queued = columns.prefill_tokens_in_flight + columns.input_tokens - columns.cached_tokens
-        busy = columns.waiting_requests + columns.running_requests
         eligible_any = np.zeros(len(pods), dtype=bool)
         chosen: list[str] = []
         reasons: list[str] = []
         retry_ms = 0.0
         for phase in phases:
             m = phase.members
+            phase_ttft, phase_tpot = ttft[m], tpot[m]
             headroom = _relative_headroom(
-                len(m),
-                (ttft[m], slo.ttft_ms if phase.ttft else None),
-                (tpot[m], slo.tpot_ms if phase.tpot else None),
+                (phase_ttft, slo.ttft_ms if phase.ttft else None),
+                (phase_tpot, slo.tpot_ms if phase.tpot else None),
             )
-            eligible = np.isnan(headroom) | (headroom >= 0)
+            eligible = np.ones(len(phase_ttft), bool) if headroom is None else headroom >= 0
             eligible_any[m] |= eligible
             if judged and not eligible.any():
-                retry_ms = max(retry_ms, _retry_after_ms(phase, ttft[m], tpot[m], request))
+                retry_ms = max(retry_ms, _retry_after_ms(phase, phase_ttft, phase_tpot, request))
                 continue
-            latency = (ttft[m] if phase.ttft else 0.0) + (
-                tpot[m] * decode_length if phase.tpot else 0.0
-            )
-            view = PhaseView(phase.name, eligible, headroom, latency, queued[m], busy[m])
+            if phase.ttft and phase.tpot:
+                latency = phase_ttft + phase_tpot * decode_length
+            else:
+                latency = phase_ttft if phase.ttft else phase_tpot * decode_length
+            phase_columns = columns if isinstance(m, slice) else columns.take(m)
+            view = PhaseView(phase.name, eligible, headroom, latency, phase_columns)
             choice = policy.choose(view, self._rng)
-            chosen.append(pods[int(m[choice.index])].pod)
+            chosen.append(pods[phase.position(choice.index)].pod)
             reasons.append(f"{phase.name} {chosen[-1]}: {choice.reason}")
-        report = _candidate_report(pods, ttft, tpot, slo, eligible_any, batch, pending)
+        report = _candidate_report(columns, ttft, tpot, slo, eligible_any, batch.cold, pending)
         quantile = self.models.config.quantiles[q]
         if len(chosen) < len(phases):
             verdict: Decision = "queue" if request.priority == "batch" else "shed"
@@ -217,7 +224,7 @@ class Router:
 def _phases(roles: np.ndarray) -> list[_Phase]:
     """One phase for a pool of ``both`` pods, else prefill then decode (``roles``: codes)."""
     if (roles == ROLE_CODES[PodRole.BOTH]).all():
-        return [_Phase("pod", np.arange(len(roles)), ttft=True, tpot=True)]
+        return [_Phase("pod", slice(None), ttft=True, tpot=True)]
     prefill = np.flatnonzero(roles != ROLE_CODES[PodRole.DECODE])
     decode = np.flatnonzero(roles != ROLE_CODES[PodRole.PREFILL])
     if not len(prefill) or not len(decode):
@@ -230,46 +237,27 @@ def _phases(roles: np.ndarray) -> list[_Phase]:
 
 
 def _columns(
-    request: RouteRequest, pods: Sequence[CandidatePod], pending: np.ndarray
+    request: RouteRequest, pods: Sequence[CandidatePod], names: list[str], pending: np.ndarray
 ) -> RequestColumns:
-    """The request on every pod, with placements the pod's scrape has not seen added.
-
-    One pass over the pods, straight into the matrix of numbers: this is the hot path.
-    """
-    prompt, max_tokens = float(request.input_tokens), float(request.max_tokens)
-    numbers = number_rows(
-        (
-            (
-                prompt,
-                p.prefix_cache_hit_tokens
-                if p.prefix_cache_hit_tokens is not None
-                else (p.prefix_cache_score or 0.0) * prompt,
-                max_tokens,
-                p.running_requests,
-                p.waiting_requests,
-                p.kv_cache_usage,
-                p.prefill_tokens_in_flight,
-                p.decode_tokens_in_flight,
-                ROLE_CODES[p.role],
-            )
-            for p in pods
-        ),
-        len(pods),
+    """The request on every pod, with placements the pod's scrape has not seen added."""
+    numbers = record_numbers(
+        pods, input_tokens=float(request.input_tokens), max_tokens=float(request.max_tokens)
     )
-    numbers[:, _LOAD_NUMBERS] += pending
+    if pending.any():
+        numbers[:, _LOAD_NUMBERS] += pending
     return RequestColumns(
         np.array([p.accelerator for p in pods], dtype=object),
-        np.array([p.pod for p in pods], dtype=object),
+        np.array(names, dtype=object),
         numbers,
     )
 
 
-def _relative_headroom(size: int, *targets: tuple[np.ndarray, float | None]) -> np.ndarray:
-    """Worst (slo - prediction) / slo over the targets with an SLO; NaN where none has one."""
+def _relative_headroom(*targets: tuple[np.ndarray, float | None]) -> np.ndarray | None:
+    """Worst (slo - prediction) / slo over the targets with an SLO; None when none has one."""
     parts = [(slo - predicted) / slo for predicted, slo in targets if slo is not None]
     if not parts:
-        return np.full(size, np.nan)
-    return np.minimum.reduce(parts)
+        return None
+    return parts[0] if len(parts) == 1 else np.minimum(*parts)
 
 
 def _retry_after_ms(
@@ -291,35 +279,53 @@ def _retry_after_ms(
 
 
 def _candidate_report(
-    pods: Sequence[CandidatePod],
+    columns: RequestColumns,
     ttft: np.ndarray,
     tpot: np.ndarray,
     slo: Slo,
     eligible: np.ndarray,
-    batch: PredictionBatch,
+    cold: np.ndarray,
     pending: np.ndarray,
 ) -> list[CandidateReport]:
-    ttft_slo, tpot_slo = slo.ttft_ms, slo.tpot_ms
+    n = len(columns)
+    no_slo = [None] * n
+    ttft_headroom = no_slo if slo.ttft_ms is None else (slo.ttft_ms - ttft).tolist()
+    tpot_headroom = no_slo if slo.tpot_ms is None else (slo.tpot_ms - tpot).tolist()
     placed = pending[:, WAITING] + pending[:, RUNNING]
     return [
         {
-            "pod": pod.pod,
-            "role": _ROLE_NAMES[pod.role],
-            "accelerator": pod.accelerator,
+            "pod": pod,
+            "role": _ROLE_NAMES[role],
+            "accelerator": accelerator,
             "ttft_ms": ttft_ms,
             "tpot_ms": tpot_ms,
-            "ttft_headroom_ms": None if ttft_slo is None else ttft_slo - ttft_ms,
-            "tpot_headroom_ms": None if tpot_slo is None else tpot_slo - tpot_ms,
+            "ttft_headroom_ms": ttft_room,
+            "tpot_headroom_ms": tpot_room,
             "meets_slo": meets,
-            "cold": cold,
+            "cold": cold_model,
             "placed_since_scrape": placed_count,
         }
-        for pod, ttft_ms, tpot_ms, meets, cold, placed_count in zip(
-            pods,
+        for (
+            pod,
+            role,
+            accelerator,
+            ttft_ms,
+            tpot_ms,
+            ttft_room,
+            tpot_room,
+            meets,
+            cold_model,
+            placed_count,
+        ) in zip(
+            columns.pod.tolist(),
+            columns.role.tolist(),
+            columns.accelerator.tolist(),
             ttft.tolist(),
             tpot.tolist(),
+            ttft_headroom,
+            tpot_headroom,
             eligible.tolist(),
-            batch.cold.tolist(),
+            cold.tolist(),
             placed.tolist(),
             strict=True,
         )

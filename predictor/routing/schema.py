@@ -70,11 +70,13 @@ class RouteRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_pods(self) -> Self:
-        names = [p.pod for p in self.pods or ()]
+        pods = self.pods or []
+        names = [p.pod for p in pods]
         if len(set(names)) != len(names):
             raise ValueError("pods: pod names must be unique")
-        for pod in self.pods or ():
-            hits = pod.prefix_cache_hit_tokens
-            if hits is not None and hits > self.input_tokens:
-                raise ValueError(f"pods: {pod.pod}: prefix_cache_hit_tokens > input_tokens")
+        hits = [p.prefix_cache_hit_tokens for p in pods]
+        if hits.count(None) < len(hits):  # any hit tokens given (list.count runs in C)
+            for name, pod_hits in zip(names, hits, strict=True):
+                if pod_hits is not None and pod_hits > self.input_tokens:
+                    raise ValueError(f"pods: {name}: prefix_cache_hit_tokens > input_tokens")
         return self
