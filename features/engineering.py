@@ -105,16 +105,9 @@ NUMBER_FIELDS: tuple[str, ...] = (
 # Where ``record_numbers`` reads each attribute of a record to: NUMBER_FIELDS' columns, the
 # prefix-cache hit tokens where ``cached_tokens`` goes (the hint becomes it), nothing where
 # the role goes (its codes are looked up), and the prefix-cache hit fraction after them.
+_READ_INSTEAD: dict[str, str | None] = {"cached_tokens": "prefix_cache_hit_tokens", "role": None}
 _GATHERED: tuple[str | None, ...] = (
-    "input_tokens",
-    "prefix_cache_hit_tokens",
-    "max_tokens",
-    "running_requests",
-    "waiting_requests",
-    "kv_cache_usage",
-    "prefill_tokens_in_flight",
-    "decode_tokens_in_flight",
-    None,
+    *(_READ_INSTEAD.get(name, name) for name in NUMBER_FIELDS),
     "prefix_cache_score",
 )
 _INPUT, _CACHED, _ROLE = (NUMBER_FIELDS.index(n) for n in ("input_tokens", "cached_tokens", "role"))
