@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from harness import paired_http, percentiles_ms, ratio_line, serving, time_calls
 
+from features.pod_state import PodState
 from latency_oracle.settings import Settings
 from predictor.app import create_app
 from predictor.routing.router import Router
@@ -80,9 +81,17 @@ def in_process(service: OracleService, body: dict[str, object], n: int) -> None:
 
 
 def over_http(service: OracleService, body: dict[str, object], n: int) -> None:
+    """Candidates inline (the issue's target), then the same pods as the store's live pods
+    (a small body: the route reads them from the store, as a router without pod state does)."""
+    without_pods = {key: value for key, value in body.items() if key != "pods"}
+    for pod in body["pods"]:  # type: ignore[attr-defined]
+        state = {key: value for key, value in pod.items() if key in PodState.model_fields}
+        service.store.put_pod_state(PodState(**state))
     with serving(create_app(service.settings, service)) as client:
         route, trivial = paired_http(client, "/v1/route", body, n)
-    print(ratio_line(f"HTTP /v1/route ({N_PODS} pods) vs trivial endpoint", route, trivial))
+        print(ratio_line(f"HTTP /v1/route ({N_PODS} pods) vs trivial endpoint", route, trivial))
+        route, trivial = paired_http(client, "/v1/route", without_pods, n)
+        print(ratio_line(f"HTTP /v1/route ({N_PODS} live pods) vs trivial", route, trivial))
 
 
 def main() -> None:

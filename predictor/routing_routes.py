@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
-from features.pod_state import PodState
 from predictor.auth import read_access
 from predictor.json_body import JsonBody
+from predictor.routing.live_candidates import LiveCandidates
 from predictor.routing.router import Decision, NoCandidates, RouteDecision, Router
-from predictor.routing.schema import CandidatePod, RouteRequest
+from predictor.routing.schema import RouteRequest
 from predictor.service import OracleService
 
 DECISION_JSON = TypeAdapter(RouteDecision)
@@ -25,6 +25,7 @@ def routing_router(service: OracleService) -> APIRouter:
     api = APIRouter()
     max_pods = service.settings.max_batch_items
     route_body = JsonBody(RouteRequest)
+    live_candidates = LiveCandidates(service.store, service.settings.max_live_pods)
     # One counter child per decision, looked up once: ``labels()`` costs microseconds a call.
     decisions = {d: service.metrics.route_decisions.labels(d) for d in get_args(Decision)}
 
@@ -43,7 +44,7 @@ def routing_router(service: OracleService) -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"pods: at most {max_pods} candidates"
             )
         try:
-            pods = body.pods if body.pods is not None else _live_candidates(service, body.model)
+            pods = body.pods if body.pods is not None else live_candidates(body.model or None)
             decision = router.route(body, pods)
             decisions[decision.decision].inc()
             service.activity.record_route(decision)
@@ -52,15 +53,6 @@ def routing_router(service: OracleService) -> APIRouter:
             return _error(status.HTTP_409_CONFLICT, f"{exc} (model {body.model!r})")
 
     return api
-
-
-def _live_candidates(service: OracleService, model: str) -> list[CandidatePod]:
-    return [_as_candidate(state) for state in service.store.live_pods(model or None)]
-
-
-def _as_candidate(state: PodState) -> CandidatePod:
-    fields = state.model_dump(exclude={"updated_at"})
-    return CandidatePod.model_validate({**fields, "scraped_at": state.updated_at})
 
 
 def _error(code: int, detail: str) -> JSONResponse:

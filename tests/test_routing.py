@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 
 from features.pod_state import PodState
 from features.schema import PredictionRequest
+from features.store import InProcessObservationStore
 from latency_oracle.settings import Settings
 from predictor.app import create_app
 from predictor.routing.inflight import WAITING, InFlightLedger
+from predictor.routing.live_candidates import LiveCandidates
 from predictor.service import OracleService
 from sim.synthetic_stream import SyntheticStream
 
@@ -262,3 +264,20 @@ def test_ledger_counts_placements_until_scrape_or_ttl() -> None:
     now[0] += 2.0
     assert ledger.pending(["a"], [None])[0, WAITING] == 0.0  # TTL passed
     assert len(ledger) == 0
+
+
+def test_live_pods_are_converted_to_candidates_once_per_state() -> None:
+    store = InProcessObservationStore(capacity=10, dedup_window=10, max_pods=2)
+    live = LiveCandidates(store, max_pods=2)
+    store.put_pod_state(PodState(pod="a", updated_at=1_000.0, **LIGHT))
+    (first,) = live(None)
+    assert first.pod == "a" and first.scraped_at == 1_000.0
+    assert live(None)[0] is first  # the same state: the same candidate, not a new one
+    store.put_pod_state(PodState(pod="a", updated_at=1_001.0, **HEAVY))
+    (rescraped,) = live(None)
+    assert rescraped.scraped_at == 1_001.0
+    assert rescraped.running_requests == HEAVY["running_requests"]
+    for name in "bcdef":  # pods come and go: the conversions kept stay bounded
+        store.put_pod_state(PodState(pod=name, updated_at=1_002.0, **LIGHT))
+        assert name in [c.pod for c in live(None)]
+        assert len(live) <= 4
