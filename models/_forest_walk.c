@@ -24,38 +24,70 @@ static int sized(const Py_buffer *buffer, Py_ssize_t count, Py_ssize_t item) {
     return buffer->len == count * item;
 }
 
-/* Tree-major: one tree's nodes (at most a few KB) stay in L1 while every row walks it, and
- * four rows at a time give the CPU four independent chains of dependent loads. */
+/* Every row independent of the others and every tree of the others: a level of one walk
+ * is two dependent L1 loads, so the loops below keep CHAINS walks in flight at once. */
+enum { CHAINS = 16 };
+
+/* Rows in blocks of CHAINS, tree-major: one tree's nodes (at most a few KB) stay in L1
+ * while the block walks it. 1.4x faster than four at once on 64 rows. */
+static void walk_blocks(const float *x, Py_ssize_t blocks, Py_ssize_t width,
+                        const int32_t *feature, const float *threshold, const int32_t *left,
+                        const double *value, const int32_t *roots, const int32_t *output,
+                        Py_ssize_t trees, int depth, double *out, Py_ssize_t n_outputs) {
+    for (Py_ssize_t t = 0; t < trees; t++) {
+        double *column = out + output[t];
+        for (Py_ssize_t b = 0; b < blocks; b++) {
+            const float *row = x + b * CHAINS * width;
+            int32_t node[CHAINS];
+            for (int i = 0; i < CHAINS; i++) {
+                node[i] = roots[t];
+            }
+            for (int level = 0; level < depth; level++) {
+                for (int i = 0; i < CHAINS; i++) {
+                    const int32_t n = node[i];
+                    node[i] = left[n] + (row[i * width + feature[n]] >= threshold[n]);
+                }
+            }
+            for (int i = 0; i < CHAINS; i++) {
+                column[(b * CHAINS + i) * n_outputs] += value[node[i]];
+            }
+        }
+    }
+}
+
+/* One row (a single prediction, or the rows past the last block): CHAINS trees at once.
+ * Leaf values are still added in tree order, so the sums are the blocks' bit for bit. */
+static void walk_row(const float *row, const int32_t *feature, const float *threshold,
+                     const int32_t *left, const double *value, const int32_t *roots,
+                     const int32_t *output, Py_ssize_t trees, int depth, double *out) {
+    for (Py_ssize_t t = 0; t < trees; t += CHAINS) {
+        const int chains = trees - t < CHAINS ? (int)(trees - t) : CHAINS;
+        int32_t node[CHAINS];
+        for (int i = 0; i < chains; i++) {
+            node[i] = roots[t + i];
+        }
+        for (int level = 0; level < depth; level++) {
+            for (int i = 0; i < chains; i++) {
+                const int32_t n = node[i];
+                node[i] = left[n] + (row[feature[n]] >= threshold[n]);
+            }
+        }
+        for (int i = 0; i < chains; i++) {
+            out[output[t + i]] += value[node[i]];
+        }
+    }
+}
+
 static void walk_rows(const float *x, Py_ssize_t rows, Py_ssize_t width, const int32_t *feature,
                       const float *threshold, const int32_t *left, const double *value,
                       const int32_t *roots, const int32_t *output, Py_ssize_t trees, int depth,
                       double *out, Py_ssize_t n_outputs) {
-    for (Py_ssize_t t = 0; t < trees; t++) {
-        const int32_t root = roots[t];
-        double *column = out + output[t];
-        Py_ssize_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            const float *a = x + r * width, *b = a + width, *c = b + width, *d = c + width;
-            int32_t na = root, nb = root, nc = root, nd = root;
-            for (int level = 0; level < depth; level++) {
-                na = left[na] + (a[feature[na]] >= threshold[na]);
-                nb = left[nb] + (b[feature[nb]] >= threshold[nb]);
-                nc = left[nc] + (c[feature[nc]] >= threshold[nc]);
-                nd = left[nd] + (d[feature[nd]] >= threshold[nd]);
-            }
-            column[r * n_outputs] += value[na];
-            column[(r + 1) * n_outputs] += value[nb];
-            column[(r + 2) * n_outputs] += value[nc];
-            column[(r + 3) * n_outputs] += value[nd];
-        }
-        for (; r < rows; r++) {
-            const float *row = x + r * width;
-            int32_t node = root;
-            for (int level = 0; level < depth; level++) {
-                node = left[node] + (row[feature[node]] >= threshold[node]);
-            }
-            column[r * n_outputs] += value[node];
-        }
+    const Py_ssize_t blocks = rows / CHAINS;
+    walk_blocks(x, blocks, width, feature, threshold, left, value, roots, output, trees, depth,
+                out, n_outputs);
+    for (Py_ssize_t r = blocks * CHAINS; r < rows; r++) {
+        walk_row(x + r * width, feature, threshold, left, value, roots, output, trees, depth,
+                 out + r * n_outputs);
     }
 }
 

@@ -4,10 +4,11 @@
 the 0.2 ms budget of a single prediction, and a router asks about 64 candidates at once.
 The trees are flattened here into arrays with leaves pointing at themselves and the
 siblings of a node next to each other, and a small C loop (``models/_forest_walk.c``)
-walks every row through every tree: 3.5 us for one row and 72 trees, 18 us for 64 rows
-and 48 trees, where a vectorised numpy walk took 20 and 85 us, nearly all of it the
-per-call overhead of its ~35 array operations. It also beats ``inplace_predict`` on large
-batches here (1.6 vs 3.3 ms for 4,096 rows on 2 cores), so it is the only path.
+walks every row through every tree: 2-3.5 us for one row and 72 trees, 11-18 us for 64
+rows and 48 trees (machines differ), where a vectorised numpy walk took 20 and 85 us,
+nearly all of it the per-call overhead of its ~35 array operations. It also beats
+``inplace_predict`` on large batches (1.0-1.6 vs 3.3 ms for 4,096 rows on 2 cores), so it
+is the only path.
 """
 
 from __future__ import annotations
