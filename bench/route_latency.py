@@ -53,7 +53,10 @@ def route_body(n_pods: int, seed: int = 0) -> dict[str, object]:
 
 
 def warm_service(state_dir: Path) -> OracleService:
-    settings = Settings(state_dir=state_dir, min_samples=100, snapshot_interval_s=3600)
+    # Pods stay live for the whole run, however many calls it times.
+    settings = Settings(
+        state_dir=state_dir, min_samples=100, snapshot_interval_s=3600, pod_ttl_s=86_400
+    )
     service = OracleService(settings)
     observations = generate_stream(3_000, seed=1).observations
     for start in range(0, len(observations), settings.learn_batch_size):

@@ -184,9 +184,8 @@ def record_numbers(records: Sequence[PodIdentity], **shared: float) -> np.ndarra
     for name, value in shared.items():
         raw[:, _GATHERED.index(name)] = value
     hits, hit_fraction = raw[:, _CACHED], raw[:, -1]
-    unknown = np.isnan(hits)
-    if unknown.any():  # no hit tokens: the fraction of the prompt (fmax reads NaN as none)
-        raw[:, _CACHED] = np.where(unknown, np.fmax(hit_fraction, 0.0) * raw[:, _INPUT], hits)
+    # Without hit tokens, the fraction of the prompt (fmax reads a missing one as none).
+    raw[:, _CACHED] = np.where(np.isnan(hits), np.fmax(hit_fraction, 0.0) * raw[:, _INPUT], hits)
     roles = [record.role for record in records]
     all_both = roles.count(PodRole.BOTH) == len(roles)  # the common pool: no lookups
     raw[:, _ROLE] = 0.0 if all_both else [ROLE_CODES[role] for role in roles]
