@@ -122,9 +122,8 @@ class Router:
             columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
             batch = self.models.predict(columns, through_headline=True)
-            decision = self._decide(request, pods, phases, columns, batch, pending)
-            if decision.decision == "place":
-                self._reserve(request, phases, columns, decision)
+            decision, placed = self._decide(request, pods, phases, columns, batch, pending)
+            self._reserve(request, columns, placed)  # nothing when shed or queued
         return decision
 
     def _decide(
@@ -135,7 +134,9 @@ class Router:
         columns: RequestColumns,
         batch: PredictionBatch,
         pending: np.ndarray,
-    ) -> RouteDecision:
+    ) -> tuple[RouteDecision, list[tuple[_Phase, int]]]:
+        """The decision, and the (phase, pod position) of each placement it made (none
+        when it sheds or queues)."""
         q = self.models.config.headline_index
         ttft, tpot = batch.ttft_ms[:, q], batch.tpot_ms[:, q]
         cold = bool(batch.cold.any())
@@ -146,7 +147,7 @@ class Router:
         slo = request.slo
         decode_length = max(request.max_tokens, 1)
         eligible_any = np.zeros(len(pods), dtype=bool)
-        chosen: list[str] = []
+        placed: list[tuple[_Phase, int]] = []
         reasons: list[str] = []
         retry_ms = 0.0
         for phase in phases:
@@ -168,11 +169,12 @@ class Router:
             phase_columns = columns if isinstance(m, slice) else columns.take(m)
             view = PhaseView(phase.name, eligible, headroom, latency, phase_columns)
             choice = policy.choose(view, self._rng)
-            chosen.append(pods[phase.position(choice.index)].pod)
-            reasons.append(f"{phase.name} {chosen[-1]}: {choice.reason}")
+            position = phase.position(choice.index)
+            placed.append((phase, position))
+            reasons.append(f"{phase.name} {pods[position].pod}: {choice.reason}")
         report = _candidate_report(columns, ttft, tpot, slo, eligible_any, batch.cold, pending)
         quantile = self.models.config.quantiles[q]
-        if len(chosen) < len(phases):
+        if len(placed) < len(phases):
             verdict: Decision = "queue" if request.priority == "batch" else "shed"
             return RouteDecision(
                 verdict,
@@ -184,7 +186,8 @@ class Router:
                 round(max(retry_ms, MIN_RETRY_AFTER_MS), 1),
                 quantile,
                 report,
-            )
+            ), []
+        chosen = [pods[position].pod for _, position in placed]
         prefix = f"models cold ({_cold_accelerators(columns, batch)}); " if cold else ""
         return RouteDecision(
             "place",
@@ -196,29 +199,21 @@ class Router:
             None,
             quantile,
             report,
-        )
+        ), placed
 
     def _reserve(
-        self,
-        request: RouteRequest,
-        phases: list[_Phase],
-        columns: RequestColumns,
-        decision: RouteDecision,
+        self, request: RouteRequest, columns: RequestColumns, placed: list[tuple[_Phase, int]]
     ) -> None:
-        targets = [(phases[0], decision.pod)]
-        if decision.decode_pod is not None:
-            targets.append((phases[1], decision.decode_pod))
-        for phase, pod in targets:
+        for phase, i in placed:
             delta = np.zeros(LOAD_FIELDS)
             if phase.ttft:
-                i = columns.pod.tolist().index(pod)
                 delta[WAITING] = 1.0
                 delta[PREFILL_TOKENS] = columns.input_tokens[i] - columns.cached_tokens[i]
             else:
                 delta[RUNNING] = 1.0
             if phase.tpot:
                 delta[DECODE_TOKENS] = request.input_tokens
-            self.ledger.place(str(pod), delta)
+            self.ledger.place(str(columns.pod[i]), delta)
 
 
 def _phases(roles: np.ndarray) -> list[_Phase]:
