@@ -15,8 +15,7 @@ import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Response
-
-from sim.processes import free_port
+from latency_oracle.sim.processes import free_port
 
 
 def percentiles_ms(samples: list[float]) -> tuple[float, float]:

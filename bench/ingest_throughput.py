@@ -18,14 +18,14 @@ import time
 import uuid
 
 import redis
+from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.sim.synthetic_stream import generate_stream
 
-from features.redis_keys import TRAINER_GROUP, RedisKeys
-from features.redis_store import RedisObservationStore, connect
-from features.schema import Observation
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.registry import ModelRegistry
-from sim.synthetic_stream import generate_stream
 
 ACCELERATORS = ("H100", "A100")
 WRITE_BATCH = 1_000

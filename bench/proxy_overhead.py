@@ -16,8 +16,7 @@ import uuid
 import httpx
 import redis
 from harness import alternating, percentiles_ms
-
-from sim.processes import cli_argv, free_port, running_process
+from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
 TARGET_P99_MS = 1.0
 COMPLETION = {"prompt": "a short prompt of a few tokens", "max_tokens": 1, "stream": True}

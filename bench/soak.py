@@ -25,10 +25,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
-
-from features.redis_keys import RedisKeys
-from features.redis_store import RedisObservationStore
-from sim.processes import free_port
+from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis_store import RedisObservationStore
+from latency_oracle.sim.processes import free_port
 
 ACCELERATORS = 20
 # Windows that fill within a short run's warm-up (the test suite's reduced soak).

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from latency_oracle.sim.processes import cli_argv, free_port, running_process
+from latency_oracle.sim.synthetic_stream import generate_stream
 from proc_stats import CpuWindow
-
-from sim.processes import cli_argv, free_port, running_process
-from sim.synthetic_stream import generate_stream
 
 PREDICTION = {
     "pod": "vllm-0",

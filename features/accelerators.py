@@ -42,6 +42,8 @@ HARDWARE_SPECS: dict[str, HardwareSpec] = {
 }
 
 UNKNOWN_ACCELERATOR = "unknown"
+# The pseudo-type of the model that learns from every accelerator (and its stream).
+GLOBAL_ACCELERATOR = "global"
 MAX_ACCELERATOR_NAME = 64
 
 _CANONICAL_BY_KEY = {name.upper(): name for name in HARDWARE_SPECS}

@@ -20,11 +20,10 @@ from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
-
-from features._feature_rows import build as build_rows
-from features._feature_rows import gather
-from features.accelerators import HARDWARE_SPECS, hardware_spec
-from features.schema import PodIdentity, PodRole, PredictionRequest
+from latency_oracle.features._feature_rows import build as build_rows
+from latency_oracle.features._feature_rows import gather
+from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
+from latency_oracle.features.schema import PodIdentity, PodRole, PredictionRequest
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_input_tokens",

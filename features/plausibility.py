@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from features.schema import Observation
+from latency_oracle.features.schema import Observation
 
 
 @dataclass(frozen=True, slots=True)

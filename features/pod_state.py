@@ -10,9 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
+from latency_oracle.features.schema import PodIdentity, ServerState
 from pydantic import Field
-
-from features.schema import PodIdentity, ServerState
 
 
 class PodState(PodIdentity, ServerState):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.keys import GLOBAL_ACCELERATOR
+from latency_oracle.features.accelerators import GLOBAL_ACCELERATOR
 
 GLOBAL_SHARD = GLOBAL_ACCELERATOR
 TRAINER_GROUP = "trainers"

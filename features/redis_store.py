@@ -13,11 +13,10 @@ import time
 from collections.abc import Sequence
 
 import redis
-
-from features.pod_state import PodState, select_pods
-from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from features.schema import Observation
-from features.store import AppendResult
+from latency_oracle.features.pod_state import PodState, select_pods
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.schema import Observation
+from latency_oracle.features.store import AppendResult
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from features.pod_state import PodState, PodStateStore, select_pods
-from features.schema import Observation
+from latency_oracle.features.pod_state import PodState, PodStateStore, select_pods
+from latency_oracle.features.schema import Observation
 
 log = logging.getLogger(__name__)
 

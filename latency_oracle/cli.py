@@ -7,15 +7,15 @@ import logging
 from collections.abc import Sequence
 
 from latency_oracle.settings import ENV_PREFIX, Settings, check_model_version
-from sim.cli import add_sim_engine_command
-from sim.demo import add_demo_command
-from sim.evaluate_cli import add_evaluate_command
+from latency_oracle.sim.cli import add_sim_engine_command
+from latency_oracle.sim.demo import add_demo_command
+from latency_oracle.sim.evaluate_cli import add_evaluate_command
 
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from predictor.app import create_app
+    from latency_oracle.predictor.app import create_app
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     if args.model_version:
@@ -49,7 +49,7 @@ def _serve_workers(settings: Settings, workers: int) -> None:
         raise SystemExit("--workers > 1 needs LATENCY_ORACLE_REDIS_URL (shared models)")
     os.environ[f"{ENV_PREFIX}MODEL_VERSIONS"] = json.dumps(settings.model_versions)
     uvicorn.run(
-        "predictor.app:create_app",
+        "latency_oracle.predictor.app:create_app",
         factory=True,
         workers=workers,
         host=settings.host,
@@ -60,7 +60,7 @@ def _serve_workers(settings: Settings, workers: int) -> None:
 
 
 def _train(_: argparse.Namespace) -> None:
-    from trainer.loop import run_until_signalled
+    from latency_oracle.trainer.loop import run_until_signalled
 
     settings = Settings()
     _configure_logging(settings)
@@ -68,7 +68,7 @@ def _train(_: argparse.Namespace) -> None:
 
 
 def _sidecar(args: argparse.Namespace) -> None:
-    from sidecar.app import serve_sidecar
+    from latency_oracle.sidecar.app import serve_sidecar
 
     flags = {"engine_url": args.engine_url, "sidecar_host": args.host, "sidecar_port": args.port}
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.handler(args)
     except FileNotFoundError as exc:  # a missing input is the user's to fix: say which
-        hint = "reference data is read from LATENCY_ORACLE_SHARED_DATA_DIR (../shared/data)"
+        hint = "reference data is read from LATENCY_ORACLE_SHARED_DATA_DIR when it is set"
         raise SystemExit(f"latency-oracle {args.command}: {exc}; {hint}") from None
 
 

@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from latency_oracle.operations.metrics import quantile_label
+from latency_oracle.operations.mlflow_store import KeyReview
 from latency_oracle.settings import Settings
-from predictor.metrics import quantile_label
-from predictor.mlflow_store import KeyReview
 
 COLUMNS = ("key", "versions", "champion version", "learner", "samples", "loss", "cover", "drifts")
 
@@ -42,7 +42,7 @@ def render_table(rows: Sequence[KeyReview], headline: str) -> str:
 
 
 def review(settings: Settings) -> int:
-    from predictor.model_versions import open_store
+    from latency_oracle.operations.model_versions import open_store
 
     headline = quantile_label(settings.headline_quantile)
     rows = open_store(settings).review(headline)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from features.engineering import N_FEATURES, monotone_signs
-from features.plausibility import ObservationBounds
+from latency_oracle.features.engineering import N_FEATURES, monotone_signs
+from latency_oracle.features.plausibility import ObservationBounds
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.learner import Learner
+from latency_oracle.models.prior import prefill_backlog_log_ms
+from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.xgboost_learner import IncrementalXGBoost
+
 from latency_oracle.settings import Settings
-from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from models.learner import Learner
-from models.prior import prefill_backlog_log_ms
-from models.river_linear import RiverQuantileLinear
-from models.xgboost_learner import IncrementalXGBoost
 
 
 def _default(name: str) -> Any:

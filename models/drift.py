@@ -22,14 +22,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.evaluation import PrequentialEvaluator
+from latency_oracle.models.keys import ModelKey
 from river import drift
 
-from models.config import ModelConfig
-from models.evaluation import PrequentialEvaluator
-from models.keys import ModelKey
-
 if TYPE_CHECKING:
-    from models.model_set import LearnerSlot, ModelSet
+    from latency_oracle.models.model_set import LearnerSlot, ModelSet
 
 # Events kept per model set: enough to review recent history, bounded for snapshots.
 EVENT_HISTORY = 50

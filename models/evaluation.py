@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from models.ring import RingBuffer
+from latency_oracle.models.ring import RingBuffer
 
 
 def pinball_loss(y: np.ndarray, predicted: np.ndarray, quantiles: np.ndarray) -> np.ndarray:

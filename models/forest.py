@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import xgboost as xgb
-
-from models._forest_walk import walk
+from latency_oracle.models._forest_walk import walk
 
 _DTYPES = {
     "feature": np.int32,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-GLOBAL_ACCELERATOR = "global"
+from latency_oracle.features.accelerators import GLOBAL_ACCELERATOR
+
+__all__ = ["GLOBAL_ACCELERATOR", "ModelKey", "Target"]
 
 
 class Target(StrEnum):

@@ -15,8 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from models.residual import Offset, ResidualFunction
+from latency_oracle.models.residual import Offset, ResidualFunction
 
 
 class QuantileFunction(Protocol):

@@ -13,15 +13,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from models.calibration import AdaptiveConformal
-from models.config import ModelConfig
-from models.drift import DriftWatch
-from models.evaluation import PrequentialEvaluator, WindowScores
-from models.keys import ModelKey
-from models.learner import Learner, QuantileFunction
-from models.pod_calibration import PodOffsets, offsets_of
-from models.served_history import ServedHistory
+from latency_oracle.models.calibration import AdaptiveConformal
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.drift import DriftWatch
+from latency_oracle.models.evaluation import PrequentialEvaluator, WindowScores
+from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.learner import Learner, QuantileFunction
+from latency_oracle.models.pod_calibration import PodOffsets, offsets_of
+from latency_oracle.models.served_history import ServedHistory
 
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
 LOG_MS_MIN = math.log(1e-3)

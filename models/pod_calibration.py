@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-
-from models.calibration import conformal_quantiles
-from models.ring import RingBuffer
+from latency_oracle.models.calibration import conformal_quantiles
+from latency_oracle.models.ring import RingBuffer
 
 SIGNIFICANCE = 2.0
 

@@ -17,8 +17,7 @@ import math
 from statistics import NormalDist
 
 import numpy as np
-
-from features.engineering import FEATURE_NAMES
+from latency_oracle.features.engineering import FEATURE_NAMES
 
 PARAMETERS = 7e9
 PREFILL_EFFICIENCY = 0.4

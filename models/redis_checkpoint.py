@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-
-from features.redis_keys import RedisKeys
-from models.keys import ModelKey
-from models.model_set import ModelSet
-from models.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
 
 NO_ENTRY_ID = "0-0"
 

@@ -16,20 +16,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
-
-from features.engineering import RequestColumns, build_features
-from features.schema import Observation
-from models.config import ModelConfig
-from models.drift import ModelEvent
-from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from models.model_set import (
+from latency_oracle.features.engineering import RequestColumns, build_features
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.drift import ModelEvent
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.model_set import (
     BatchClock,
     LearnerFailure,
     ModelSet,
     ServingModel,
     served_quantiles,
 )
-from models.prior import prior_log_quantiles
+from latency_oracle.models.prior import prior_log_quantiles
 
 PRIOR_MODEL = "prior"
 # Answers list their targets in this order (iterating the enum class itself would be a

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # the learner module builds these: no import cycle at run time
-    from models.learner import QuantileFunction
+    from latency_oracle.models.learner import QuantileFunction
 
 Offset = Callable[[np.ndarray], np.ndarray]  # (n, d) features -> (n,) log-ms baseline
 

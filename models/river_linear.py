@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from latency_oracle.models.learner import BaseLearner
+from latency_oracle.models.residual import Offset
 from river import linear_model, optim
-
-from models.learner import BaseLearner
-from models.residual import Offset
 
 
 class RunningStandardizer:

@@ -16,8 +16,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-
-from models.learner import QuantileFunction
+from latency_oracle.models.learner import QuantileFunction
 
 
 class ServedHistory:

@@ -15,9 +15,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from features.engineering import FEATURE_NAMES
-from models.keys import ModelKey
-from models.model_set import ModelSet
+from latency_oracle.features.engineering import FEATURE_NAMES
+from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
 FORMAT_VERSION = 5  # 2: drift state; 3: monotone constraints; 4: forest sibling layout;

@@ -17,11 +17,10 @@ from dataclasses import replace
 
 import numpy as np
 import xgboost as xgb
-
-from models.forest import CompiledForest
-from models.learner import BaseLearner
-from models.residual import Offset
-from models.ring import RingBuffer
+from latency_oracle.models.forest import CompiledForest
+from latency_oracle.models.learner import BaseLearner
+from latency_oracle.models.residual import Offset
+from latency_oracle.models.ring import RingBuffer
 
 
 class IncrementalXGBoost(BaseLearner):

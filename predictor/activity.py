@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.routing.router import RouteDecision
 
-from features.schema import Observation
 from latency_oracle.settings import Settings
-from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from models.registry import LearnReport, ModelRegistry
-from predictor.routing.router import RouteDecision
 
 
 @dataclass(frozen=True, slots=True)

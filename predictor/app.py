@@ -11,18 +11,14 @@ from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
-from pydantic_core import to_json
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from features.plausibility import ImplausibleObservations
-from features.schema import Observation, PredictionRequest
-from features.store import StoreFull
-from latency_oracle.settings import Settings
-from models.evaluation import WindowScores
-from models.model_set import ModelSet
-from models.registry import PredictionBatch
-from predictor.api_models import (
+from latency_oracle.features.plausibility import ImplausibleObservations
+from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.store import StoreFull
+from latency_oracle.models.evaluation import WindowScores
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.registry import PredictionBatch
+from latency_oracle.operations.metrics import ServiceMetrics, quantile_label
+from latency_oracle.predictor.api_models import (
     Health,
     ModelList,
     ObservationReceipt,
@@ -30,21 +26,25 @@ from predictor.api_models import (
     PredictionList,
     one_or_many,
 )
-from predictor.auth import read_access, write_access
-from predictor.fast_lane import FastLane
-from predictor.http_errors import (
+from latency_oracle.predictor.auth import read_access, write_access
+from latency_oracle.predictor.fast_lane import FastLane
+from latency_oracle.predictor.http_errors import (
     implausible_response,
     name_unparsable_bodies,
     store_full_response,
 )
-from predictor.json_body import JsonBody, publish_body_schemas
-from predictor.llmd_routes import llmd_router
-from predictor.metrics import ServiceMetrics, quantile_label
-from predictor.model_version_routes import model_version_router
-from predictor.pod_routes import pod_router
-from predictor.routing_routes import routing_router
-from predictor.service import OracleService
-from predictor.ui import ui_router
+from latency_oracle.predictor.json_body import JsonBody, publish_body_schemas
+from latency_oracle.predictor.llmd_routes import llmd_router
+from latency_oracle.predictor.model_version_routes import model_version_router
+from latency_oracle.predictor.pod_routes import pod_router
+from latency_oracle.predictor.routing_routes import routing_router
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.predictor.ui import ui_router
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic_core import to_json
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from latency_oracle.settings import Settings
 
 # Called by routers on every request they place: served by the fast lane.
 HOT_PATHS = ("/v1/route", "/v1/predictions")

@@ -5,10 +5,9 @@ from collections.abc import Callable, Sequence
 from fastapi import FastAPI, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from latency_oracle.features.plausibility import ImplausibleObservations
+from latency_oracle.features.store import StoreFull
 from starlette.exceptions import HTTPException
-
-from features.plausibility import ImplausibleObservations
-from features.store import StoreFull
 
 
 def store_full_response(exc: StoreFull) -> JSONResponse:

@@ -20,11 +20,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from features.accelerators import normalize_accelerator
-from features.plausibility import ImplausibleObservations
-from features.schema import (
+from latency_oracle.features.accelerators import normalize_accelerator
+from latency_oracle.features.plausibility import ImplausibleObservations
+from latency_oracle.features.schema import (
     MAX_REQUESTS,
     MAX_TOKENS,
     MAX_TPOT_MS,
@@ -33,11 +31,12 @@ from features.schema import (
     PodRole,
     PredictionRequest,
 )
-from features.store import StoreFull
-from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from predictor.auth import read_access, write_access
-from predictor.http_errors import implausible_response, store_full_response
-from predictor.service import OracleService
+from latency_oracle.features.store import StoreFull
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.predictor.auth import read_access, write_access
+from latency_oracle.predictor.http_errors import implausible_response, store_full_response
+from latency_oracle.predictor.service import OracleService
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BULK_REQUESTS = 10_000
 MODEL_TYPE = "xgboost"  # tells the EPP to ask over HTTP, not to fetch regression coefficients

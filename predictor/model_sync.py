@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 
 import redis
-
-from models.redis_checkpoint import CheckpointStore
-from models.registry import ModelRegistry
-from models.snapshot import SnapshotError
+from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.models.snapshot import SnapshotError
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
+from latency_oracle.models.keys import Target
+from latency_oracle.models.snapshot import SnapshotError
+from latency_oracle.operations.mlflow_store import KeyNotRegistered, VersionNotFound
+from latency_oracle.operations.model_versions import open_store, parse_key, rollback
+from latency_oracle.predictor.auth import write_access
+from latency_oracle.predictor.service import OracleService
 from pydantic import BaseModel, ConfigDict, Field, Strict
-
-from models.keys import Target
-from models.snapshot import SnapshotError
-from predictor.auth import write_access
-from predictor.mlflow_store import KeyNotRegistered, VersionNotFound
-from predictor.model_versions import open_store, parse_key, rollback
-from predictor.service import OracleService
 
 
 class RollbackRequest(BaseModel):

@@ -17,12 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import redis
-
-from features.pod_state import PodState
-from features.redis_store import WRITE_CHUNK, RedisObservationStore
-from features.schema import Observation
-from features.store import AppendResult, StoreFull
-from predictor.pod_mirror import PodMirror
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis_store import WRITE_CHUNK, RedisObservationStore
+from latency_oracle.features.schema import Observation
+from latency_oracle.features.store import AppendResult, StoreFull
+from latency_oracle.predictor.pod_mirror import PodMirror
 
 log = logging.getLogger(__name__)
 

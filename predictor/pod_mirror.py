@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 
 import redis
-
-from features.pod_state import PodState, PodStateStore, select_pods
+from latency_oracle.features.pod_state import PodState, PodStateStore, select_pods
 
 
 class PodMirror:

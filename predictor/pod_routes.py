@@ -7,12 +7,11 @@ the predictor's store in either mode (its own memory, or Redis), which is the st
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.predictor.auth import write_access
+from latency_oracle.predictor.json_body import JsonBody
+from latency_oracle.predictor.service import OracleService
 from redis import RedisError
-
-from features.pod_state import PodState
-from predictor.auth import write_access
-from predictor.json_body import JsonBody
-from predictor.service import OracleService
 
 
 def pod_router(service: OracleService) -> APIRouter:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import threading
 
+from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.operations.metrics import PREFIX, redis_errors
+from latency_oracle.predictor.model_sync import ModelSync
+from latency_oracle.predictor.outage_buffer import BufferedRedisStore
+from latency_oracle.predictor.pod_mirror import PodMirror
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from features.redis_keys import RedisKeys
-from features.redis_store import RedisObservationStore, connect
 from latency_oracle.settings import Settings
-from models.redis_checkpoint import CheckpointStore
-from models.registry import ModelRegistry
-from predictor.metrics import PREFIX, redis_errors
-from predictor.model_sync import ModelSync
-from predictor.outage_buffer import BufferedRedisStore
-from predictor.pod_mirror import PodMirror
 
 
 class RedisReplica:

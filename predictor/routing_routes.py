@@ -8,14 +8,13 @@ from typing import get_args
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from latency_oracle.predictor.auth import read_access
+from latency_oracle.predictor.json_body import JsonBody
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.live_candidates import LiveCandidates
+from latency_oracle.routing.router import Decision, NoCandidates, RouteDecision, Router
+from latency_oracle.routing.schema import RouteRequest
 from pydantic import TypeAdapter
-
-from predictor.auth import read_access
-from predictor.json_body import JsonBody
-from predictor.routing.live_candidates import LiveCandidates
-from predictor.routing.router import Decision, NoCandidates, RouteDecision, Router
-from predictor.routing.schema import RouteRequest
-from predictor.service import OracleService
 
 DECISION_JSON = TypeAdapter(RouteDecision)
 

@@ -14,22 +14,33 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from features.engineering import RequestColumns
-from features.plausibility import ImplausibleObservations
-from features.schema import Observation, PredictionRequest
-from features.store import AppendResult, InProcessObservationStore, ObservationStore, StoreFull
+from latency_oracle.features.engineering import RequestColumns
+from latency_oracle.features.plausibility import ImplausibleObservations
+from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.store import (
+    AppendResult,
+    InProcessObservationStore,
+    ObservationStore,
+    StoreFull,
+)
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.registry import ModelRegistry, PredictionBatch
+from latency_oracle.models.snapshot import (
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+    write_atomically,
+)
+from latency_oracle.operations.metrics import ServiceMetrics
+from latency_oracle.operations.model_versions import apply_pinned_versions
+from latency_oracle.operations.readiness import Readiness, failed_learners
+from latency_oracle.operations.tracking import ModelTracker
+from latency_oracle.predictor.activity import Activity
+
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.registry import ModelRegistry, PredictionBatch
-from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot, write_atomically
-from predictor.activity import Activity
-from predictor.metrics import ServiceMetrics
-from predictor.model_versions import apply_pinned_versions
-from predictor.readiness import Readiness, failed_learners
-from predictor.tracking import ModelTracker
 
 if TYPE_CHECKING:
-    from predictor.redis_replica import RedisReplica
+    from latency_oracle.predictor.redis_replica import RedisReplica
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +224,6 @@ def _redis_replica(settings: Settings, models: ModelRegistry) -> RedisReplica | 
     """The Redis side of a replica when a Redis URL is set; imported only then."""
     if not settings.redis_url:
         return None
-    from predictor.redis_replica import RedisReplica
+    from latency_oracle.predictor.redis_replica import RedisReplica
 
     return RedisReplica(settings, models)

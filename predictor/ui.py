@@ -12,12 +12,11 @@ from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-
-from models.model_set import ModelSet
-from predictor.activity import ActivityView, Outcome, QualitySample, RouteRecord
-from predictor.metrics import quantile_label
-from predictor.service import OracleService
-from predictor.svg_charts import Series, chart
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.operations.metrics import quantile_label
+from latency_oracle.predictor.activity import ActivityView, Outcome, QualitySample, RouteRecord
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.predictor.svg_charts import Series, chart
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 ACTUAL_COLOR = "#555"

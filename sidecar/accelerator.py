@@ -11,8 +11,9 @@ import logging
 import socket
 import subprocess
 
-from features.accelerators import UNKNOWN_ACCELERATOR, normalize_accelerator
-from features.schema import PodIdentity
+from latency_oracle.features.accelerators import UNKNOWN_ACCELERATOR, normalize_accelerator
+from latency_oracle.features.schema import PodIdentity
+
 from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,12 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
+from latency_oracle.sidecar.accelerator import pod_identity
+from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher
+from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
+from latency_oracle.sidecar.scraper import EngineScraper
+from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,12 +26,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from latency_oracle.settings import Settings
-from sidecar.accelerator import pod_identity
-from sidecar.delivery import ObservationWriter, PodStatePublisher
-from sidecar.metrics import SidecarMetrics
-from sidecar.proxy import MeasuringProxy, Receive, Scope, Send
-from sidecar.scraper import EngineScraper
-from sidecar.sink import ObservationSink, sink_from_settings
 
 DRAIN_TIMEOUT_S = 5.0
 OWN_PATHS = "/sidecar/"

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from features.schema import MAX_TOKENS
+from latency_oracle.features.schema import MAX_TOKENS
 
 _USAGE_OPTION = b'"stream_options":{"include_usage":true},'
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from features.pod_state import PodState
-from features.schema import Observation
-from sidecar.metrics import SidecarMetrics
-from sidecar.sink import ObservationSink, SinkRejected, SinkUnavailable
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.schema import Observation
+from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.sink import ObservationSink, SinkRejected, SinkUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ becomes an observation: non-streamed requests, failed streams, dropped writes.
 
 from __future__ import annotations
 
+from latency_oracle.operations.metrics import PREFIX
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from predictor.metrics import PREFIX
 
 SIDECAR = f"{PREFIX}_sidecar"
 

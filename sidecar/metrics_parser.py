@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from latency_oracle.features.schema import MAX_REQUESTS, MAX_TOKENS, ServerState
 from prometheus_client.parser import text_string_to_metric_families
-
-from features.schema import MAX_REQUESTS, MAX_TOKENS, ServerState
 
 # Field -> sample names it may be exposed under, preferred first.
 _SUMMED: dict[str, tuple[str, ...]] = {

@@ -22,15 +22,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from latency_oracle.features.schema import Observation, ServerState
+from latency_oracle.sidecar.completion_request import CompletionRequest, read_completion_request
+from latency_oracle.sidecar.delivery import ObservationWriter
+from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.scraper import EngineScraper
+from latency_oracle.sidecar.sse import StreamMeter
+from latency_oracle.sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse
 from pydantic import ValidationError
-
-from features.schema import Observation, ServerState
-from sidecar.completion_request import CompletionRequest, read_completion_request
-from sidecar.delivery import ObservationWriter
-from sidecar.metrics import SidecarMetrics
-from sidecar.scraper import EngineScraper
-from sidecar.sse import StreamMeter
-from sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 

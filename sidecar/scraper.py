@@ -19,12 +19,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from features.pod_state import PodState
-from features.schema import PodIdentity, ServerState
-from sidecar.delivery import PodStatePublisher
-from sidecar.metrics import SidecarMetrics
-from sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
-from sidecar.upstream import UpstreamError
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.schema import PodIdentity, ServerState
+from latency_oracle.sidecar.delivery import PodStatePublisher
+from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
+from latency_oracle.sidecar.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Protocol
 
 import httpx
 import redis
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.schema import Observation
 
-from features.pod_state import PodState
-from features.redis_keys import RedisKeys
-from features.redis_store import RedisObservationStore, connect
-from features.schema import Observation
 from latency_oracle.settings import Settings
 
 

@@ -11,12 +11,12 @@ import argparse
 
 def _run(args: argparse.Namespace) -> None:
     import uvicorn
+    from latency_oracle.sim.engine import Engine
+    from latency_oracle.sim.engine_records import EngineConfig
+    from latency_oracle.sim.gpu_profiles import canonical_model, shared_data_dir
+    from latency_oracle.sim.server import create_sim_app
 
     from latency_oracle.settings import Settings
-    from sim.engine import Engine
-    from sim.engine_records import EngineConfig
-    from sim.gpu_profiles import canonical_model, shared_data_dir
-    from sim.server import create_sim_app
 
     settings = Settings()
     config = EngineConfig(max_num_batched_tokens=args.max_num_batched_tokens)

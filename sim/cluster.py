@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from sim.engine import Engine
-from sim.engine_records import EngineConfig, EngineState, FinishedRequest
-from sim.gpu_profiles import canonical_model
-from sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
-from sim.perf_model import PerfModel
-from sim.workloads import Arrival, Shift
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine_records import EngineConfig, EngineState, FinishedRequest
+from latency_oracle.sim.gpu_profiles import canonical_model
+from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
+from latency_oracle.sim.perf_model import PerfModel
+from latency_oracle.sim.workloads import Arrival, Shift
 
 DEFAULT_ACCELERATORS: tuple[str, ...] = ("H100", "H100", "A100", "A100", "L4", "L4")
 DEFAULT_SCRAPE_INTERVAL_S = 0.2

@@ -25,10 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from latency_oracle.sim.processes import (
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    answers,
+    cli_argv,
+    free_port,
+)
+from latency_oracle.sim.workloads import TraceRow, azure_trace, read_trace
 
 from latency_oracle.settings import Settings
-from sim.processes import START_TIMEOUT_S, STOP_TIMEOUT_S, answers, cli_argv, free_port
-from sim.workloads import TraceRow, azure_trace, read_trace
 
 DEMO_PODS = (("h100-0", "H100"), ("a100-0", "A100"), ("l4-0", "L4"))
 DEMO_SLO = {"ttft_ms": 1_400.0, "tpot_ms": 340.0}  # the evaluation's SLOs (5x unloaded L4)

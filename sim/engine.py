@@ -23,18 +23,17 @@ from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
-
-from sim.engine_records import (
+from latency_oracle.sim.engine_records import (
     EngineConfig,
     EngineState,
     FinishedRequest,
     SimRequest,
     StepResult,
 )
-from sim.gpu_profiles import canonical_model, shared_data_dir
-from sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
-from sim.kv_cache import KVBlockPool
-from sim.perf_model import PerfModel
+from latency_oracle.sim.gpu_profiles import canonical_model, shared_data_dir
+from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
+from latency_oracle.sim.kv_cache import KVBlockPool
+from latency_oracle.sim.perf_model import PerfModel
 
 _JITTER_BATCH = 4096
 

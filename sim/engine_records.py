@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from features.schema import ServerState
-from sim.perf_model import BLOCK_SIZE_TOKENS
+from latency_oracle.features.schema import ServerState
+from latency_oracle.sim.perf_model import BLOCK_SIZE_TOKENS
 
 DEFAULT_STEP_JITTER = 0.02
 

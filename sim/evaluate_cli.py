@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim.evaluation import DEFAULT_LOADS, DEFAULT_SLO_SCALE
-from sim.policies import POLICY_NAMES
-from sim.workloads import WORKLOADS
+from latency_oracle.sim.workloads import WORKLOADS
+
+# Registering the command stays light (the evaluation and its policies are imported when it
+# runs): the CLI builds every subcommand's parser, and the sidecar's process must not load
+# the learners. Flags left unset take the evaluation's own defaults.
 
 
 def _floats(text: str) -> list[float]:
@@ -21,6 +23,8 @@ def _floats(text: str) -> list[float]:
 
 
 def _names(text: str) -> list[str]:
+    from latency_oracle.sim.policies import POLICY_NAMES
+
     names = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [n for n in names if n not in POLICY_NAMES]
     if unknown or not names:
@@ -31,23 +35,26 @@ def _names(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from latency_oracle.sim.evaluation import DEFAULT_LOADS, DEFAULT_SLO_SCALE, Workload, evaluate
+    from latency_oracle.sim.policies import POLICY_NAMES
+    from latency_oracle.sim.report import write_report
+    from latency_oracle.sim.workloads import azure_trace
+
     from latency_oracle.settings import Settings
-    from sim.evaluation import Workload, evaluate
-    from sim.report import write_report
-    from sim.workloads import azure_trace
 
     settings = Settings(mlflow_enabled=False)
+    policies = args.policies or list(POLICY_NAMES)
     trace = args.trace
     if trace is None and args.workload == "azure":
         trace = azure_trace(settings)
     workload = Workload(args.workload, trace, args.duration, args.seed)
     evaluation = evaluate(
         workload,
-        args.load,
-        args.policies,
+        args.load or DEFAULT_LOADS,
+        policies,
         seed=args.seed,
         settings=settings,
-        slo_scale=args.slo_scale,
+        slo_scale=DEFAULT_SLO_SCALE if args.slo_scale is None else args.slo_scale,
         with_shifts=not args.no_shifts,
         show_progress=not args.quiet,
     )
@@ -64,12 +71,10 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--load",
         type=_floats,
-        default=list(DEFAULT_LOADS),
-        help="comma-separated load factors (time compression of the arrivals)",
+        help="comma-separated load factors (time compression of the arrivals; default "
+        "1,1.5,2,2.5,3,3.5)",
     )
-    evaluate.add_argument(
-        "--policies", type=_names, default=list(POLICY_NAMES), help="comma-separated policies"
-    )
+    evaluate.add_argument("--policies", type=_names, help="comma-separated policies (default: all)")
     evaluate.add_argument(
         "--workload", choices=WORKLOADS, default="azure", help="azure trace or a synthetic one"
     )
@@ -83,8 +88,8 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--slo-scale",
         type=float,
-        default=DEFAULT_SLO_SCALE,
-        help="SLOs = this x the unloaded latency of the median prompt on the slowest pod",
+        help="SLOs = this x the unloaded latency of the median prompt on the slowest pod "
+        "(default 5)",
     )
     evaluate.add_argument("--no-shifts", action="store_true", help="skip the shift scenario")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,12 +18,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-
-from latency_oracle.settings import Settings
-from sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
-from sim.gpu_profiles import shared_data_dir
-from sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
-from sim.workloads import (
+from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
+from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
+from latency_oracle.sim.workloads import (
     Arrival,
     Shift,
     SyntheticSpec,
@@ -34,6 +32,8 @@ from sim.workloads import (
     replay,
     synthetic,
 )
+
+from latency_oracle.settings import Settings
 
 ATTAINMENT_TARGET = 0.90  # the SLOs are p90 objectives: missing them = under 90% met
 WINDOW_S = 300.0  # coverage windows (5 minutes)

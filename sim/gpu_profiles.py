@@ -1,9 +1,10 @@
 """Measured per-layer GPU step costs (vidur's ``mlp.csv``), loaded once and interpolated.
 
-The files in ``shared/data/gpu-profiles/<gpu>/<model>/mlp.csv`` are the vidur project's
-CUDA-event measurements (MIT licence, ``shared/data/gpu-profiles/LICENSE-vidur``) of every
+The files in ``sim/data/gpu-profiles/<gpu>/<model>/mlp.csv`` are the vidur project's
+CUDA-event measurements (MIT licence, ``sim/data/gpu-profiles/LICENSE-vidur``) of every
 operator of a Llama-2 decoder layer except attention, by batch token count and
-tensor-parallel degree. They are read in place, never copied into this repository.
+tensor-parallel degree. They ship inside the package (``sim/data/README.md`` attributes
+them), so a wheel runs the simulated engine with nothing beside it.
 
 One layer's cost is the sum of the operator medians, with the residual ``add`` counted
 twice (a decoder layer has two residual adds) and the embedding lookup left out (it runs
@@ -22,8 +23,8 @@ import numpy as np
 
 from latency_oracle.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA_DEFAULT = REPO_ROOT.parent / "shared" / "data"
+# The reference data vendored as package data (latency_oracle/sim/data once installed).
+PACKAGED_DATA = Path(__file__).resolve().parent / "data"
 
 # Operators of one decoder layer and how often each runs per layer.
 LAYER_OPS: dict[str, int] = {
@@ -58,14 +59,14 @@ EXTRAPOLATION_SPAN_TOKENS = 512
 GEMM_TILE_TOKENS = 64
 
 
-class SharedDataMissing(FileNotFoundError):
+class ReferenceDataMissing(FileNotFoundError):
     """The reference measurements are not on this machine."""
 
 
 def shared_data_dir(settings: Settings | None = None) -> Path:
-    """The reference data folder: the setting when given, else ``<repo>/../shared/data``."""
+    """The reference data folder: the setting when given, else the data the package ships."""
     configured = (settings or Settings()).shared_data_dir
-    return Path(configured) if configured is not None else SHARED_DATA_DEFAULT
+    return Path(configured) if configured is not None else PACKAGED_DATA
 
 
 def canonical_model(name: str) -> str:
@@ -152,7 +153,7 @@ def load_measured(gpu: str, model: str, data_dir: Path) -> MeasuredLayerCosts:
     model = canonical_model(model)
     path = data_dir / "gpu-profiles" / folder / model / "mlp.csv"
     if not path.is_file():
-        raise SharedDataMissing(f"{path} not found (set LATENCY_ORACLE_SHARED_DATA_DIR)")
+        raise ReferenceDataMissing(f"{path} not found (set LATENCY_ORACLE_SHARED_DATA_DIR)")
     sums: dict[tuple[int, int], list[tuple[float, float]]] = {}
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from features.accelerators import HARDWARE_SPECS, HardwareSpec, normalize_accelerator
-from sim.gpu_profiles import MEASURED_GPUS, MeasuredLayerCosts, load_measured
+from latency_oracle.features.accelerators import HARDWARE_SPECS, HardwareSpec, normalize_accelerator
+from latency_oracle.sim.gpu_profiles import MEASURED_GPUS, MeasuredLayerCosts, load_measured
 
 DEFAULT_BASE_GPU = "H100"
 

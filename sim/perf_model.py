@@ -37,8 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from sim.hardware import AcceleratorProfile
+from latency_oracle.sim.hardware import AcceleratorProfile
 
 PREFILL_ATTENTION_EFFICIENCY = 0.45
 DECODE_ATTENTION_EFFICIENCY = 0.70

@@ -16,16 +16,17 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from features.schema import Observation
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.routing.inflight import InFlightLedger
+from latency_oracle.routing.router import Router
+from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
+from latency_oracle.sim.cluster import Outcome, Placement, PodView
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.workloads import Arrival
+
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.registry import ModelRegistry
-from predictor.routing.inflight import InFlightLedger
-from predictor.routing.router import Router
-from predictor.routing.schema import CandidatePod, RouteRequest, Slo
-from sim.cluster import Outcome, Placement, PodView
-from sim.engine import Engine
-from sim.workloads import Arrival
 
 # Simulated time 0 as a Unix time: records and the in-flight ledger need real-looking stamps.
 EPOCH = 1_700_000_000.0

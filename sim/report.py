@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from sim.evaluation import (
+from latency_oracle.sim.evaluation import (
     ATTAINMENT_TARGET,
     COVERAGE_TARGET,
     COVERAGE_TOLERANCE,
@@ -19,7 +19,7 @@ from sim.evaluation import (
     Evaluation,
     Summary,
 )
-from sim.policies import HEURISTICS
+from latency_oracle.sim.policies import HEURISTICS
 
 LEARNED = "latency-oracle"
 LEARNED_SHED = "latency-oracle-shed"

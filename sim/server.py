@@ -20,14 +20,19 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
+from latency_oracle.features.schema import MAX_TOKENS
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine_driver import EngineDriver, TokenEvent
+from latency_oracle.sim.engine_metrics import EngineMetrics
+from latency_oracle.sim.openai_text import (
+    block_hashes,
+    chat_tokens,
+    fingerprint,
+    generated_token,
+    text_tokens,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-
-from features.schema import MAX_TOKENS
-from sim.engine import Engine
-from sim.engine_driver import EngineDriver, TokenEvent
-from sim.engine_metrics import EngineMetrics
-from sim.openai_text import block_hashes, chat_tokens, fingerprint, generated_token, text_tokens
 
 DEFAULT_MAX_TOKENS = 16
 DONE = b"data: [DONE]\n\n"

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-
-from features.schema import Observation
+from latency_oracle.features.schema import Observation
 
 TTFT_SIGMA = 0.35
 TPOT_SIGMA = 0.2

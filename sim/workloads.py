@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from latency_oracle.sim.engine_records import SimRequest, shared_prefix_hashes
+from latency_oracle.sim.gpu_profiles import shared_data_dir
 
 from latency_oracle.settings import Settings
-from sim.engine_records import SimRequest, shared_prefix_hashes
-from sim.gpu_profiles import shared_data_dir
 
 AZURE_TRACE = "traces/azure_code_2023.csv"
 ARXIV_LENGTHS = "traces/arxiv_summarization_lengths.csv"

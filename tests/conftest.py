@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from sim.synthetic_stream import SyntheticStream, generate_stream
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
-from features.engineering import N_FEATURES
-from models.config import ModelConfig
-from models.keys import ModelKey
-from models.learner import Learner
-from models.river_linear import RiverQuantileLinear
+from latency_oracle.features.engineering import N_FEATURES
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.learner import Learner
+from latency_oracle.models.river_linear import RiverQuantileLinear
 
 
 class ExplodingLearner(RiverQuantileLinear):

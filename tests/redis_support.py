@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.sim.processes import free_port
 from polling import wait_until
 
-from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from features.redis_store import RedisObservationStore, connect
 from latency_oracle.settings import Settings
-from models.redis_checkpoint import CheckpointStore
-from sim.processes import free_port
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -1,4 +1,4 @@
-"""Helpers for tests of and on the simulated engine: the data guard and a real engine process."""
+"""Helpers for tests on the simulated engine: its reference data and a real engine process."""
 
 from __future__ import annotations
 
@@ -8,17 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import pytest
+from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
-from sim.gpu_profiles import shared_data_dir
-from sim.processes import cli_argv, free_port, running_process
-
-SHARED_DATA = shared_data_dir()
-needs_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "gpu-profiles").is_dir(),
-    reason=f"reference GPU measurements not found at {SHARED_DATA} "
-    "(set LATENCY_ORACLE_SHARED_DATA_DIR)",
-)
+SHARED_DATA = shared_data_dir()  # the package's own reference data (sim/data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ def test_alerts_fire_when_and_only_when_expected() -> None:
 def test_rules_and_dashboard_use_only_metrics_the_service_exports() -> None:
     exported = {
         f"latency_oracle_{name}"
-        for package in ("predictor", "trainer")
+        for package in ("predictor", "operations", "trainer")
         for source in (ROOT / package).rglob("*.py")
         for name in re.findall(r'f"\{PREFIX\}_(\w+)"', source.read_text())
     }

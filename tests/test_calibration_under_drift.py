@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features.engineering import RequestColumns
-from models.config import ModelConfig
-from models.evaluation import pinball_loss
-from models.registry import ModelRegistry
-from sim.synthetic_stream import generate_stream
+from latency_oracle.features.engineering import RequestColumns
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.evaluation import pinball_loss
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 N = 16_000
 SHIFT = 8_000

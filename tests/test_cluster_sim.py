@@ -7,16 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sim_support import needs_shared_data
+from latency_oracle.sim.cluster import ClusterConfig, build_engines, run_cluster
+from latency_oracle.sim.engine_records import EngineConfig, SimRequest
+from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
+from latency_oracle.sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
 
 from latency_oracle.settings import Settings
-from sim.cluster import ClusterConfig, build_engines, run_cluster
-from sim.engine_records import EngineConfig, SimRequest
-from sim.gpu_profiles import shared_data_dir
-from sim.policies import POLICY_NAMES, SloTargets, make_policy
-from sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
 
-pytestmark = needs_shared_data
 SLO = SloTargets(ttft_ms=1_400.0, tpot_ms=340.0)
 CONFIG = ClusterConfig()
 

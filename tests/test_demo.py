@@ -6,13 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from sim_support import needs_shared_data
+from latency_oracle.sim.demo import DEMO_PODS, demo_env, launched, render_table, replay_load
+from latency_oracle.sim.workloads import read_trace
 
 from latency_oracle.settings import Settings
-from sim.demo import DEMO_PODS, demo_env, launched, render_table, replay_load
-from sim.workloads import read_trace
-
-pytestmark = needs_shared_data
 
 
 def test_demo_routes_learns_and_stops_every_child(tmp_path: Path) -> None:

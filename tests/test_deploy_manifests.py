@@ -21,9 +21,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from latency_oracle.predictor.app import create_app
 
 from latency_oracle.settings import ENV_PREFIX, Settings
-from predictor.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -225,9 +225,7 @@ def test_containerfile_is_multi_stage_slim_non_root_with_the_cli_entrypoint() ->
     assert "latency-oracle" in pyproject["project"]["scripts"]
     assert any(dep.startswith("xgboost-cpu") for dep in pyproject["project"]["dependencies"])
     copied = {line.split()[1].rstrip("/") for line in stages["build"] if line.startswith("COPY ")}
-    packages = {
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    }
+    packages = set(pyproject["tool"]["setuptools"]["package-dir"].values())
     assert packages <= copied, f"packages the image would miss: {packages - copied}"
     if pyproject["tool"]["setuptools"].get("ext-modules"):
         assert any("gcc" in line for line in stages["build"]), "C extensions need a compiler"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features.engineering import N_FEATURES
-from models.config import ModelConfig
-from models.drift import EventKind, ModelEvent, ResidualDriftDetector
-from models.keys import ModelKey, Target
-from models.registry import LearnReport, ModelRegistry
-from models.river_linear import RiverQuantileLinear
-from sim.synthetic_stream import generate_stream
+from latency_oracle.features.engineering import N_FEATURES
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.drift import EventKind, ModelEvent, ResidualDriftDetector
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 CONFIG = ModelConfig(
     min_samples=300,

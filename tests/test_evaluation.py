@@ -6,15 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from sim_support import needs_shared_data
+from latency_oracle.sim.evaluation import Workload, choose_load, evaluate
+from latency_oracle.sim.policies import POLICY_NAMES
+from latency_oracle.sim.report import write_report
 
 from latency_oracle.cli import main
 from latency_oracle.settings import Settings
-from sim.evaluation import Workload, choose_load, evaluate
-from sim.policies import POLICY_NAMES
-from sim.report import write_report
-
-pytestmark = needs_shared_data
 
 
 def test_a_short_evaluation_reports_every_policy_with_plots(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.testclient import TestClient
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.fast_lane import FastLane
+from latency_oracle.predictor.json_body import JsonBody
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.schema import Slo
 from starlette.types import Receive, Scope, Send
 
 from latency_oracle.settings import Settings
-from predictor.app import create_app
-from predictor.fast_lane import FastLane
-from predictor.json_body import JsonBody
-from predictor.routing.schema import Slo
-from predictor.service import OracleService
 
 
 def _api() -> FastAPI:

@@ -18,6 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis_store import connect
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.registry import LearnScope, ModelRegistry
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.inflight import WAITING, InFlightLedger
+from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
+from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -27,18 +38,7 @@ from redis_support import (
     unique_prefix,
 )
 
-from features.redis_keys import GLOBAL_SHARD, RedisKeys
-from features.redis_store import connect
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.redis_checkpoint import CheckpointStore, ShardCheckpoint
-from models.registry import LearnScope, ModelRegistry
-from predictor.app import create_app
-from predictor.routing.inflight import WAITING, InFlightLedger
-from predictor.service import OracleService
-from sim.processes import free_port
-from sim.synthetic_stream import SyntheticStream, generate_stream
-from trainer.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

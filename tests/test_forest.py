@@ -6,12 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from models._forest_walk import walk
-
-from features.engineering import N_FEATURES, RequestColumns, build_features
-from models.forest import CompiledForest
-from models.xgboost_learner import IncrementalXGBoost
-from sim.synthetic_stream import SyntheticStream
+from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
+from latency_oracle.models._forest_walk import walk
+from latency_oracle.models.forest import CompiledForest
+from latency_oracle.models.xgboost_learner import IncrementalXGBoost
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 QUANTILES = (0.5, 0.9, 0.99)
 

@@ -22,17 +22,16 @@ import pytest
 import redis
 import yaml
 from demo_feed import feed, learner_settings, route_all
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.demo import demo_env, launched, replay_load
+from latency_oracle.sim.processes import answers, free_port
+from latency_oracle.sim.workloads import read_trace
 from live_server import live_server
 from polling import wait_until
 from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix
-from sim_support import needs_shared_data
 
 from latency_oracle.settings import Settings
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.demo import demo_env, launched, replay_load
-from sim.processes import answers, free_port
-from sim.workloads import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "latency-oracle.json"
@@ -46,7 +45,6 @@ SHIFT_AT = 2_000
 pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package) not installed"),
     pytest.mark.slow,
-    needs_shared_data,
 ]
 
 

@@ -8,20 +8,20 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.engineering import RequestColumns
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.store import InProcessObservationStore
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.registry import LearnScope, ModelRegistry
+from latency_oracle.operations.label_cap import OVERFLOW_LABEL, LabelCap
+from latency_oracle.operations.metrics import ServiceMetrics
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.inflight import SWEEP_MIN_PODS, InFlightLedger
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
-from features.engineering import RequestColumns
-from features.pod_state import PodState
-from features.schema import Observation, PredictionRequest
-from features.store import InProcessObservationStore
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.registry import LearnScope, ModelRegistry
-from predictor.app import create_app
-from predictor.label_cap import OVERFLOW_LABEL, LabelCap
-from predictor.metrics import ServiceMetrics
-from predictor.routing.inflight import SWEEP_MIN_PODS, InFlightLedger
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 WRITE_TOKEN, READ_TOKEN = "write-secret", "read-secret"
 PREDICTION = {"accelerator": "H100", "input_tokens": 1_000}

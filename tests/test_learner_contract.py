@@ -6,13 +6,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
-from features.engineering import N_FEATURES, RequestColumns, build_features
-from models.learner import Learner, NotFittedError
-from models.prior import prefill_backlog_log_ms
-from models.river_linear import RiverQuantileLinear
-from models.xgboost_learner import IncrementalXGBoost
-from sim.synthetic_stream import SyntheticStream
+from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
+from latency_oracle.models.learner import Learner, NotFittedError
+from latency_oracle.models.prior import prefill_backlog_log_ms
+from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.xgboost_learner import IncrementalXGBoost
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 QUANTILES = (0.5, 0.9, 0.99)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 from guarded_learners import DivergingLearner, ExplodingLearner, guarded_config
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.keys import ModelKey, Target
-from models.registry import ModelRegistry
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 
 def test_diverging_learner_is_reset_and_never_served(
@@ -33,7 +33,7 @@ def test_diverging_learner_is_reset_and_never_served(
     slot = model_set.slot("diverging")
     assert slot.health.state == "failed" and slot.learner.n_samples == 0
     assert model_set.champion == "exploding"
-    from features.engineering import RequestColumns
+    from latency_oracle.features.engineering import RequestColumns
 
     batch = registry.predict(RequestColumns.from_requests(stream.observations[:50]))
     assert np.all(batch.ttft_ms < 1e6)

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 from latency_oracle.settings import Settings
-from models.keys import ModelKey, Target
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 REQUEST = {
     "kv_cache_percentage": 0.3,

@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from latency_oracle.models.drift import EventKind
+from latency_oracle.operations.mlflow_store import CHAMPION_ALIAS, registered_model_name
+from latency_oracle.operations.model_versions import open_store
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.processes import answers, free_port
 from polling import wait_until
 from test_mlflow_tracking import KEY, SHIFT_AT, N, counter, drive, model_settings, promoted_events
-
-from models.drift import EventKind
-from predictor.mlflow_store import CHAMPION_ALIAS, registered_model_name
-from predictor.model_versions import open_store
-from predictor.service import OracleService
-from sim.processes import answers, free_port
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 SERVER_MISSING = importlib.util.find_spec("flask") is None  # mlflow-skinny has no server

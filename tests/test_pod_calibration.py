@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
-from features.engineering import RequestColumns
-from models.config import ModelConfig
-from models.pod_calibration import PodOffsets
-from models.registry import ModelRegistry
-from sim.synthetic_stream import generate_stream
+from latency_oracle.features.engineering import RequestColumns
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.pod_calibration import PodOffsets
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 QUANTILES = (0.5, 0.9, 0.99)
 

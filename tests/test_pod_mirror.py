@@ -7,9 +7,8 @@ import time
 
 import pytest
 import redis
-
-from features.pod_state import PodState
-from predictor.pod_mirror import PodMirror
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.predictor.pod_mirror import PodMirror
 
 
 class _Source:

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 from latency_oracle.settings import Settings
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 REQUEST = {
     "pod": "vllm-0",
@@ -168,7 +168,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from latency_oracle.settings import Settings
-from predictor.app import create_app
+from latency_oracle.predictor.app import create_app
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()

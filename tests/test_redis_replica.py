@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis_store import connect
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -18,16 +27,7 @@ from redis_support import (
     unique_prefix,
 )
 
-from features.pod_state import PodState
-from features.redis_keys import GLOBAL_SHARD, RedisKeys
-from features.redis_store import connect
 from latency_oracle.settings import Settings
-from models.keys import ModelKey, Target
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.processes import free_port
-from sim.synthetic_stream import generate_stream
-from trainer.loop import Trainer
 
 H100_TTFT = ModelKey("H100", Target.TTFT)
 

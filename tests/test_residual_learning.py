@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from features.accelerators import hardware_spec
-from features.engineering import N_FEATURES, RequestColumns, build_features, monotone_signs
-from models.config import ModelConfig
-from models.keys import ModelKey, Target
-from models.learner import Learner
-from models.prior import (
+from latency_oracle.features.accelerators import hardware_spec
+from latency_oracle.features.engineering import (
+    N_FEATURES,
+    RequestColumns,
+    build_features,
+    monotone_signs,
+)
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.learner import Learner
+from latency_oracle.models.prior import (
     FIXED_OVERHEAD_MS,
     PARAMETERS,
     PREFILL_EFFICIENCY,
     prefill_backlog_log_ms,
 )
-from models.river_linear import RiverQuantileLinear
-from models.xgboost_learner import IncrementalXGBoost
+from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.xgboost_learner import IncrementalXGBoost
 
 QUANTILES = (0.5, 0.9, 0.99)
 MAX_QUEUE = 20_000

@@ -10,16 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.schema import PredictionRequest
+from latency_oracle.features.store import InProcessObservationStore
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.inflight import WAITING, InFlightLedger
+from latency_oracle.routing.live_candidates import LiveCandidates
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
-from features.pod_state import PodState
-from features.schema import PredictionRequest
-from features.store import InProcessObservationStore
 from latency_oracle.settings import Settings
-from predictor.app import create_app
-from predictor.routing.inflight import WAITING, InFlightLedger
-from predictor.routing.live_candidates import LiveCandidates
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 SHAPE = {"input_tokens": 1_500, "max_tokens": 200}
 LIGHT = {

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from features._feature_rows import gather
-from pydantic import ValidationError
-
-from features.accelerators import normalize_accelerator
-from features.engineering import (
+from latency_oracle.features._feature_rows import gather
+from latency_oracle.features.accelerators import normalize_accelerator
+from latency_oracle.features.engineering import (
     FEATURE_NAMES,
     NUMBER_FIELDS,
     ROLE_CODES,
@@ -16,7 +14,8 @@ from features.engineering import (
     build_features,
     record_numbers,
 )
-from features.schema import Observation, PodRole, PredictionRequest
+from latency_oracle.features.schema import Observation, PodRole, PredictionRequest
+from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from latency_oracle.features.schema import ServerState
+from latency_oracle.sidecar.accelerator import accelerator_type, detect_gpu_name, pod_identity
+from latency_oracle.sidecar.metrics_parser import EngineSample, PrefixHitRate, parse_engine_metrics
 
-from features.schema import ServerState
 from latency_oracle.settings import Settings
-from sidecar.accelerator import accelerator_type, detect_gpu_name, pod_identity
-from sidecar.metrics_parser import EngineSample, PrefixHitRate, parse_engine_metrics
 
 # vLLM V1 names (docs: "Production Metrics"), two data-parallel engines, plus noise.
 VLLM_CURRENT = """\

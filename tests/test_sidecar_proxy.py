@@ -18,14 +18,13 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis_store import connect
+from latency_oracle.features.schema import Observation
+from latency_oracle.sidecar.metrics_parser import parse_engine_metrics
+from latency_oracle.sim.processes import cli_argv, free_port, running_process
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix, wait_until
-
-from features.redis_keys import GLOBAL_SHARD, RedisKeys
-from features.redis_store import connect
-from features.schema import Observation
-from sidecar.metrics_parser import parse_engine_metrics
-from sim.processes import cli_argv, free_port, running_process
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from sidecar.completion_request import read_completion_request
-from sidecar.sse import StreamMeter
+from latency_oracle.sidecar.completion_request import read_completion_request
+from latency_oracle.sidecar.sse import StreamMeter
 
 
 def _event(payload: object) -> bytes:

@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import uvloop
-
-from sidecar.upstream import PAUSE_READING_AT, EnginePool, UpstreamError
-from sim.processes import free_port
+from latency_oracle.sidecar.upstream import PAUSE_READING_AT, EnginePool, UpstreamError
+from latency_oracle.sim.processes import free_port
 
 BIG = bytes(range(256)) * (4 * PAUSE_READING_AT // 256)  # past the point reading pauses at
 

@@ -6,18 +6,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from sim_support import needs_shared_data
-
-from sim.engine import Engine
-from sim.engine_records import (
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine_records import (
     EngineConfig,
     FinishedRequest,
     SimRequest,
     StepResult,
     shared_prefix_hashes,
 )
-
-pytestmark = needs_shared_data
 
 
 def _workload(n: int, rate: float, seed: int, prompt: int = 1_500) -> list[SimRequest]:

@@ -6,13 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from sim_support import SHARED_DATA, needs_shared_data
-
-from sim.gpu_profiles import MeasuredLayerCosts, load_measured
-from sim.hardware import AcceleratorProfile, accelerator_profile
-from sim.perf_model import ModelDoesNotFit, PerfModel
-
-pytestmark = needs_shared_data
+from latency_oracle.sim.gpu_profiles import MeasuredLayerCosts, load_measured
+from latency_oracle.sim.hardware import AcceleratorProfile, accelerator_profile
+from latency_oracle.sim.perf_model import ModelDoesNotFit, PerfModel
+from sim_support import SHARED_DATA
 
 MODELS = ("Llama-2-7b-hf", "Llama-2-70b-hf")
 

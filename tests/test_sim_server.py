@@ -10,9 +10,7 @@ import httpx
 import pytest
 from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from sim_support import SimEngineProcess, needs_shared_data, sim_engine_process
-
-pytestmark = needs_shared_data
+from sim_support import SimEngineProcess, sim_engine_process
 
 MODEL = "Llama-2-7b-hf"
 

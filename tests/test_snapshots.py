@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from latency_oracle.features.engineering import RequestColumns
+from latency_oracle.models.snapshot import SnapshotError, decode_snapshot, encode_snapshot
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
-from features.engineering import RequestColumns
 from latency_oracle.settings import Settings
-from models.snapshot import SnapshotError, decode_snapshot, encode_snapshot
-from predictor.service import OracleService
-from sim.synthetic_stream import SyntheticStream
 
 
 def _trained(settings: Settings, stream: SyntheticStream) -> OracleService:

@@ -19,15 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 from demo_feed import feed, learner_settings, route_all
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.demo import demo_env, launched, replay_load
+from latency_oracle.sim.workloads import read_trace
 from live_server import live_server
 from polling import wait_until
-from sim_support import needs_shared_data
 
 from latency_oracle.settings import Settings
-from predictor.app import create_app
-from predictor.service import OracleService
-from sim.demo import demo_env, launched, replay_load
-from sim.workloads import read_trace
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -113,7 +112,6 @@ def test_status_page_renders_charts_with_data_in_chromium(tmp_path: Path) -> Non
     assert screenshot.stat().st_size > 20_000  # charts, not a blank page
 
 
-@needs_shared_data
 def test_status_page_of_a_running_demo(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
     trace.write_text(

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis_support
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis_store import connect
+from latency_oracle.features.store import InProcessObservationStore
+from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
 from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
-
-from features.pod_state import PodState
-from features.redis_store import connect
-from features.store import InProcessObservationStore
-from sim.synthetic_stream import generate_stream
 
 POD_TTL_S = 0.5
 

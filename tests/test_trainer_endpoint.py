@@ -13,6 +13,11 @@ import httpx
 import pytest
 import redis
 from guarded_learners import ExplodingLearner, guarded_config
+from latency_oracle.features.redis_store import connect
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.sim.processes import answers, free_port
+from latency_oracle.sim.synthetic_stream import SyntheticStream
+from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     SHARED_REDIS_URL,
@@ -23,12 +28,6 @@ from redis_support import (
     start_trainer,
     unique_prefix,
 )
-
-from features.redis_store import connect
-from models.config import ModelConfig
-from sim.processes import answers, free_port
-from sim.synthetic_stream import SyntheticStream
-from trainer.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_store import connect
+from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -19,10 +22,7 @@ from redis_support import (
     unique_prefix,
 )
 
-from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from features.redis_store import connect
 from latency_oracle.settings import Settings
-from sim.synthetic_stream import generate_stream
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.operations.mlflow_store import registered_model_name
+from latency_oracle.operations.model_versions import open_store
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     SHARED_REDIS_URL,
@@ -16,12 +21,6 @@ from redis_support import (
     redis_settings,
     unique_prefix,
 )
-
-from models.keys import ModelKey, Target
-from predictor.mlflow_store import registered_model_name
-from predictor.model_versions import open_store
-from sim.synthetic_stream import generate_stream
-from trainer.loop import Trainer
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sim_support import needs_shared_data
-
-from sim.workloads import (
+from latency_oracle.sim.workloads import (
     Shift,
     SyntheticSpec,
     TraceError,
@@ -77,7 +75,6 @@ def test_bad_jsonl_lines_name_the_line(tmp_path: Path) -> None:
         read_trace(path)
 
 
-@needs_shared_data
 def test_azure_trace_replays_whole_and_compressed() -> None:
     rows = read_trace(azure_trace())
     assert len(rows) == 8_819
@@ -85,7 +82,6 @@ def test_azure_trace_replays_whole_and_compressed() -> None:
     assert at_three[-1].request.arrival == pytest.approx(at_one[-1].request.arrival / 3)
 
 
-@needs_shared_data
 def test_shifts_surge_and_long_prompts_reshape_only_what_follows() -> None:
     arrivals = synthetic(SyntheticSpec("poisson", rate=5.0, duration_s=200, seed=1))
     shifted = apply_shifts(
@@ -107,7 +103,6 @@ def test_shifts_surge_and_long_prompts_reshape_only_what_follows() -> None:
     assert median([r.max_tokens for r in late]) > 5 * median([r.max_tokens for r in early])
 
 
-@needs_shared_data
 def test_synthetic_workloads_are_seeded_and_chat_shares_prefixes() -> None:
     spec = SyntheticSpec("bursty", rate=4.0, duration_s=300, seed=3)
     assert synthetic(spec) == synthetic(spec)

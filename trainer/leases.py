@@ -14,8 +14,7 @@ reads atomically, so every entry the old owner read is pending before the take-o
 from __future__ import annotations
 
 import redis
-
-from features.redis_keys import RedisKeys
+from latency_oracle.features.redis_keys import RedisKeys
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 

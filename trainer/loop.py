@@ -22,21 +22,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_store import connect
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
+from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.operations.metrics import PREFIX, LearningMetrics, redis_errors
+from latency_oracle.operations.readiness import Readiness, failed_learners
+from latency_oracle.operations.tracking import ModelTracker
+from latency_oracle.trainer.endpoint import StatusEndpoint
+from latency_oracle.trainer.leases import ShardLeases
+from latency_oracle.trainer.shard_worker import ShardWorker
 from prometheus_client import Gauge
 
-from features.redis_keys import TRAINER_GROUP, RedisKeys
-from features.redis_store import connect
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.model_set import ModelSet
-from models.redis_checkpoint import CheckpointStore, LeaseLost
-from models.registry import LearnReport, ModelRegistry
-from predictor.metrics import PREFIX, LearningMetrics, redis_errors
-from predictor.readiness import Readiness, failed_learners
-from predictor.tracking import ModelTracker
-from trainer.endpoint import StatusEndpoint
-from trainer.leases import ShardLeases
-from trainer.shard_worker import ShardWorker
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,18 @@ import time
 from collections.abc import Callable
 
 import redis
-from pydantic import ValidationError
-
-from features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from features.schema import Observation
-from models.config import ModelConfig
-from models.redis_checkpoint import (
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.redis_checkpoint import (
     NO_ENTRY_ID,
     CheckpointStore,
     ShardCheckpoint,
     entry_order,
 )
-from models.registry import LearnReport, LearnScope, ModelRegistry
-from trainer.leases import StreamEntry
+from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
+from latency_oracle.trainer.leases import StreamEntry
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
-
-from features.engineering import NUMBER_FIELDS, ROLE_CODES, RequestColumns, record_numbers
-from features.schema import PodRole
-from latency_oracle.settings import Settings
-from models.registry import ModelRegistry, PredictionBatch
-from predictor.routing.inflight import (
+from latency_oracle.features.engineering import (
+    NUMBER_FIELDS,
+    ROLE_CODES,
+    RequestColumns,
+    record_numbers,
+)
+from latency_oracle.features.schema import PodRole
+from latency_oracle.models.registry import ModelRegistry, PredictionBatch
+from latency_oracle.routing.inflight import (
     DECODE_TOKENS,
     LOAD_FIELDS,
     PREFILL_TOKENS,
@@ -30,8 +32,11 @@ from predictor.routing.inflight import (
     WAITING,
     InFlightLedger,
 )
-from predictor.routing.policies import LeastLoaded, PhaseView, make_policy
-from predictor.routing.schema import CandidatePod, RouteRequest, Slo
+from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_policy
+from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
+from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
+
+from latency_oracle.settings import Settings
 
 Decision = Literal["place", "shed", "queue"]
 MIN_RETRY_AFTER_MS = 1.0

@@ -9,8 +9,8 @@ each conversion is kept until then.
 
 from __future__ import annotations
 
-from features.pod_state import PodState, PodStateStore
-from predictor.routing.schema import CandidatePod
+from latency_oracle.features.pod_state import PodState, PodStateStore
+from latency_oracle.routing.schema import CandidatePod
 
 
 class LiveCandidates:

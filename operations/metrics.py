@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
+from latency_oracle.operations.label_cap import LabelCap
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -20,9 +22,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from models.model_set import ModelSet
-from models.registry import LearnReport
-from predictor.label_cap import LabelCap
+if TYPE_CHECKING:  # names for type hints only: the sidecar reads PREFIX without the ML stack
+    from latency_oracle.models.model_set import ModelSet
+    from latency_oracle.models.registry import LearnReport
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.drift import EventKind, ModelEvent
+from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.models.snapshot import encode_snapshot
+from latency_oracle.operations.metrics import PREFIX, quantile_label
+from latency_oracle.operations.mlflow_store import MlflowStore, RunMetrics, configure_http
 from prometheus_client import CollectorRegistry, Counter
 
 from latency_oracle.settings import Settings
-from models.config import ModelConfig
-from models.drift import EventKind, ModelEvent
-from models.keys import ModelKey
-from models.model_set import ModelSet
-from models.registry import LearnReport, ModelRegistry
-from models.snapshot import encode_snapshot
-from predictor.metrics import PREFIX, quantile_label
-from predictor.mlflow_store import MlflowStore, RunMetrics, configure_http
 
 log = logging.getLogger(__name__)
 

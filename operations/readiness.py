@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from models.model_set import ModelSet
+from latency_oracle.models.model_set import ModelSet
 
 HTTP_OK = 200
 HTTP_SERVICE_UNAVAILABLE = 503

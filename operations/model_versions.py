@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from features.accelerators import normalize_accelerator
+from latency_oracle.features.accelerators import normalize_accelerator
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.models.snapshot import SnapshotError, decode_snapshot
+from latency_oracle.operations.mlflow_store import MlflowStore, configure_http
+
 from latency_oracle.settings import Settings
-from models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from models.model_set import ModelSet
-from models.registry import ModelRegistry
-from models.snapshot import SnapshotError, decode_snapshot
-from predictor.mlflow_store import MlflowStore, configure_http
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from features.schema import (
+from latency_oracle.features.schema import (
     MAX_TPOT_MS,
     MAX_TTFT_MS,
     Number,
@@ -18,6 +16,8 @@ from features.schema import (
     ServerState,
     TokenCount,
 )
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from latency_oracle.settings import HeadroomMode, RoutePolicyName
 
 Priority = Literal["interactive", "batch"]

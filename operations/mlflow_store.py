@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.keys import ModelKey, Target
+from latency_oracle.models.keys import ModelKey, Target
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

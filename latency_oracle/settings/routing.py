@@ -1,0 +1,53 @@
+"""Routing policies, the llm-d endpoints and the reference data the simulator reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RoutePolicyName = Literal["headroom", "least-latency", "heuristic"]
+HeadroomMode = Literal["pack", "spread"]
+
+
+class RoutingSettings(BaseModel):
+    """Routing policies, the llm-d endpoints and the reference data the simulator reads."""
+
+    route_policy: RoutePolicyName = Field(
+        "headroom", description="Default routing policy: headroom, least-latency or heuristic."
+    )
+    route_headroom_mode: HeadroomMode = Field(
+        "spread",
+        description="headroom policy: pack (least positive headroom) or spread (most).",
+    )
+    route_tie_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Pods within this fraction of the best score are near-ties; one is "
+        "picked at random so concurrent routers do not herd onto the same pod.",
+    )
+    route_inflight_ttl_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a placement counts against its pod when no newer pod-state "
+        "scrape has arrived (optimistic in-flight accounting).",
+    )
+    llmd_accelerator: str = Field(
+        "unknown",
+        min_length=1,
+        max_length=128,
+        description="Accelerator type assumed for llm-d API calls (they carry none).",
+    )
+    llmd_prefix: str = Field(
+        "",
+        pattern=r"^(/[A-Za-z0-9._-]+)*$",
+        description="Path prefix of the llm-d compatible endpoints ('' serves them at the root).",
+    )
+    shared_data_dir: Path | None = Field(
+        None,
+        description="Folder of reference measurements (GPU profiles, traces) the simulated "
+        "engine, demo and evaluation read, laid out as the package's own sim/data; unset: "
+        "the data the package ships.",
+    )

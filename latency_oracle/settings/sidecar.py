@@ -1,0 +1,51 @@
+"""The sidecar next to each engine."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PodRoleName = Literal["both", "prefill", "decode"]
+
+
+class SidecarSettings(BaseModel):
+    """The sidecar next to each engine."""
+
+    engine_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Sidecar: base URL of the engine (OpenAI API and /metrics) it fronts.",
+    )
+    sidecar_host: str = Field(
+        "0.0.0.0", description="Sidecar: listen address (all interfaces: clients are off-pod)."
+    )
+    sidecar_port: int = Field(8001, ge=1, le=65535, description="Sidecar: listen port.")
+    scrape_interval_s: float = Field(
+        0.2, gt=0, description="Sidecar: seconds between scrapes of the engine's /metrics."
+    )
+    accelerator: str | None = Field(
+        None,
+        max_length=128,
+        description="Sidecar: accelerator type of this pod; unset: nvidia-smi, else unknown.",
+    )
+    pod_role: PodRoleName = Field("both", description="Sidecar: both, prefill or decode.")
+    pod_name: str = Field(
+        "", max_length=253, description="Sidecar: pod name; empty: the host name."
+    )
+    served_model: str = Field(
+        "", max_length=256, description="Sidecar: model name; empty: asked from /v1/models."
+    )
+    predictor_url: str | None = Field(
+        None,
+        description="Sidecar without Redis: predictor base URL its observations and pod "
+        "state are posted to (http://predictor:8080).",
+    )
+    sidecar_queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="Sidecar: observations waiting to be written; beyond it new ones are "
+        "dropped (counted) rather than slowing requests down.",
+    )
+    engine_timeout_s: float = Field(
+        600.0, gt=0, description="Sidecar: longest wait for the engine's next bytes, seconds."
+    )

@@ -1,0 +1,1 @@
+"""Operations shared by every process: Prometheus metrics, readiness, MLflow tracking."""
