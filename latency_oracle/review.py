@@ -1,4 +1,4 @@
-"""``latency-oracle review``: what the MLflow store says about every model key.
+"""``latency-oracle review``: champion against challenger, per model key and window, from MLflow.
 
 The table reads the same store the service logs to (embedded SQLite or a tracking
 server); ``--ui`` starts MLflow's own UI on it, for metric plots and version history.
@@ -12,28 +12,57 @@ import sys
 from collections.abc import Sequence
 
 from latency_oracle.operations.metrics import quantile_label
-from latency_oracle.operations.mlflow_store import KeyReview
+from latency_oracle.operations.mlflow_store import KeyReview, LearnerWindow, WindowReview
 from latency_oracle.settings import Settings
 
-COLUMNS = ("key", "versions", "champion version", "learner", "samples", "loss", "cover", "drifts")
+HEADER = (
+    "key",
+    "versions",
+    "champion v",
+    "challenger v",
+    "window end",
+    "champion",
+    "loss ms",
+    "cover",
+    "challenger",
+    "loss ms",
+    "cover",
+    "verdict",
+    "drifts",
+)
 
 
-def render_table(rows: Sequence[KeyReview], headline: str) -> str:
-    """A plain-text table; loss and coverage are of the headline quantile."""
-    header = [*COLUMNS[:5], f"{headline} loss ms", f"{headline} coverage", COLUMNS[7]]
-    body = [
-        [
-            row.key,
-            str(row.versions),
-            row.champion_version,
-            row.champion,
-            _number(row.samples, "{:.0f}"),
-            _number(row.headline_loss, "{:.4g}"),
-            _number(row.coverage, "{:.3f}"),
-            _number(row.drift_events, "{:.0f}"),
-        ]
-        for row in rows
-    ]
+def verdict(window: WindowReview, margin: float) -> str:
+    """Promote only a challenger that beats the champion by the election margin."""
+    champion, challenger = window.champion, window.challenger
+    if champion is None or challenger is None:
+        return "-"
+    gain = 1.0 - challenger.loss / champion.loss if champion.loss > 0 else 0.0
+    if gain > margin:
+        return f"challenger {gain:.0%} lower loss"
+    return f"keep champion ({-gain:+.0%})" if gain < 0 else "keep champion (within margin)"
+
+
+def render_table(rows: Sequence[KeyReview], headline: str, margin: float) -> str:
+    """One line per key and logged window; loss and coverage are of the headline quantile."""
+    header = [*HEADER[:6], f"{headline} loss ms", f"{headline} cover", HEADER[8]]
+    header += [f"{headline} loss ms", f"{headline} cover", *HEADER[11:]]
+    body = []
+    for row in rows:
+        for window in row.windows or [WindowReview(0, None, None)]:
+            body.append(
+                [
+                    row.key,
+                    str(row.versions),
+                    row.champion_version,
+                    row.challenger_version,
+                    str(window.samples),
+                    *_learner(window.champion),
+                    *_learner(window.challenger),
+                    verdict(window, margin),
+                    _number(row.drift_events, "{:.0f}"),
+                ]
+            )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -49,8 +78,14 @@ def review(settings: Settings) -> int:
     if not rows:
         print(f"no model keys logged yet in {settings.mlflow_tracking_uri}")
         return 1
-    print(render_table(rows, headline))
+    print(render_table(rows, headline, settings.champion_margin))
     return 0
+
+
+def _learner(window: LearnerWindow | None) -> list[str]:
+    if window is None:
+        return ["-", "-", "-"]
+    return [window.learner, f"{window.loss:.4g}", _number(window.coverage, "{:.3f}")]
 
 
 def ui_command(settings: Settings, port: int) -> list[str] | None:

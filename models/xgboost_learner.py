@@ -72,6 +72,12 @@ class IncrementalXGBoost(BaseLearner):
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
 
+    @property
+    def booster(self) -> xgb.Booster | None:
+        """The fitted trees, for review: they predict the log-latency residual over the
+        offset from the features in ``FEATURE_NAMES`` order, one output per quantile."""
+        return self._booster
+
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
         self._recent.extend(np.column_stack([features, y]))
         self._n_samples += len(y)

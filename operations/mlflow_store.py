@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 
 KEY_TAG = "latency_oracle.model_key"
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 SNAPSHOT_FILE = "model_set.snapshot"
 
 
@@ -42,17 +42,33 @@ class RunMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class LearnerWindow:
+    """One learner's headline scores over one logged evaluation window."""
+
+    learner: str
+    loss: float
+    coverage: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReview:
+    """Champion against its best challenger over one logged window (ending at ``samples``)."""
+
+    samples: int
+    champion: LearnerWindow | None
+    challenger: LearnerWindow | None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyReview:
-    """One row of ``latency-oracle review``."""
+    """What ``latency-oracle review`` shows of one model key."""
 
     key: str
     versions: int
     champion_version: str
-    champion: str
-    samples: float | None
-    headline_loss: float | None
-    coverage: float | None
+    challenger_version: str
     drift_events: float | None
+    windows: list[WindowReview]
 
 
 def registered_model_name(key: ModelKey) -> str:
@@ -82,6 +98,7 @@ class MlflowStore:
 
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
         self.client: MlflowClient = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.experiment_name = experiment
         self.artifact_location = artifact_location
@@ -128,22 +145,38 @@ class MlflowStore:
         )
 
     def register_version(
-        self, key: ModelKey, snapshot: bytes, params: dict[str, str], description: str
+        self,
+        key: ModelKey,
+        snapshot: bytes,
+        quantiles: tuple[float, ...],
+        params: dict[str, str],
+        description: str,
+        alias: str = CHAMPION_ALIAS,
     ) -> str:
-        """Log a model-set snapshot and register it as the key's new ``champion`` version."""
+        """Log a model-set snapshot as MLflow models and register it under ``alias``.
+
+        ``champion`` normally; ``challenger`` while the fleet serves a pinned version, so
+        the registry keeps naming what serves.
+        """
+        import mlflow
+        from latency_oracle.operations.mlflow_pyfunc import log_version_models
+
         run_id = self.run_id(key, params)
         name = registered_model_name(key)
         if not self.is_registered(key):
             self.client.create_registered_model(name, tags={KEY_TAG: key.label()})
-        artifact_dir = f"snapshots/{time.time_ns()}"
-        with tempfile.TemporaryDirectory() as tmp:
+        # Logging a model is MLflow's fluent API, which reads the process-wide URIs; this
+        # process talks to one store only, so setting them is idempotent.
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
             path = Path(tmp) / SNAPSHOT_FILE
             path.write_bytes(snapshot)
-            self.client.log_artifact(run_id, str(path), artifact_dir)
+            model_uri = log_version_models(path, quantiles)
         version = self.client.create_model_version(
-            name, f"runs:/{run_id}/{artifact_dir}", run_id=run_id, description=description
+            name, model_uri, run_id=run_id, description=description
         )
-        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+        self.client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
 
     def load_version(self, key: ModelKey, version: int) -> bytes:
@@ -157,9 +190,13 @@ class MlflowStore:
             found = self.client.get_model_version(name, str(version))
         except MlflowException as exc:
             raise VersionNotFound(f"{key.label()} has no registered version {version}") from exc
+        import mlflow.artifacts
+
         with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(found.run_id, _artifact_dir(found.source), tmp)
-            return (Path(local) / SNAPSHOT_FILE).read_bytes()
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{found.version}", dst_path=tmp, tracking_uri=self.uri
+            )
+            return (Path(local) / "artifacts" / SNAPSHOT_FILE).read_bytes()
 
     def is_registered(self, key: ModelKey) -> bool:
         name = registered_model_name(key)
@@ -181,8 +218,8 @@ class MlflowStore:
             registered_model_name(key), CHAMPION_ALIAS, str(version)
         )
 
-    def review(self, headline: str) -> list[KeyReview]:
-        """Latest metrics and registry state of every model key, for the review table."""
+    def review(self, headline: str, windows: int = 2) -> list[KeyReview]:
+        """Every model key's registry state, and champion vs challenger over its last windows."""
         rows = []
         for run in self.client.search_runs([self.experiment_id], order_by=["tags.mlflow.runName"]):
             label = run.data.tags.get(KEY_TAG)
@@ -191,29 +228,58 @@ class MlflowStore:
             accelerator, target = label.rsplit("/", 1)
             key = ModelKey(accelerator, Target(target))
             versions = self.client.search_model_versions(f"name = '{registered_model_name(key)}'")
-            champion = self.champion_version(key)
-            metrics = run.data.metrics
             rows.append(
                 KeyReview(
                     key=label,
                     versions=len(versions),
-                    champion_version="-" if champion is None else str(champion),
-                    champion=run.data.tags.get("champion", "-"),
-                    samples=metrics.get("samples"),
-                    headline_loss=metrics.get(f"pinball_{headline}_ms"),
-                    coverage=metrics.get(f"coverage_{headline}"),
-                    drift_events=metrics.get("drift_events"),
+                    champion_version=self._alias(key, CHAMPION_ALIAS),
+                    challenger_version=self._alias(key, CHALLENGER_ALIAS),
+                    drift_events=run.data.metrics.get("drift_events"),
+                    windows=self._windows(run.info.run_id, run.data.metrics, headline, windows),
                 )
             )
         return rows
+
+    def _alias(self, key: ModelKey, alias: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(registered_model_name(key), alias)
+        except MlflowException:
+            return "-"
+        return str(found.version)
+
+    def _windows(
+        self, run_id: str, latest: dict[str, float], headline: str, count: int
+    ) -> list[WindowReview]:
+        """The last ``count`` logged windows, champion against its best challenger.
+
+        The champion of a window is the learner whose loss was logged as the key's own
+        headline loss at that step (the key's metrics are its champion's).
+        """
+        loss_suffix, coverage_suffix = f".pinball_{headline}_ms", f".coverage_{headline}"
+        learners = [name.removesuffix(loss_suffix) for name in latest if name.endswith(loss_suffix)]
+        key_loss = self._history(run_id, f"pinball_{headline}_ms")
+        by_step: dict[int, list[LearnerWindow]] = {}
+        for learner in learners:
+            coverage = self._history(run_id, learner + coverage_suffix)
+            for step, loss in self._history(run_id, learner + loss_suffix).items():
+                by_step.setdefault(step, []).append(
+                    LearnerWindow(learner, loss, coverage.get(step))
+                )
+        reviews = []
+        for step in sorted(by_step)[-count:]:
+            scores = sorted(by_step[step], key=lambda w: w.loss)
+            champion = next((w for w in scores if w.loss == key_loss.get(step)), None)
+            challengers = [w for w in scores if w is not champion]
+            reviews.append(WindowReview(step, champion, challengers[0] if challengers else None))
+        return reviews
+
+    def _history(self, run_id: str, metric: str) -> dict[int, float]:
+        return {m.step: m.value for m in self.client.get_metric_history(run_id, metric)}
 
 
 def _params(params: dict[str, str]) -> list:
     from mlflow.entities import Param
 
     return [Param(name, value) for name, value in params.items()]
-
-
-def _artifact_dir(source: str) -> str:
-    """``runs:/<run>/snapshots/17`` -> ``snapshots/17``."""
-    return source.split("/", 2)[2] if source.startswith("runs:/") else source

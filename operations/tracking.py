@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from latency_oracle.models.config import ModelConfig
@@ -23,7 +24,13 @@ from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.snapshot import encode_snapshot
 from latency_oracle.operations.metrics import PREFIX, quantile_label
-from latency_oracle.operations.mlflow_store import MlflowStore, RunMetrics, configure_http
+from latency_oracle.operations.mlflow_store import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    MlflowStore,
+    RunMetrics,
+    configure_http,
+)
 from prometheus_client import CollectorRegistry, Counter
 
 from latency_oracle.settings import Settings
@@ -48,9 +55,17 @@ class ModelTracker:
     """Queues model metrics and versions on the learning thread; a worker logs them."""
 
     def __init__(
-        self, settings: Settings, config: ModelConfig, registry: CollectorRegistry
+        self,
+        settings: Settings,
+        config: ModelConfig,
+        registry: CollectorRegistry,
+        is_pinned: Callable[[ModelKey], bool] = lambda _: False,
     ) -> None:
+        """``is_pinned``: whether the fleet serves a pinned version of a key (Redis mode);
+        versions registered meanwhile are challengers, not champions."""
         self.settings = settings
+        self.config = config
+        self.is_pinned = is_pinned
         self.params = {name: str(value) for name, value in dataclasses.asdict(config).items()}
         self._queue: queue.Queue[TrackingRecord] = queue.Queue(settings.tracking_queue_size)
         self._last_logged: dict[ModelKey, tuple[int, float]] = {}
@@ -149,6 +164,14 @@ class ModelTracker:
             metrics[f"coverage_{quantile_label(q)}"] = coverage
         metrics["drift_events"] = float(model_set.drift.drifts)
         metrics["promotions"] = float(model_set.drift.promotions)
+        # Every learner's headline scores on the same window: the review's champion vs
+        # challenger comparison (a drift race's challenger is a learner too, once promoted).
+        headline = model_set.config.headline_index
+        label = quantile_label(model_set.config.quantiles[headline])
+        for name, learner_scores in model_set.scores().items():
+            if learner_scores.samples:
+                metrics[f"{name}.pinball_{label}_ms"] = learner_scores.pinball[headline]
+                metrics[f"{name}.coverage_{label}"] = learner_scores.coverage[headline]
         return RunMetrics(
             key=model_set.key,
             step=model_set.n_samples,
@@ -198,8 +221,14 @@ class ModelTracker:
         if isinstance(record, RunMetrics):
             store.log(record, self.params)
         elif not (record.first and store.champion_version(record.key) is not None):
+            alias = CHALLENGER_ALIAS if self.is_pinned(record.key) else CHAMPION_ALIAS
             version = store.register_version(
-                record.key, record.snapshot, self.params, record.description
+                record.key,
+                record.snapshot,
+                self.config.quantiles,
+                self.params,
+                record.description,
+                alias,
             )
             log.info(
                 "registered %s version %s: %s", record.key.label(), version, record.description

@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.snapshot import decode_snapshot
+from latency_oracle.operations.mlflow_pyfunc import EXAMPLE_REQUEST
 from latency_oracle.operations.mlflow_store import CHAMPION_ALIAS, KEY_TAG, registered_model_name
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.app import create_app
@@ -43,6 +45,7 @@ def model_settings(state_dir: Path, **overrides: object) -> Settings:
         "learn_batch_size": BATCH,
         "snapshot_interval_s": 3600,
         "tracking_every_observations": 500,
+        "tracking_flush_timeout_s": 300,  # the fixture reads everything it logged
     }
     return Settings(**{**values, **overrides})
 
@@ -108,7 +111,7 @@ def test_logged_metrics_show_loss_before_and_after_the_shift(shifted: OracleServ
     assert run.data.tags["champion"] == shifted.models.serving(KEY).learner
 
 
-def test_review_table_lists_versions_loss_coverage_and_drifts(
+def test_review_table_compares_champion_and_challenger_per_window(
     shifted: OracleService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LATENCY_ORACLE_STATE_DIR", str(shifted.settings.state_dir))
@@ -116,11 +119,61 @@ def test_review_table_lists_versions_loss_coverage_and_drifts(
         main(["review"])
     assert exited.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["key", "versions", "champion", "version"]
-    row = next(line.split() for line in lines if line.startswith(KEY.label()))
-    assert row[1:3] == ["2", "2"]  # two versions, the champion alias on version 2
-    assert row[-1] == "1"  # one drift
-    assert 0.5 < float(row[-2]) <= 1.0  # p90 coverage
+    assert lines[0].split()[:3] == ["key", "versions", "champion"]
+    rows = [line.split() for line in lines if line.startswith(KEY.label())]
+    assert len(rows) == 2  # the last two logged windows
+    for row in rows:
+        assert row[1:4] == ["2", "2", "-"]  # two versions, champion alias on 2, no challenger
+        champion, challenger = row[5], row[8]
+        assert {champion, challenger} == {"xgboost", "river_linear"}
+        assert 0.5 < float(row[7]) <= 1.0 and float(row[6]) > 0.0  # p90 loss and coverage
+        assert "champion" in " ".join(row[11:-1]) or "challenger" in " ".join(row[11:-1])
+        assert row[-1] == "1"  # one drift
+    assert int(rows[0][4]) < int(rows[1][4])  # windows in stream order
+
+
+def load_champion_pyfunc(settings: Settings, key: ModelKey) -> object:
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{registered_model_name(key)}@champion")
+
+
+def test_champion_loads_as_an_mlflow_pyfunc_that_predicts_quantiles(
+    shifted: OracleService,
+) -> None:
+    import pandas as pd
+
+    model = load_champion_pyfunc(shifted.settings, KEY)
+    signature = model.metadata.signature
+    assert signature.outputs.input_names() == ["p50", "p90", "p99"]
+    assert "input_tokens" in signature.inputs.input_names()
+    requests = generate_stream(32, seed=7).observations
+    requests = [r.model_copy(update={"accelerator": KEY.accelerator}) for r in requests]
+    frame = pd.DataFrame([r.model_dump(include=set(EXAMPLE_REQUEST)) for r in requests])
+    predicted = model.predict(frame)
+    assert list(predicted.columns) == ["p50", "p90", "p99"] and len(predicted) == 32
+    values = predicted.to_numpy()
+    assert np.all(values > 0) and np.all(np.diff(values, axis=1) >= 0)
+    # the numbers the service serves for those requests from that version
+    version = open_store(shifted.settings).load_version(KEY, 2)
+    service = OracleService(shifted.settings)
+    service.models.merge_state(decode_snapshot(version, service.config.quantiles)["model_sets"])
+    served = service.predict(requests)
+    assert np.allclose(values, served.tpot_ms)
+
+
+def test_xgboost_boosters_are_logged_in_the_xgboost_flavour(shifted: OracleService) -> None:
+    import mlflow.xgboost
+    import xgboost
+
+    store = open_store(shifted.settings)
+    logged = store.client.search_logged_models(experiment_ids=[store.experiment_id])
+    boosters = [m for m in logged if m.name == "xgboost"]
+    assert boosters, [m.name for m in logged]
+    booster = mlflow.xgboost.load_model(boosters[0].model_uri)
+    assert isinstance(booster, xgboost.Booster) and booster.num_boosted_rounds() > 0
 
 
 def test_rollback_api_serves_a_registered_version_and_names_bad_fields(
