@@ -40,6 +40,15 @@ class RedisKeys:
         return f"{self.prefix}:versions"
 
     @property
+    def pins(self) -> str:
+        """Hash model-key label -> pinned registered version: what the whole fleet serves."""
+        return f"{self.prefix}:pins"
+
+    def pinned(self, label: str) -> str:
+        """The pinned version's model set (snapshot bytes), so replicas need no MLflow."""
+        return f"{self.prefix}:pinned:{label}"
+
+    @property
     def applied(self) -> str:
         """Hash trainer name -> stream entries it has checkpointed (how work was shared)."""
         return f"{self.prefix}:applied"

@@ -2,7 +2,9 @@
 
 A background thread polls the per-shard checkpoint versions (one small hash read) and
 decodes a shard's snapshot only when its version moved, then swaps its keys into the
-registry; predictions keep reading published models meanwhile. If Redis is unreachable
+registry; predictions keep reading published models meanwhile. Keys the fleet has pinned
+to a registered version (``models/redis_pins.py``) serve that version instead, whatever
+the trainers checkpoint, until the pin is released. If Redis is unreachable
 the last good models keep serving and the error and staleness are reported.
 """
 
@@ -14,7 +16,9 @@ import time
 from collections.abc import Callable
 
 import redis
+from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.snapshot import SnapshotError
 
@@ -28,10 +32,14 @@ class ModelSync:
         self,
         checkpoints: CheckpointStore,
         models: ModelRegistry,
+        pins: FleetPins | None = None,
         on_error: Callable[[Exception], None] = lambda _: None,
     ) -> None:
         self.checkpoints = checkpoints
         self.models = models
+        self.pins = pins
+        # Keys the fleet serves a pinned version of, and which: checkpoints never replace them.
+        self.pinned: dict[ModelKey, int] = {}
         self.on_error = on_error
         self.last_error: str | None = None
         self.last_success: float | None = None
@@ -41,7 +49,9 @@ class ModelSync:
         self.corrupt: dict[str, str] = {}
 
     def sync_once(self) -> list[str]:
-        """Load every shard whose checkpoint changed; the shards loaded."""
+        """Apply pin changes, then load every shard whose checkpoint changed; the shards loaded."""
+        if self.pins is not None:
+            self._sync_pins(self.pins)
         loaded = []
         for shard, version in self.checkpoints.versions().items():
             if self._versions.get(shard) == version:
@@ -56,11 +66,38 @@ class ModelSync:
             self._versions[shard] = version
             if checkpoint is not None:
                 self.corrupt.pop(shard, None)
-                self.models.merge_state(checkpoint.model_sets)
+                self.models.merge_state(
+                    {k: m for k, m in checkpoint.model_sets.items() if k not in self.pinned}
+                )
                 loaded.append(shard)
         self.last_success = time.monotonic()
         self.last_error = None
         return loaded
+
+    def _sync_pins(self, fleet: FleetPins) -> None:
+        """Install newly pinned versions; on a released pin, reload the trainers' models."""
+        pins = fleet.pins()
+        for key, pin in pins.items():
+            if self.pinned.get(key) == pin.version:
+                continue
+            label = f"pin {key.label()}"
+            try:
+                model_set = fleet.model_set(key)
+            except SnapshotError as exc:
+                log.error("ignoring unreadable %s: %s", label, exc)
+                self.on_error(exc)
+                self.corrupt[label] = str(exc)
+                continue
+            self.corrupt.pop(label, None)
+            self.models.merge_state({key: model_set})
+            self.pinned[key] = pin.version
+            log.info("serving pinned version %d of %s", pin.version, key.label())
+        released = [key for key in self.pinned if key not in pins]
+        for key in released:
+            del self.pinned[key]
+            log.info("pin of %s released: serving the trainers' model again", key.label())
+        if released:
+            self._versions.clear()  # reload every shard, so the released keys come back
 
     def poll(self) -> None:
         """One sync; a Redis failure is recorded, and the current models keep serving."""

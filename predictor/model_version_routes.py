@@ -1,20 +1,23 @@
-"""``POST /v1/models/{accelerator}/{target}/rollback``: serve a registered MLflow version.
+"""Serving a registered MLflow version: ``POST /v1/models/{accelerator}/{target}/rollback``,
+and in Redis mode releasing the fleet-wide pin: ``DELETE /v1/models/{accelerator}/{target}/pin``.
 
 A plain ``def`` endpoint on purpose: loading a version is MLflow I/O, which FastAPI runs
 in its thread pool, away from the event loop that answers predictions.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from latency_oracle.models.keys import Target
+from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.snapshot import SnapshotError
 from latency_oracle.operations.mlflow_store import KeyNotRegistered, VersionNotFound
 from latency_oracle.operations.model_versions import open_store, parse_key, rollback
 from latency_oracle.predictor.auth import write_access
 from latency_oracle.predictor.service import OracleService
 from pydantic import BaseModel, ConfigDict, Field, Strict
+from redis.exceptions import RedisError
 
 
 class RollbackRequest(BaseModel):
@@ -29,6 +32,10 @@ class RollbackResult(BaseModel):
     version: int
     champion: str | None
     samples: int
+    scope: Literal["fleet", "replica"] = Field(
+        description="fleet: pinned in Redis for every replica, trainers learn a challenger; "
+        "replica: the embedded default, learning continues from the version."
+    )
 
 
 def model_version_router(service: OracleService) -> APIRouter:
@@ -52,7 +59,9 @@ def model_version_router(service: OracleService) -> APIRouter:
     ) -> JSONResponse:
         key = parse_key(f"{accelerator}/{target.value}")
         try:
-            model_set = rollback(service.models, open_store(service.settings), key, body.version)
+            model_set = rollback(
+                service.models, open_store(service.settings), key, body.version, _pins(service)
+            )
         except KeyNotRegistered as exc:
             return _error(status.HTTP_404_NOT_FOUND, ["path", "accelerator"], str(exc))
         except VersionNotFound as exc:
@@ -70,10 +79,45 @@ def model_version_router(service: OracleService) -> APIRouter:
                 "version": body.version,
                 "champion": model_set.champion,
                 "samples": model_set.n_samples,
+                "scope": "replica" if _pins(service) is None else "fleet",
             }
         )
 
+    @api.delete(
+        "/v1/models/{accelerator}/{target}/pin",
+        dependencies=write_access(service.settings),
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses={
+            404: {"description": "The key is not pinned, or this is not Redis mode."},
+            503: {"description": "Redis could not be reached."},
+        },
+        summary="Release a fleet-wide pin: the trainers' learned model serves the key again",
+    )
+    def release_pin(
+        accelerator: Annotated[str, Path(min_length=1, max_length=128)],
+        target: Target,
+    ) -> Response:
+        pins = _pins(service)
+        if pins is None:
+            return _error(
+                status.HTTP_404_NOT_FOUND, ["path"], "no fleet pins in the embedded default"
+            )
+        key = parse_key(f"{accelerator}/{target.value}")
+        try:
+            released = pins.unpin(key)
+        except RedisError as exc:
+            return JSONResponse(
+                {"detail": f"Redis unavailable: {exc}"}, status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        if not released:
+            return _error(status.HTTP_404_NOT_FOUND, ["path"], f"{key.label()} is not pinned")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
     return api
+
+
+def _pins(service: OracleService) -> FleetPins | None:
+    return None if service.replica is None else service.replica.pins
 
 
 def _error(code: int, loc: list[str], message: str) -> JSONResponse:

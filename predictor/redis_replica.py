@@ -11,6 +11,7 @@ import threading
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.features.redis_store import RedisObservationStore, connect
 from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.operations.metrics import PREFIX, redis_errors
 from latency_oracle.predictor.model_sync import ModelSync
@@ -46,9 +47,11 @@ class RedisReplica:
             settings.observation_buffer,
             on_error=lambda _: self._count_error("write"),
         )
+        self.pins = FleetPins(client, keys, models.config.quantiles)
         self.sync = ModelSync(
             CheckpointStore(client, keys, models.config.quantiles),
             models,
+            self.pins,
             on_error=lambda _: self._count_error("sync"),
         )
         self._errors: Counter | None = None

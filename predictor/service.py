@@ -92,6 +92,9 @@ class OracleService:
     def start(self) -> None:
         self.activity.start(self.models)
         if self.replica is not None:  # trainers learn; this replica syncs their models
+            self.version_problems = apply_pinned_versions(
+                self.models, self.settings, self.replica.pins
+            )
             self.replica.start()
             return
         self.restore_snapshot()

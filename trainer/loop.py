@@ -27,6 +27,7 @@ from latency_oracle.features.redis_store import connect
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
+from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.operations.metrics import PREFIX, LearningMetrics, redis_errors
 from latency_oracle.operations.readiness import Readiness, failed_learners
@@ -72,7 +73,11 @@ class Trainer:
             "Shards whose lease this trainer holds.",
             registry=self.metrics.registry,
         ).set_function(lambda: len(self.workers))
-        self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
+        # A pinned key's learning is a challenger: its versions never take the champion alias.
+        self.pins = FleetPins(self.client, self.keys, self.config.quantiles)
+        self.tracker = ModelTracker(
+            settings, self.config, self.metrics.registry, lambda key: key in self.pins.pins()
+        )
         self.running = False
         self.redis_error: str | None = None
         self._seen = (0, 0)  # shards and live trainers at the last housekeeping
