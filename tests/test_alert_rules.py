@@ -43,13 +43,27 @@ def test_alerts_fire_when_and_only_when_expected() -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def test_rules_and_dashboard_use_only_metrics_the_service_exports() -> None:
-    exported = {
-        f"latency_oracle_{name}"
-        for package in ("predictor", "operations", "trainer")
+def exported_metrics() -> set[str]:
+    """Every metric name the predictor, trainer and sidecar define, read from their source."""
+    stems = {"PREFIX": "latency_oracle", "SIDECAR": "latency_oracle_sidecar"}
+    return {
+        f"{stems[stem]}_{name}"
+        for package in ("predictor", "operations", "trainer", "sidecar")
         for source in (ROOT / package).rglob("*.py")
-        for name in re.findall(r'f"\{PREFIX\}_(\w+)"', source.read_text())
+        for stem, name in re.findall(r'f"\{(PREFIX|SIDECAR)\}_(\w+)"', source.read_text())
     }
+
+
+def test_metric_names_use_base_units() -> None:
+    """Prometheus names carry base units: seconds, never milliseconds."""
+    exported = exported_metrics()
+    assert len(exported) > 20
+    in_ms = sorted(n for n in exported if re.search(r"_(ms|millis|milliseconds)(_|$)", n))
+    assert not in_ms, f"not in base units: {in_ms}"
+
+
+def test_rules_and_dashboard_use_only_metrics_the_service_exports() -> None:
+    exported = exported_metrics()
     used: set[str] = set()
     for path in (RULES / "alerts.yaml", ROOT / "deploy" / "grafana" / "latency-oracle.json"):
         used |= set(re.findall(r"\blatency_oracle_\w+", path.read_text()))
