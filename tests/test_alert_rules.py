@@ -7,6 +7,7 @@ use must also be one the service exports, or an alert would silently never fire.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -70,3 +71,29 @@ def test_rules_and_dashboard_use_only_metrics_the_service_exports() -> None:
     assert used, "no metric found in the rules or the dashboard"
     base = {next((n[: -len(s)] for s in SUFFIXES if n.endswith(s)), n) for n in used}
     assert base <= exported, f"not exported: {sorted(base - exported)}"
+
+
+def test_dashboard_filters_by_namespace_and_accelerator() -> None:
+    """Every service query follows $namespace, every per-key one $accelerator too."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "latency-oracle.json").read_text())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "accelerator"} <= variables
+    per_key = re.compile(r"latency_oracle_(model|learner)_\w+\{[^}]*accelerator=~")
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"latency_oracle_\w+(?:\{[^}]*\})?", target["expr"]):
+                if selector.startswith("latency_oracle_sidecar_"):
+                    assert "${accelerator}" in selector, selector  # vLLM's own namespaces
+                    continue
+                assert 'namespace=~"$namespace"' in selector, selector
+                per_model_key = selector.startswith(
+                    ("latency_oracle_model_", "latency_oracle_learner_")
+                )
+                if per_model_key and "sync_staleness" not in selector:
+                    assert per_key.match(selector), selector
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {
+        "Sidecar proxy overhead",
+        "Sidecar observations delivered and dropped / s",
+        "Sidecar engine scrapes",
+    } <= titles
