@@ -35,8 +35,17 @@ disable_created_metrics()
 
 
 def quantile_label(q: float) -> str:
-    """0.9 -> "p90", 0.99 -> "p99", 0.999 -> "p99.9"."""
+    """0.9 -> "p90", 0.99 -> "p99", 0.999 -> "p99.9": the names people read (API, UI, MLflow)."""
     return f"p{q * 100:g}"
+
+
+def predicted_quantile_label(q: float) -> str:
+    """0.9 -> "0.9": the value of the ``predicted_quantile`` Prometheus label.
+
+    Not ``quantile``, which Prometheus reserves for summaries' own quantiles, and a
+    number, as Prometheus writes ``le`` and ``quantile``, so rules can compare it.
+    """
+    return f"{q:g}"
 
 
 class LearningMetrics:
@@ -173,7 +182,7 @@ class _ModelCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         key_labels = ["accelerator", "target"]
         learner_labels = [*key_labels, "learner"]
-        quantile_labels = [*learner_labels, "quantile"]
+        quantile_labels = [*learner_labels, "predicted_quantile"]
         samples = GaugeMetricFamily(
             f"{PREFIX}_model_samples", "Samples learned per model key.", labels=key_labels
         )
@@ -196,12 +205,14 @@ class _ModelCollector(Collector):
             labels=quantile_labels,
         )
         pinball = GaugeMetricFamily(
-            f"{PREFIX}_model_pinball_loss_ms",
-            "Recent mean pinball loss of each quantile, ms.",
+            f"{PREFIX}_model_pinball_loss_seconds",
+            "Recent mean pinball loss of each quantile, seconds.",
             labels=quantile_labels,
         )
         mae = GaugeMetricFamily(
-            f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.", labels=learner_labels
+            f"{PREFIX}_model_mae_seconds",
+            "Recent MAE of the median, seconds.",
+            labels=learner_labels,
         )
         for model_set in self.model_sets():
             key = [model_set.key.accelerator, model_set.key.target.value]
@@ -214,10 +225,11 @@ class _ModelCollector(Collector):
                 scores = slot.evaluator.scores()
                 if scores.samples == 0:
                     continue
-                mae.add_metric([*key, name], scores.mae)
+                mae.add_metric([*key, name], scores.mae / 1e3)  # learners score in ms
                 for q, cov, loss in zip(
                     model_set.config.quantiles, scores.coverage, scores.pinball, strict=True
                 ):
-                    coverage.add_metric([*key, name, quantile_label(q)], cov)
-                    pinball.add_metric([*key, name, quantile_label(q)], loss)
+                    label = predicted_quantile_label(q)
+                    coverage.add_metric([*key, name, label], cov)
+                    pinball.add_metric([*key, name, label], loss / 1e3)
         yield from (samples, updated, champion, failed, coverage, pinball, mae)

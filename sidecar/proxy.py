@@ -122,6 +122,7 @@ class MeasuringProxy:
             plan = read_completion_request(body)
         exchange = _Exchange(arrived, state, plan)
         headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP]
+        self.metrics.proxy_overhead.observe(time.perf_counter() - arrived)
         try:
             response = await self.engine.request(
                 scope["method"],

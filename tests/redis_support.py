@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
+import yaml
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis_store import RedisObservationStore, connect
 from latency_oracle.models.redis_checkpoint import CheckpointStore
@@ -19,7 +22,12 @@ from polling import wait_until
 
 from latency_oracle.settings import Settings
 
+if TYPE_CHECKING:  # the trainer loads the ML stack; helpers that do not use it stay light
+    from latency_oracle.trainer.loop import Trainer
+
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEPLOYED_REDIS = Path(__file__).resolve().parents[1] / "deploy" / "base" / "redis.yaml"
+PERSISTENCE_FLAGS = ("--appendonly", "--appendfsync")
 
 # Small windows and a short lease: fast learning, quick takeover of a killed trainer.
 FAST_ENV = {
@@ -102,11 +110,25 @@ def start_trainer(settings: Settings, name: str) -> subprocess.Popen[bytes]:
     )
 
 
-class PrivateRedis:
-    """A redis-server of our own (append-only file in a temp dir) that tests may stop."""
+def deployed_persistence() -> list[str]:
+    """The persistence flags the manifests run Redis with: the private servers use them, so
+    the fault tests prove what is deployed rather than a safer setting."""
+    docs = yaml.safe_load_all(DEPLOYED_REDIS.read_text())
+    [server] = [d for d in docs if d and d["kind"] == "StatefulSet"]
+    args = next(
+        c for c in server["spec"]["template"]["spec"]["containers"] if c["name"] == "redis"
+    )["args"]
+    return [item for flag in PERSISTENCE_FLAGS for item in (flag, args[args.index(flag) + 1])]
 
-    def __init__(self, directory: Path) -> None:
+
+class PrivateRedis:
+    """A redis-server of our own (append-only file in a temp dir, persistence as deployed)
+    that tests may stop; ``extra`` flags are appended (e.g. ``--replicaof``)."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.extra = extra
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -121,10 +143,10 @@ class PrivateRedis:
                 "127.0.0.1",
                 "--dir",
                 str(self.directory),
-                "--appendonly",
-                "yes",
+                *deployed_persistence(),
                 "--save",
                 "",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -147,10 +169,32 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @contextmanager
-def private_redis(directory: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(directory)
+def private_redis(directory: Path, *extra: str) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(directory, *extra)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def learn_and_checkpoint(trainer: Trainer, samples: int) -> float:
+    """Step an in-process trainer until its global model has ``samples``, then checkpoint.
+
+    The test settings checkpoint only on demand, so the returned time is when the new
+    snapshots were written.
+    """
+    assert wait_until(
+        lambda: (
+            (trainer.step() or True)
+            and len(trainer.workers) == 2
+            and all(
+                m.n_samples == samples for m in trainer.workers[GLOBAL_SHARD].registry.model_sets()
+            )
+        ),
+        timeout_s=60,
+        every_s=0,
+    )
+    for worker in trainer.workers.values():
+        worker.checkpoint()
+    return time.monotonic()

@@ -18,7 +18,7 @@ from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
-from test_redis_replica import _learn_and_checkpoint
+from redis_support import learn_and_checkpoint as _learn_and_checkpoint
 
 from latency_oracle.settings import Settings
 

@@ -3,9 +3,9 @@
 Three predictors are scraped: the demo's (its own process, fed by simulated engines through
 their sidecars, with requests routed by it), an embedded one in this process that learns a
 shifted synthetic stream (so drift and promotion events exist within seconds), and a Redis
-replica (so the sync-staleness and outage-buffer series exist). A Debian ``prometheus``
-scrapes them every second and also loads the alert rules, so a rule file Prometheus refuses
-fails here too.
+replica (so the sync-staleness and outage-buffer series exist); the demo's sidecars are
+scraped on /sidecar/metrics. A Debian ``prometheus`` scrapes them every second and also
+loads the alert rules, so a rule file Prometheus refuses fails here too.
 """
 
 from __future__ import annotations
@@ -37,8 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "latency-oracle.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 PROMETHEUS = shutil.which("prometheus")
-# Grafana's interval variable; scraping every second, 15s holds enough samples for rate().
-GRAFANA_VARIABLES = {"$__rate_interval": "15s"}
+# Grafana's interval variable (scraping every second, 15s holds enough samples for rate())
+# and the dashboard's own variables at "All"; ${accelerator} before $accelerator.
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "15s",
+    "$namespace": ".*",
+    "${accelerator}": ".*",
+    "$accelerator": ".*",
+}
 N = 3_600
 SHIFT_AT = 2_000
 
@@ -52,7 +58,7 @@ def panel_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     queries = []
     for panel in dashboard["panels"]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):
             expr = target["expr"]
             for variable, value in GRAFANA_VARIABLES.items():
                 expr = expr.replace(variable, value)
@@ -88,22 +94,31 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
         process.wait(timeout=30)
 
 
-def scrape(client: httpx.Client, config: Path, targets: list[str]) -> None:
-    """Point Prometheus at ``targets`` (host:port) with the alert rules, and reload it."""
+def scrape(client: httpx.Client, config: Path, targets: list[str], sidecars: list[str]) -> None:
+    """Point Prometheus at predictors and sidecars (host:port) with the alert rules; reload."""
     config.write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(ALERTS)],
                 "scrape_configs": [
-                    {"job_name": "latency-oracle", "static_configs": [{"targets": targets}]}
+                    {"job_name": "latency-oracle", "static_configs": [{"targets": targets}]},
+                    {
+                        "job_name": "latency-oracle-sidecar",
+                        "metrics_path": "/sidecar/metrics",
+                        "static_configs": [{"targets": sidecars}],
+                    },
                 ],
             }
         )
     )
     assert client.post("/-/reload").status_code == 200
     rules = client.get("/api/v1/rules").json()["data"]["groups"]
-    assert {g["name"] for g in rules} >= {"latency-oracle-quality", "latency-oracle-routing"}
+    assert {g["name"] for g in rules} >= {
+        "latency-oracle-quality",
+        "latency-oracle-routing",
+        "latency-oracle-sidecar",
+    }
 
 
 def query(client: httpx.Client, expr: str) -> list[dict[str, object]]:
@@ -134,8 +149,10 @@ def test_every_panel_query_returns_data(
             httpx.Client(base_url=replica_url, timeout=30) as replica_client,
         ):
             urls = (demo.predictor, learner_url, replica_url)
-            scrape(api, config, [u.removeprefix("http://") for u in urls])
-            assert wait_until(lambda: targets_up(api, 3), 30), "targets not scraped"
+            sidecars = [u.removeprefix("http://") for u in demo.sidecars.values()]
+            scrape(api, config, [u.removeprefix("http://") for u in urls], sidecars)
+            up = 3 + len(sidecars)
+            assert wait_until(lambda: targets_up(api, up), 30), "targets not scraped"
             stats = asyncio.run(
                 replay_load(demo.predictor, demo.sidecars, _burst(tmp_path), 1.0, 4.0, False)
             )
@@ -145,7 +162,7 @@ def test_every_panel_query_returns_data(
             assert learner.wait_learned(N, 120), "the learner did not catch up"
 
             queries = panel_queries()
-            assert len(queries) >= 12
+            assert len(queries) >= 16
             assert route_all(learner_client) == ["place", "shed", "queue"]
 
             def panels_have_data() -> bool:

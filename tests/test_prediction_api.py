@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
+from prometheus_client.parser import text_string_to_metric_families
 
 from latency_oracle.settings import Settings
 
@@ -68,6 +69,18 @@ def test_learns_from_observations_then_serves_warm(
     metrics = client.get("/metrics").text
     assert 'latency_oracle_model_samples{accelerator="H100",target="ttft"} 600.0' in metrics
     assert "latency_oracle_model_coverage{" in metrics
+    learner = models[("H100", "ttft")]["learners"][0]
+    losses = {
+        sample.labels["predicted_quantile"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "latency_oracle_model_pinball_loss_seconds"
+        for sample in family.samples
+        if sample.labels["accelerator"] == "H100"
+        and sample.labels["target"] == "ttft"
+        and sample.labels["learner"] == learner["name"]
+    }
+    assert set(losses) == {"0.5", "0.9", "0.99"}  # a number, never p90, never `quantile`
+    assert losses["0.9"] * 1e3 == pytest.approx(learner["window"]["pinball_ms"]["p90"])
     assert 'latency_oracle_observations_total{outcome="accepted"} 600.0' in metrics
 
 
@@ -163,6 +176,7 @@ def test_readyz_is_503_before_the_learning_loop_runs(settings: Settings) -> None
 OPENTELEMETRY_PROBE = """
 import sys
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor

@@ -21,6 +21,7 @@ from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
+    learn_and_checkpoint,
     make_store,
     private_redis,
     redis_settings,
@@ -30,28 +31,6 @@ from redis_support import (
 from latency_oracle.settings import Settings
 
 H100_TTFT = ModelKey("H100", Target.TTFT)
-
-
-def _learn_and_checkpoint(trainer: Trainer, samples: int) -> float:
-    """Step an in-process trainer until its global model has ``samples``, then checkpoint.
-
-    The test settings checkpoint only on demand, so the returned time is when the new
-    snapshots were written.
-    """
-    assert wait_until(
-        lambda: (
-            (trainer.step() or True)
-            and len(trainer.workers) == 2
-            and all(
-                m.n_samples == samples for m in trainer.workers[GLOBAL_SHARD].registry.model_sets()
-            )
-        ),
-        timeout_s=60,
-        every_s=0,
-    )
-    for worker in trainer.workers.values():
-        worker.checkpoint()
-    return time.monotonic()
 
 
 def _samples(service: OracleService, key: ModelKey) -> int:
@@ -76,11 +55,11 @@ def test_replica_picks_up_a_new_snapshot_within_two_seconds(
     service.start()
     try:
         store.append(generate_stream(1_000, seed=11, id_prefix="x").observations)
-        _learn_and_checkpoint(trainer, 1_000)
+        learn_and_checkpoint(trainer, 1_000)
         assert wait_until(lambda: _samples(service, H100_TTFT) == 1_000, timeout_s=2.0)
 
         store.append(generate_stream(500, seed=12, id_prefix="y").observations)
-        written = _learn_and_checkpoint(trainer, 1_500)
+        written = learn_and_checkpoint(trainer, 1_500)
         assert wait_until(lambda: _samples(service, H100_TTFT) == 1_500, timeout_s=2.0)
         assert time.monotonic() - written < 2.0
         prediction = service.predict(generate_stream(1, seed=13).observations)
@@ -123,7 +102,7 @@ def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Pat
             route = {"input_tokens": 100, "model": "llama"}
             assert wait_until(lambda: http.post("/v1/route", json=route).status_code == 200, 5)
             trainer = Trainer(settings, redis_client)
-            _learn_and_checkpoint(trainer, 1_000)
+            learn_and_checkpoint(trainer, 1_000)
             trainer.shutdown()
             assert wait_until(
                 lambda: http.post("/v1/predictions", json=probe).json()["model"]["ttft"] != "prior",
