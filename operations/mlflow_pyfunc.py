@@ -19,10 +19,13 @@ from latency_oracle.models.keys import Target
 if TYPE_CHECKING:
     import pandas as pd
     from latency_oracle.models.model_set import ModelSet
+    from mlflow.models.model import ModelInfo
 
 SNAPSHOT_ARTIFACT = "snapshot"
 PYFUNC_NAME = "model"
 XGBOOST_NAME = "xgboost"
+# Not "quantiles": MLflow logs a model config as run params, and the run has that one.
+QUANTILES_CONFIG = "served_quantiles"
 CODE_FILE = Path(__file__).with_name("mlflow_pyfunc_code.py")
 
 # One request, as the native API takes it: the input example and the signature's source.
@@ -57,7 +60,7 @@ def _load_predictor() -> type:
             from latency_oracle.models.registry import ModelRegistry
             from latency_oracle.models.snapshot import decode_snapshot
 
-            quantiles = tuple(context.model_config["quantiles"])
+            quantiles = tuple(context.model_config[QUANTILES_CONFIG])
             data = Path(context.artifacts[SNAPSHOT_ARTIFACT]).read_bytes()
             ((key, model_set),) = decode_snapshot(data, quantiles)["model_sets"].items()
             self.key = key
@@ -89,8 +92,8 @@ def make_model() -> Any:
     return _load_predictor()()
 
 
-def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> str:
-    """Log the pyfunc (and any XGBoost booster) in the active run; the pyfunc's model URI."""
+def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> ModelInfo:
+    """Log the pyfunc (and any XGBoost booster) in the active run; the pyfunc's info."""
     import mlflow
     import pandas as pd
     from latency_oracle.models.snapshot import decode_snapshot
@@ -104,7 +107,7 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> str:
         name=PYFUNC_NAME,
         python_model=str(CODE_FILE),
         artifacts={SNAPSHOT_ARTIFACT: str(snapshot)},
-        model_config={"quantiles": list(quantiles)},
+        model_config={QUANTILES_CONFIG: list(quantiles)},
         # Named, not inferred: inferring runs the model in a subprocess, seconds per version.
         pip_requirements=["latency-oracle"],
         signature=ModelSignature(
@@ -120,7 +123,7 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> str:
         mlflow.xgboost.log_model(
             booster, name=XGBOOST_NAME, model_format="ubj", pip_requirements=["xgboost"]
         )
-    return info.model_uri
+    return info
 
 
 def _column(name: str, example: object) -> Any:

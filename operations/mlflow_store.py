@@ -172,9 +172,9 @@ class MlflowStore:
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
             path = Path(tmp) / SNAPSHOT_FILE
             path.write_bytes(snapshot)
-            model_uri = log_version_models(path, quantiles)
+            model = log_version_models(path, quantiles)
         version = self.client.create_model_version(
-            name, model_uri, run_id=run_id, description=description
+            name, model.model_uri, run_id=run_id, description=description, model_id=model.model_id
         )
         self.client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)

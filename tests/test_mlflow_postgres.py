@@ -24,7 +24,16 @@ from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.processes import answers, free_port
 from polling import wait_until
-from test_mlflow_tracking import KEY, SHIFT_AT, N, counter, drive, model_settings, promoted_events
+from test_mlflow_tracking import (
+    KEY,
+    SHIFT_AT,
+    N,
+    counter,
+    drive,
+    load_champion_pyfunc,
+    model_settings,
+    promoted_events,
+)
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 SERVER_MISSING = importlib.util.find_spec("flask") is None  # mlflow-skinny has no server
@@ -91,7 +100,11 @@ def mlflow_server(database: str, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: stop it for good
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_drift_promotes_a_challenger_registered_in_postgresql(
@@ -126,3 +139,15 @@ def test_drift_promotes_a_challenger_registered_in_postgresql(
     assert [v for (v,) in versions] == [1, 2]
     assert alias == (2,)
     assert drift_metrics == (1.0,)
+
+    # A reviewer loads the champion from the server and compares it with its challenger.
+    import pandas as pd
+
+    model = load_champion_pyfunc(settings, KEY)
+    predicted = model.predict(pd.DataFrame([{"input_tokens": 512}, {"input_tokens": 4096}]))
+    assert list(predicted.columns) == ["p50", "p90", "p99"]
+    assert (predicted.to_numpy() > 0).all()
+    rows = open_store(settings).review("p90")
+    [row] = [r for r in rows if r.key == KEY.label()]
+    assert (row.versions, row.champion_version) == (2, "2")
+    assert row.windows and all(w.champion is not None for w in row.windows)
