@@ -19,7 +19,7 @@ class ServiceSettings(BaseModel):
         description="FastAPI's own OpenTelemetry spans and metrics for every HTTP request, "
         "sent to the OpenTelemetry SDK the process configures. Off by default: the service's "
         "metrics are Prometheus, and when on FastAPI looks its providers up on every request "
-        "(~7 us here), SDK or not.",
+        "(~7 us a request), SDK or not.",
     )
 
     max_batch_items: int = Field(
