@@ -20,8 +20,7 @@ from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
-from latency_oracle.features._feature_rows import build as build_rows
-from latency_oracle.features._feature_rows import gather
+from latency_oracle.features import native
 from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
 from latency_oracle.features.schema import PodIdentity, PodRole, PredictionRequest
 
@@ -110,6 +109,26 @@ _GATHERED: tuple[str | None, ...] = (
     "prefix_cache_score",
 )
 _INPUT, _CACHED, _ROLE = (NUMBER_FIELDS.index(n) for n in ("input_tokens", "cached_tokens", "role"))
+
+_rows = native.load(
+    "latency_oracle.features._feature_rows", "latency_oracle.features._feature_rows_fallback"
+)
+
+
+def check_columns(rows: object) -> None:
+    """Refuse feature rows whose columns are not ours, by name: a stale or foreign build
+    would otherwise put every feature in the wrong place and predict nonsense quietly."""
+    for what, ours in (("FEATURE_NAMES", FEATURE_NAMES), ("NUMBER_FIELDS", NUMBER_FIELDS)):
+        theirs = tuple(getattr(rows, what, ()))
+        if theirs != ours:
+            raise ImportError(
+                f"{getattr(rows, '__name__', rows)}.{what} is {theirs}, features/engineering.py "
+                f"has {ours}: rebuild the extension (pip install -e .)"
+            )
+
+
+check_columns(_rows)
+build_rows, gather = _rows.build, _rows.gather
 
 
 class _Number:
@@ -224,7 +243,8 @@ def build_features(columns: RequestColumns) -> np.ndarray:
 
     The arithmetic is compiled (``features/_feature_rows.c``, one loop over the rows):
     a single prediction is one row, and per-call overhead, not arithmetic, is what a
-    numpy formulation of ~20 array operations paid for it.
+    numpy formulation of ~20 array operations paid for it. Without a C compiler the same
+    arithmetic runs in numpy (``features/native.py``).
     """
     out = np.empty((len(columns), N_FEATURES))
     build_rows(
