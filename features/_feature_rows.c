@@ -30,7 +30,7 @@
 #include <Python.h>
 #include <math.h>
 
-/* NUMBER_FIELDS of features/engineering.py: the columns of a row of raw numbers. */
+/* NUMBER_FIELDS of features/number_fields.py: the columns of a row of raw numbers. */
 enum { INPUT, CACHED, MAX_TOKENS, RUNNING, WAITING, KV_CACHE, PREFILL, DECODE, ROLE, N_NUMBERS };
 static const char *const NUMBER_FIELDS[N_NUMBERS] = {
     [INPUT] = "input_tokens",

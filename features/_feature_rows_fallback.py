@@ -13,18 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from latency_oracle.features.number_fields import NUMBER_FIELDS
 
-NUMBER_FIELDS: tuple[str, ...] = (
-    "input_tokens",
-    "cached_tokens",
-    "max_tokens",
-    "running_requests",
-    "waiting_requests",
-    "kv_cache_usage",
-    "prefill_tokens_in_flight",
-    "decode_tokens_in_flight",
-    "role",
-)
 _HARDWARE_WIDTH = 4  # TFLOP/s, GB/s, GB, known flag
 _ROLE_PREFILL, _ROLE_DECODE = 1.0, 2.0  # ROLE_CODES of features/engineering.py
 

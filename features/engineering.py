@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 from latency_oracle.features import native
 from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
+from latency_oracle.features.number_fields import NUMBER_FIELDS
 from latency_oracle.features.schema import PodIdentity, PodRole, PredictionRequest
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -87,19 +88,6 @@ _MEDIAN_SPEC = np.median(
     np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
 )
 ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
-# The raw numbers of a request, the columns of ``RequestColumns.numbers`` in this order
-# (the compiled feature rows read them so); a pod's role is one of ``ROLE_CODES``.
-NUMBER_FIELDS: tuple[str, ...] = (
-    "input_tokens",
-    "cached_tokens",
-    "max_tokens",
-    "running_requests",
-    "waiting_requests",
-    "kv_cache_usage",
-    "prefill_tokens_in_flight",
-    "decode_tokens_in_flight",
-    "role",
-)
 # Where ``record_numbers`` reads each attribute of a record to: NUMBER_FIELDS' columns, the
 # prefix-cache hit tokens where ``cached_tokens`` goes (the hint becomes it), nothing where
 # the role goes (its codes are looked up), and the prefix-cache hit fraction after them.
