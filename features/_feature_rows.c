@@ -4,9 +4,12 @@
  * Training and serving both call this one function, so it is still the one feature
  * function; it is C because a single prediction is one row, and a numpy formulation pays
  * about a microsecond of call overhead for each of its ~20 array operations (35-50 us a
- * row here), where this loop takes well under one. The order of the columns written below
- * is FEATURE_NAMES in features/engineering.py; tests/test_schema_and_features.py checks
- * every column by name against its formula.
+ * row here), where this loop takes well under one. The columns are named below and the
+ * module exports the names (FEATURE_NAMES, NUMBER_FIELDS): features/engineering.py checks
+ * them against its own when it imports this module, so a build from other sources fails
+ * at import, not with wrong predictions; tests/test_schema_and_features.py checks every
+ * column by name against its formula. features/_feature_rows_fallback.py is the same
+ * arithmetic in numpy, for installs without a C compiler.
  *
  * build(numbers, hardware, out)
  *   numbers   float64 (rows, N_NUMBERS) row-major, in NUMBER_FIELDS order (see below)
@@ -27,9 +30,69 @@
 #include <Python.h>
 #include <math.h>
 
-/* NUMBER_FIELDS of features/engineering.py. */
+/* NUMBER_FIELDS of features/number_fields.py: the columns of a row of raw numbers. */
 enum { INPUT, CACHED, MAX_TOKENS, RUNNING, WAITING, KV_CACHE, PREFILL, DECODE, ROLE, N_NUMBERS };
-enum { N_HARDWARE = 4, N_FEATURES = 21 };
+static const char *const NUMBER_FIELDS[N_NUMBERS] = {
+    [INPUT] = "input_tokens",
+    [CACHED] = "cached_tokens",
+    [MAX_TOKENS] = "max_tokens",
+    [RUNNING] = "running_requests",
+    [WAITING] = "waiting_requests",
+    [KV_CACHE] = "kv_cache_usage",
+    [PREFILL] = "prefill_tokens_in_flight",
+    [DECODE] = "decode_tokens_in_flight",
+    [ROLE] = "role",
+};
+
+/* FEATURE_NAMES of features/engineering.py: the columns of a model row. */
+enum {
+    LOG_INPUT,
+    LOG_CACHED,
+    LOG_UNCACHED,
+    HIT_FRACTION,
+    RUNNING_REQUESTS,
+    WAITING_REQUESTS,
+    LOG_RUNNING,
+    LOG_WAITING,
+    KV_CACHE_USAGE,
+    LOG_PREFILL,
+    LOG_DECODE,
+    LOG_QUEUED,
+    LOG_MAX_TOKENS,
+    ROLE_PREFILL_FLAG,
+    ROLE_DECODE_FLAG,
+    LOG_TFLOPS,
+    LOG_HBM_GBPS,
+    LOG_MEMORY_GB,
+    HARDWARE_KNOWN,
+    LOG_PREFILL_COMPUTE_TIME,
+    LOG_DECODE_MEMORY_TIME,
+    N_FEATURES
+};
+static const char *const FEATURE_NAMES[N_FEATURES] = {
+    [LOG_INPUT] = "log_input_tokens",
+    [LOG_CACHED] = "log_cached_tokens",
+    [LOG_UNCACHED] = "log_uncached_tokens",
+    [HIT_FRACTION] = "prefix_hit_fraction",
+    [RUNNING_REQUESTS] = "running_requests",
+    [WAITING_REQUESTS] = "waiting_requests",
+    [LOG_RUNNING] = "log_running_requests",
+    [LOG_WAITING] = "log_waiting_requests",
+    [KV_CACHE_USAGE] = "kv_cache_usage",
+    [LOG_PREFILL] = "log_prefill_in_flight",
+    [LOG_DECODE] = "log_decode_in_flight",
+    [LOG_QUEUED] = "log_queued_prefill_work",
+    [LOG_MAX_TOKENS] = "log_max_tokens",
+    [ROLE_PREFILL_FLAG] = "role_prefill",
+    [ROLE_DECODE_FLAG] = "role_decode",
+    [LOG_TFLOPS] = "log_tflops",
+    [LOG_HBM_GBPS] = "log_hbm_gbps",
+    [LOG_MEMORY_GB] = "log_memory_gb",
+    [HARDWARE_KNOWN] = "hardware_known",
+    [LOG_PREFILL_COMPUTE_TIME] = "log_prefill_compute_time",
+    [LOG_DECODE_MEMORY_TIME] = "log_decode_memory_time",
+};
+enum { N_HARDWARE = 4 };
 /* ROLE_CODES of features/engineering.py. */
 enum { ROLE_PREFILL = 1, ROLE_DECODE = 2 };
 
@@ -45,27 +108,27 @@ static Hardware logged(const double *hw) {
 static void build_row(const double *x, const Hardware *hw, double *f) {
     const double uncached = fmax(x[INPUT] - x[CACHED], 0.0);
     const double queued = x[PREFILL] + uncached;
-    f[0] = log1p(x[INPUT]);                            /* log_input_tokens */
-    f[1] = log1p(x[CACHED]);                           /* log_cached_tokens */
-    f[2] = log1p(uncached);                            /* log_uncached_tokens */
-    f[3] = x[CACHED] / fmax(x[INPUT], 1.0);            /* prefix_hit_fraction */
-    f[4] = x[RUNNING];                                 /* running_requests */
-    f[5] = x[WAITING];                                 /* waiting_requests */
-    f[6] = log1p(x[RUNNING]);                          /* log_running_requests */
-    f[7] = log1p(x[WAITING]);                          /* log_waiting_requests */
-    f[8] = x[KV_CACHE];                                /* kv_cache_usage */
-    f[9] = log1p(x[PREFILL]);                          /* log_prefill_in_flight */
-    f[10] = log1p(x[DECODE]);                          /* log_decode_in_flight */
-    f[11] = log1p(queued);                             /* log_queued_prefill_work */
-    f[12] = log1p(x[MAX_TOKENS]);                      /* log_max_tokens */
-    f[13] = x[ROLE] == ROLE_PREFILL;                   /* role_prefill */
-    f[14] = x[ROLE] == ROLE_DECODE;                    /* role_decode */
-    f[15] = hw->log_tflops;                            /* log_tflops */
-    f[16] = hw->log_hbm_gbps;                          /* log_hbm_gbps */
-    f[17] = hw->log_memory_gb;                         /* log_memory_gb */
-    f[18] = hw->known;                                 /* hardware_known */
-    f[19] = f[11] - hw->log_tflops;                    /* log_prefill_compute_time */
-    f[20] = log1p(x[DECODE] + x[RUNNING]) - hw->log_hbm_gbps; /* log_decode_memory_time */
+    f[LOG_INPUT] = log1p(x[INPUT]);
+    f[LOG_CACHED] = log1p(x[CACHED]);
+    f[LOG_UNCACHED] = log1p(uncached);
+    f[HIT_FRACTION] = x[CACHED] / fmax(x[INPUT], 1.0);
+    f[RUNNING_REQUESTS] = x[RUNNING];
+    f[WAITING_REQUESTS] = x[WAITING];
+    f[LOG_RUNNING] = log1p(x[RUNNING]);
+    f[LOG_WAITING] = log1p(x[WAITING]);
+    f[KV_CACHE_USAGE] = x[KV_CACHE];
+    f[LOG_PREFILL] = log1p(x[PREFILL]);
+    f[LOG_DECODE] = log1p(x[DECODE]);
+    f[LOG_QUEUED] = log1p(queued);
+    f[LOG_MAX_TOKENS] = log1p(x[MAX_TOKENS]);
+    f[ROLE_PREFILL_FLAG] = x[ROLE] == ROLE_PREFILL;
+    f[ROLE_DECODE_FLAG] = x[ROLE] == ROLE_DECODE;
+    f[LOG_TFLOPS] = hw->log_tflops;
+    f[LOG_HBM_GBPS] = hw->log_hbm_gbps;
+    f[LOG_MEMORY_GB] = hw->log_memory_gb;
+    f[HARDWARE_KNOWN] = hw->known;
+    f[LOG_PREFILL_COMPUTE_TIME] = f[LOG_QUEUED] - hw->log_tflops;
+    f[LOG_DECODE_MEMORY_TIME] = log1p(x[DECODE] + x[RUNNING]) - hw->log_hbm_gbps;
 }
 
 static PyObject *build(PyObject *self, PyObject *args) {
@@ -160,4 +223,34 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_feature_rows", "Compiled feature rows.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__feature_rows(void) { return PyModule_Create(&module); }
+/* A tuple of the names, or NULL with an exception set. */
+static PyObject *names_tuple(const char *const *names, Py_ssize_t count) {
+    PyObject *tuple = PyTuple_New(count);
+    for (Py_ssize_t i = 0; tuple != NULL && i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL) {
+            Py_CLEAR(tuple);
+        } else {
+            PyTuple_SET_ITEM(tuple, i, name);
+        }
+    }
+    return tuple;
+}
+
+/* Adds the names as an attribute of the module; -1 with an exception set on failure. */
+static int add_names(PyObject *module, const char *attribute, const char *const *names,
+                     Py_ssize_t count) {
+    PyObject *tuple = names_tuple(names, count);
+    const int failed = tuple == NULL || PyModule_AddObjectRef(module, attribute, tuple) < 0;
+    Py_XDECREF(tuple);
+    return failed ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__feature_rows(void) {
+    PyObject *self = PyModule_Create(&module);
+    if (self != NULL && (add_names(self, "FEATURE_NAMES", FEATURE_NAMES, N_FEATURES) < 0 ||
+                         add_names(self, "NUMBER_FIELDS", NUMBER_FIELDS, N_NUMBERS) < 0)) {
+        Py_CLEAR(self);
+    }
+    return self;
+}

@@ -20,9 +20,9 @@ from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
-from latency_oracle.features._feature_rows import build as build_rows
-from latency_oracle.features._feature_rows import gather
+from latency_oracle.features import native
 from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
+from latency_oracle.features.number_fields import NUMBER_FIELDS
 from latency_oracle.features.schema import PodIdentity, PodRole, PredictionRequest
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -88,19 +88,6 @@ _MEDIAN_SPEC = np.median(
     np.array([[s.tflops, s.hbm_gbps, s.memory_gb] for s in HARDWARE_SPECS.values()]), axis=0
 )
 ROLE_CODES = {PodRole.BOTH: 0, PodRole.PREFILL: 1, PodRole.DECODE: 2}
-# The raw numbers of a request, the columns of ``RequestColumns.numbers`` in this order
-# (the compiled feature rows read them so); a pod's role is one of ``ROLE_CODES``.
-NUMBER_FIELDS: tuple[str, ...] = (
-    "input_tokens",
-    "cached_tokens",
-    "max_tokens",
-    "running_requests",
-    "waiting_requests",
-    "kv_cache_usage",
-    "prefill_tokens_in_flight",
-    "decode_tokens_in_flight",
-    "role",
-)
 # Where ``record_numbers`` reads each attribute of a record to: NUMBER_FIELDS' columns, the
 # prefix-cache hit tokens where ``cached_tokens`` goes (the hint becomes it), nothing where
 # the role goes (its codes are looked up), and the prefix-cache hit fraction after them.
@@ -110,6 +97,26 @@ _GATHERED: tuple[str | None, ...] = (
     "prefix_cache_score",
 )
 _INPUT, _CACHED, _ROLE = (NUMBER_FIELDS.index(n) for n in ("input_tokens", "cached_tokens", "role"))
+
+_rows = native.load(
+    "latency_oracle.features._feature_rows", "latency_oracle.features._feature_rows_fallback"
+)
+
+
+def check_columns(rows: object) -> None:
+    """Refuse feature rows whose columns are not ours, by name: a stale or foreign build
+    would otherwise put every feature in the wrong place and predict nonsense quietly."""
+    for what, ours in (("FEATURE_NAMES", FEATURE_NAMES), ("NUMBER_FIELDS", NUMBER_FIELDS)):
+        theirs = tuple(getattr(rows, what, ()))
+        if theirs != ours:
+            raise ImportError(
+                f"{getattr(rows, '__name__', rows)}.{what} is {theirs}, features/engineering.py "
+                f"has {ours}: rebuild the extension (pip install -e .)"
+            )
+
+
+check_columns(_rows)
+build_rows, gather = _rows.build, _rows.gather
 
 
 class _Number:
@@ -224,7 +231,8 @@ def build_features(columns: RequestColumns) -> np.ndarray:
 
     The arithmetic is compiled (``features/_feature_rows.c``, one loop over the rows):
     a single prediction is one row, and per-call overhead, not arithmetic, is what a
-    numpy formulation of ~20 array operations paid for it.
+    numpy formulation of ~20 array operations paid for it. Without a C compiler the same
+    arithmetic runs in numpy (``features/native.py``).
     """
     out = np.empty((len(columns), N_FEATURES))
     build_rows(

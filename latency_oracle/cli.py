@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from latency_oracle.settings import ENV_PREFIX, Settings, check_model_version
 from latency_oracle.sim.cli import add_sim_engine_command
@@ -102,6 +103,9 @@ def _configure_logging(settings: Settings) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latency-oracle", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('latency-oracle')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the prediction API (embedded store)")
     serve.add_argument("--host", help="listen address (LATENCY_ORACLE_HOST)")

@@ -8,7 +8,8 @@ walks every row through every tree: 2-3.5 us for one row and 72 trees, 11-18 us 
 rows and 48 trees (machines differ), where a vectorised numpy walk took 20 and 85 us,
 nearly all of it the per-call overhead of its ~35 array operations. It also beats
 ``inplace_predict`` on large batches (1.0-1.6 vs 3.3 ms for 4,096 rows on 2 cores), so it
-is the only path.
+is the serving path. Where no C compiler built it, ``models/_forest_walk_fallback.py``
+walks the same arrays in numpy with the same sums (``features/native.py`` chooses).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import xgboost as xgb
-from latency_oracle.models._forest_walk import walk
+from latency_oracle.features import native
+
+walk = native.load(
+    "latency_oracle.models._forest_walk", "latency_oracle.models._forest_walk_fallback"
+).walk
 
 _DTYPES = {
     "feature": np.int32,
@@ -34,7 +39,7 @@ _DTYPES = {
 class CompiledForest:
     """An immutable multi-quantile forest: (n, width) features -> (n, q) predictions.
 
-    The index arrays are int32 and checked at compile time: the C walk trusts them.
+    The index arrays are int32 and checked at compile time: the walk trusts them.
     """
 
     feature: np.ndarray  # (nodes,) int32 split feature, 0 on leaves

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from latency_oracle.features.native import compute_paths
 from latency_oracle.models.model_set import ModelSet
 
 HTTP_OK = 200
@@ -40,7 +41,9 @@ class Readiness:
         return HTTP_OK if self.serving else HTTP_SERVICE_UNAVAILABLE
 
     def body(self) -> dict[str, object]:
-        return {"status": self.status, "problems": self.problems}
+        """The verdict, its problems, and which inner loops run compiled: a process on the
+        numpy fallback serves correctly (so it stays ready), only slower, and says so."""
+        return {"status": self.status, "problems": self.problems, "compute": compute_paths()}
 
 
 def failed_learners(model_sets: Iterable[ModelSet]) -> list[str]:

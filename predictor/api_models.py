@@ -81,3 +81,11 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: str
     problems: list[str] = []
+
+
+class Ready(Health):
+    compute: dict[str, str] = Field(
+        default_factory=dict,
+        description="each inner loop (feature_rows, forest_walk): compiled, or the slower "
+        "numpy fallback of an install without a C compiler",
+    )

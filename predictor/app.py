@@ -24,6 +24,7 @@ from latency_oracle.predictor.api_models import (
     ObservationReceipt,
     Prediction,
     PredictionList,
+    Ready,
     one_or_many,
 )
 from latency_oracle.predictor.auth import read_access, write_access
@@ -148,8 +149,8 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
 
     @app.get(
         "/readyz",
-        response_model=Health,
-        responses={503: {"model": Health}},
+        response_model=Ready,
+        responses={503: {"model": Ready}},
         summary="ready, degraded (serving, with problems listed) or not_ready (503)",
     )
     async def readyz() -> JSONResponse:

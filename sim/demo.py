@@ -3,8 +3,10 @@
 Three simulated engines on different accelerators, a sidecar in front of each, the
 predictor on its embedded store (sidecars post observations and pod state to it), and a
 load generator replaying the Azure trace: each request asks ``/v1/route`` where to go,
-then streams from the chosen pod's sidecar. A terminal table, redrawn in place, shows
-per pod the predicted p90 TTFT against the TTFT the client measured, and the decisions.
+then streams from the chosen pod's sidecar. A warm-up first teaches every model
+(``sim/demo_warmup.py``), so routing runs on learned predictions within seconds rather
+than after minutes of a sparse trace. A terminal table, redrawn in place, shows per pod
+the predicted p90 TTFT against the TTFT the client measured, and the decisions.
 Every child is stopped on exit, Ctrl-C or SIGTERM.
 """
 
@@ -16,15 +18,20 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from latency_oracle.sim.demo_table import DemoStats, PodStats, redraw, render_table
+from latency_oracle.sim.demo_warmup import (
+    WARM_UP_LIMIT_S,
+    poll_models,
+    stream_completion,
+    warm_up,
+)
 from latency_oracle.sim.processes import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -40,35 +47,6 @@ DEMO_PODS = (("h100-0", "H100"), ("a100-0", "A100"), ("l4-0", "L4"))
 DEMO_SLO = {"ttft_ms": 1_400.0, "tpot_ms": 340.0}  # the evaluation's SLOs (5x unloaded L4)
 DEMO_MIN_SAMPLES = 50  # models serve after 50 own samples, so the demo warms in seconds
 REDRAW_S = 0.5
-RECENT = 50
-
-
-@dataclass(slots=True)
-class PodStats:
-    """What the table shows for one pod."""
-
-    accelerator: str
-    url: str
-    placed: int = 0
-    predicted_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
-    actual_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
-    last_reason: str = ""
-
-
-@dataclass(slots=True)
-class DemoStats:
-    pods: dict[str, PodStats]
-    sent: int = 0
-    shed: int = 0
-    failed: int = 0
-    cold: int = 0
-    learned: int = 0
-    finished: int = 0
-    elapsed_s: float = 0.0
-
-    @property
-    def decisions(self) -> int:
-        return sum(p.placed for p in self.pods.values()) + self.shed
 
 
 class Children:
@@ -187,11 +165,7 @@ def _wait_healthy(urls: list[str], children: Children) -> None:
 
 
 async def _one_request(
-    client: httpx.AsyncClient,
-    predictor: str,
-    sidecars: dict[str, str],
-    row: TraceRow,
-    stats: DemoStats,
+    client: httpx.AsyncClient, predictor: str, row: TraceRow, stats: DemoStats
 ) -> None:
     route = {"input_tokens": row.input_tokens, "max_tokens": row.output_tokens, "slo": DEMO_SLO}
     try:
@@ -202,69 +176,15 @@ async def _one_request(
         pod = stats.pods[answer["pod"]]
         pod.placed += 1
         pod.last_reason = str(answer.get("reason", ""))
-        stats.cold += bool(answer.get("cold"))
+        stats.decided(bool(answer.get("cold")))
         chosen = next(c for c in answer["candidates"] if c["pod"] == answer["pod"])
         pod.predicted_ms.append(float(chosen["ttft_ms"]))
-        body = {
-            "prompt": [1] * row.input_tokens,
-            "max_tokens": row.output_tokens,
-            "stream": True,
-        }
-        started = time.perf_counter()
-        first: float | None = None
-        async with client.stream("POST", f"{pod.url}/v1/completions", json=body) as response:
-            async for _ in response.aiter_bytes():
-                if first is None:
-                    first = time.perf_counter()
-        if first is not None:
-            pod.actual_ms.append((first - started) * 1e3)
+        ttft_ms = await stream_completion(client, pod.url, row.input_tokens, row.output_tokens)
+        if ttft_ms is not None:
+            pod.actual_ms.append(ttft_ms)
         stats.finished += 1
     except (httpx.HTTPError, KeyError, StopIteration, ValueError):
         stats.failed += 1
-
-
-async def _poll_learned(client: httpx.AsyncClient, predictor: str, stats: DemoStats) -> None:
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-        models = (await client.get(f"{predictor}/v1/models")).json()["models"]
-        stats.learned = sum(
-            m["samples"] for m in models if m["accelerator"] == "global" and m["target"] == "ttft"
-        )
-
-
-def render_table(stats: DemoStats, elapsed: float, speed: float) -> str:
-    """The live table (plain text; the caller adds the ANSI redraw)."""
-    lines = [
-        f"Latency Oracle demo  {elapsed:6.1f} s  trace speed {speed:g}x  "
-        f"sent {stats.sent}  finished {stats.finished}  shed {stats.shed}  "
-        f"failed {stats.failed}  observations learned {stats.learned}",
-        "",
-        f"{'pod':8} {'accel':6} {'placed':>7} {'pred p90 TTFT':>14} {'actual p50':>11} "
-        f"{'actual p90':>11} {'covered':>8}  last decision",
-    ]
-    for name, pod in stats.pods.items():
-        predicted = _mean(pod.predicted_ms)
-        actual = sorted(pod.actual_ms)
-        pairs = list(zip(pod.predicted_ms, pod.actual_ms, strict=False))
-        covered = sum(a <= p for p, a in pairs) / len(pairs) if pairs else None
-        lines.append(
-            f"{name:8} {pod.accelerator:6} {pod.placed:7d} {_ms(predicted):>14} "
-            f"{_ms(_pick(actual, 0.5)):>11} {_ms(_pick(actual, 0.9)):>11} "
-            f"{'-' if covered is None else f'{covered:.0%}':>8}  {pod.last_reason[:60]}"
-        )
-    lines += ["", f"(means over the last {RECENT} requests per pod; Ctrl-C stops everything)"]
-    return "\n".join(lines)
-
-
-def _mean(values: deque[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _pick(ordered: list[float], q: float) -> float | None:
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else None
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
 
 
 async def replay_load(
@@ -274,43 +194,51 @@ async def replay_load(
     speed: float,
     duration_s: float | None,
     live: bool,
+    *,
+    warm_up_first: bool = False,
+    startup_s: float = 0.0,
 ) -> DemoStats:
-    """Send the trace's requests at their (compressed) times until it ends or time is up."""
-    stats = DemoStats({name: PodStats(acc, sidecars[name]) for name, acc in DEMO_PODS})
+    """Send the trace's requests at their (compressed) times until it ends or time is up.
+
+    With ``warm_up_first``, every pod first serves trace-shaped requests until all models
+    serve (``sim/demo_warmup.py``), within the same ``duration_s``.
+    """
+    stats = DemoStats(
+        {name: PodStats(acc, sidecars[name]) for name, acc in DEMO_PODS}, startup_s=startup_s
+    )
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=120.0, limits=limits, trust_env=False) as client:
-        start = time.monotonic()
-        deadline = start + duration_s if duration_s is not None else float("inf")
+        deadline = stats.started + duration_s if duration_s is not None else float("inf")
+
+        def draw() -> None:
+            if live:
+                redraw(render_table(stats, stats.clock(), speed, DEMO_MIN_SAMPLES))
+
+        if warm_up_first:
+            limit = min(deadline, stats.started + WARM_UP_LIMIT_S)
+            await warm_up(client, predictor, rows, stats, limit, draw)
         tasks: set[asyncio.Task[None]] = set()
-        next_draw = start
-        origin = rows[0].arrival
+        start, next_draw, origin = time.monotonic(), time.monotonic(), rows[0].arrival
         for row in rows:
             due = start + (row.arrival - origin) / speed
             while time.monotonic() < min(due, deadline):
-                now = time.monotonic()
-                if now >= next_draw:
-                    await _poll_learned(client, predictor, stats)
-                    if live:
-                        _redraw(render_table(stats, now - start, speed))
-                    next_draw = now + REDRAW_S
+                if time.monotonic() >= next_draw:
+                    await poll_models(client, predictor, stats)
+                    draw()
+                    next_draw = time.monotonic() + REDRAW_S
                 await asyncio.sleep(max(min(due, next_draw, deadline) - time.monotonic(), 0.0))
             if time.monotonic() >= deadline:
                 break
             stats.sent += 1
-            task = asyncio.create_task(_one_request(client, predictor, sidecars, row, stats))
+            task = asyncio.create_task(_one_request(client, predictor, row, stats))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await _poll_learned(client, predictor, stats)
-        stats.elapsed_s = time.monotonic() - start
+        await poll_models(client, predictor, stats)
+        stats.elapsed_s = stats.clock()
     return stats
-
-
-def _redraw(table: str) -> None:
-    sys.stdout.write("\x1b[H\x1b[2J" + table + "\n")
-    sys.stdout.flush()
 
 
 def demo_env(settings: Settings) -> dict[str, str]:
@@ -325,17 +253,46 @@ def demo_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_demo(speed: float, duration_s: float | None, trace: Path | None, live: bool) -> DemoStats:
+def run_demo(
+    speed: float, duration_s: float | None, trace: Path | None, live: bool, warm_up_first: bool
+) -> DemoStats:
     settings = Settings()
     rows = read_trace(trace or azure_trace(settings))
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="latency-oracle-demo-") as folder:
         with launched(demo_env(settings), Path(folder)) as cluster:
             stats = asyncio.run(
-                replay_load(cluster.predictor, cluster.sidecars, rows, speed, duration_s, live)
+                replay_load(
+                    cluster.predictor,
+                    cluster.sidecars,
+                    rows,
+                    speed,
+                    duration_s,
+                    live,
+                    warm_up_first=warm_up_first,
+                    startup_s=time.monotonic() - began,
+                )
             )
         if live:
-            _redraw(render_table(stats, stats.elapsed_s, speed))
+            redraw(render_table(stats, stats.elapsed_s, speed, DEMO_MIN_SAMPLES))
     return stats
+
+
+def summary(stats: DemoStats) -> str:
+    """The closing lines: what happened, and when learned predictions took over."""
+    took_over = (
+        "never: every decision was the cold heuristic"
+        if stats.first_learned_s is None
+        else f"{stats.first_learned_s:.1f} s into the demo "
+        f"({stats.startup_s + stats.first_learned_s:.1f} s after the command started)"
+    )
+    return (
+        f"processes started in {stats.startup_s:.1f} s; warm-up requests {stats.warm_up_sent}\n"
+        f"decisions {stats.decisions} (shed {stats.shed}, heuristic {stats.cold}), "
+        f"finished {stats.finished}, failed {stats.failed}, "
+        f"observations learned {stats.learned}\n"
+        f"learned predictions took over: {took_over}"
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -344,14 +301,11 @@ def _run(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        stats = run_demo(args.speed, args.duration, args.trace, live=not args.quiet)
+        stats = run_demo(args.speed, args.duration, args.trace, not args.quiet, not args.no_warm_up)
     except KeyboardInterrupt:
         print("\nstopped; every child process is gone")
         return
-    print(
-        f"decisions {stats.decisions} (shed {stats.shed}), finished {stats.finished}, "
-        f"failed {stats.failed}, observations learned {stats.learned}"
-    )
+    print(summary(stats))
 
 
 def _positive(text: str) -> float:
@@ -374,4 +328,9 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--duration", type=_positive, help="stop after this many seconds")
     demo.add_argument("--trace", type=Path, help="trace to replay (default: the Azure trace)")
     demo.add_argument("--quiet", action="store_true", help="no live table, just the summary")
+    demo.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="replay the trace at once: decisions stay heuristic until enough of it is learned",
+    )
     demo.set_defaults(handler=_run)

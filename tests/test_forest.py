@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
-from latency_oracle.models._forest_walk import walk
+from latency_oracle.models import _forest_walk, _forest_walk_fallback
 from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
 from latency_oracle.sim.synthetic_stream import SyntheticStream
@@ -56,7 +57,25 @@ def test_an_index_out_of_bounds_is_refused_at_compile_time(forest: CompiledFores
         replace(forest, feature=np.full_like(forest.feature, N_FEATURES))
 
 
-def test_the_c_loop_refuses_arrays_of_inconsistent_sizes(forest: CompiledForest) -> None:
+@pytest.mark.parametrize("rows", [1, 17, 64, 500])
+def test_the_numpy_fallback_walks_to_the_same_sums_bit_for_bit(
+    forest: CompiledForest, features: np.ndarray, rows: int
+) -> None:
+    """Rows in blocks of 16 and the rows past the last block; every quantile column."""
+    x = np.ascontiguousarray(features[1_500 : 1_500 + rows], np.float32)
+    arrays = (forest.feature, forest.threshold, forest.left, forest.value, forest.roots)
+    sums = []
+    for module in (_forest_walk, _forest_walk_fallback):
+        out = forest.base[None, :].repeat(rows, axis=0)
+        module.walk(x, N_FEATURES, *arrays, forest.output, forest.depth, out, forest.base.size)
+        sums.append(out)
+    np.testing.assert_array_equal(sums[1], sums[0])
+
+
+@pytest.mark.parametrize("walk", [_forest_walk.walk, _forest_walk_fallback.walk])
+def test_the_walk_refuses_arrays_of_inconsistent_sizes(
+    forest: CompiledForest, walk: Callable[..., None]
+) -> None:
     x = np.zeros((2, N_FEATURES), np.float32)
     out = np.zeros((2, 3))
     arrays = (forest.feature, forest.threshold, forest.left, forest.value, forest.roots)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.native import compute_paths
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
@@ -165,7 +166,11 @@ def test_full_buffer_answers_503_with_retry_after(tmp_path, stream: SyntheticStr
 
 def test_health_endpoints(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "problems": []}
-    assert client.get("/readyz").json() == {"status": "ready", "problems": []}
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "problems": [],
+        "compute": compute_paths(),  # tests/test_native_fallback.py checks what it says
+    }
 
 
 def test_readyz_is_503_before_the_learning_loop_runs(settings: Settings) -> None:
@@ -176,7 +181,6 @@ def test_readyz_is_503_before_the_learning_loop_runs(settings: Settings) -> None
 OPENTELEMETRY_PROBE = """
 import sys
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
