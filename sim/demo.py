@@ -166,7 +166,7 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
                 },
             )
             sidecars[pod] = f"http://127.0.0.1:{sidecar_port}"
-            health.append(f"{sidecars[pod]}/sidecar/healthz")
+            health.append(f"{sidecars[pod]}/sidecar/readyz")
         _wait_healthy(health, children)
         yield DemoCluster(predictor, sidecars, children)
     finally:
