@@ -23,20 +23,14 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
-import uvicorn
-from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.app import SidecarApp, create_sidecar
 from latency_oracle.sim.engine import Engine
 from latency_oracle.sim.engine_driver import EngineDriver
-from latency_oracle.sim.processes import free_port
 from latency_oracle.sim.server import create_sim_app
+from sidecar_support import MemorySink, serving
 from sim_support import SHARED_DATA
 
 from latency_oracle.settings import Settings
@@ -47,39 +41,6 @@ WARMUP = 40  # requests teaching the sidecar the engine's tokens per character
 SAMPLE_EVERY_S = 0.004
 # A GPU at half speed: longer TTFTs, the same HTTP hops (which run in this one busy loop).
 ENGINE_SPEED = 0.5
-
-
-@dataclass
-class MemorySink:
-    """Keeps what the sidecar delivers, for the test to read."""
-
-    observations: list[Observation] = field(default_factory=list)
-    states: list[PodState] = field(default_factory=list)
-
-    async def write(self, observations: Sequence[Observation]) -> None:
-        self.observations.extend(observations)
-
-    async def publish(self, state: PodState) -> None:
-        self.states.append(state)
-
-    async def aclose(self) -> None:
-        return None
-
-
-@asynccontextmanager
-async def _serving(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "server failed to start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _prompt(rng: random.Random, words: int) -> str:
@@ -163,7 +124,7 @@ def test_sidecar_counts_match_the_engines_prefill_backlog_under_concurrent_load(
     engine_app = create_sim_app(engine, "sim-model", speed=ENGINE_SPEED)
 
     async def main() -> Run:
-        async with _serving(engine_app) as engine_url:
+        async with serving(engine_app) as engine_url:
             settings = Settings(
                 engine_url=engine_url,
                 accelerator="H100",
@@ -171,7 +132,7 @@ def test_sidecar_counts_match_the_engines_prefill_backlog_under_concurrent_load(
                 scrape_interval_s=0.05,
             )
             sidecar = create_sidecar(settings, sink=sink)
-            async with _serving(sidecar) as sidecar_url:
+            async with serving(sidecar) as sidecar_url:
                 return await _run_load(sidecar_url, sidecar, engine_app.state.driver)
 
     run = asyncio.run(main())
