@@ -152,6 +152,6 @@ def test_a_fleet_spreads_its_reconnects_over_the_backoff_window_and_loses_nothin
     # The reconnect storm: each sidecar's first successful write once Redis is back.
     reconnects = sorted(min(t for t, ok in s.attempts if ok and t >= back) - back for s in sinks)
     bins = collections.Counter(int(r / 0.05) for r in reconnects)
-    assert max(bins.values()) <= 0.15 * SIDECARS  # never more than 15% in one 50 ms slot
+    assert max(bins.values()) <= 0.2 * SIDECARS  # uniform: ~5% per 50 ms slot; in step: 100%
     decile = SIDECARS // 10
     assert reconnects[-decile] - reconnects[decile] >= 0.4 * RETRY.cap_s  # spread over it
