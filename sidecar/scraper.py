@@ -57,6 +57,8 @@ class EngineScraper:
         self._latest: ServerState | None = None
         self._scraped_at = -float("inf")
         metrics.scrape_age.set_function(lambda: time.monotonic() - self._scraped_at)
+        metrics.prefill_tokens_in_flight.set_function(lambda: self.inflight.prefill_tokens)
+        metrics.decode_tokens_in_flight.set_function(lambda: self.inflight.decode_tokens)
 
     def state_now(self) -> ServerState | None:
         """The latest scrape, or None when there is no recent one to trust."""

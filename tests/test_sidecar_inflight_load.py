@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -118,22 +120,27 @@ async def _run_load(sidecar_url: str, sidecar: SidecarApp, driver: EngineDriver)
     return Run(samples, (counter.prefill_tokens, counter.decode_tokens, len(counter)))
 
 
+@asynccontextmanager
+async def _stack(sink: MemorySink) -> AsyncIterator[tuple[str, SidecarApp, EngineDriver]]:
+    """The simulated engine and a sidecar in front of it, both served in this loop."""
+    engine_app = create_sim_app(
+        Engine.create("H100", data_dir=SHARED_DATA), "sim-model", speed=ENGINE_SPEED
+    )
+    async with serving(engine_app) as engine_url:
+        settings = Settings(
+            engine_url=engine_url, accelerator="H100", pod_name="pod-0", scrape_interval_s=0.05
+        )
+        sidecar = create_sidecar(settings, sink=sink)
+        async with serving(sidecar) as sidecar_url:
+            yield sidecar_url, sidecar, engine_app.state.driver
+
+
 def test_sidecar_counts_match_the_engines_prefill_backlog_under_concurrent_load() -> None:
     sink = MemorySink()
-    engine = Engine.create("H100", data_dir=SHARED_DATA)
-    engine_app = create_sim_app(engine, "sim-model", speed=ENGINE_SPEED)
 
     async def main() -> Run:
-        async with serving(engine_app) as engine_url:
-            settings = Settings(
-                engine_url=engine_url,
-                accelerator="H100",
-                pod_name="pod-0",
-                scrape_interval_s=0.05,
-            )
-            sidecar = create_sidecar(settings, sink=sink)
-            async with serving(sidecar) as sidecar_url:
-                return await _run_load(sidecar_url, sidecar, engine_app.state.driver)
+        async with _stack(sink) as (sidecar_url, sidecar, driver):
+            return await _run_load(sidecar_url, sidecar, driver)
 
     run = asyncio.run(main())
     ours = [s[0] for s in run.samples]
@@ -146,3 +153,31 @@ def test_sidecar_counts_match_the_engines_prefill_backlog_under_concurrent_load(
     assert any(o.prefill_tokens_in_flight > 0 for o in sink.observations)
     assert any(o.decode_tokens_in_flight > 0 for o in sink.observations)
     assert any(s.prefill_tokens_in_flight > 0 for s in sink.states)
+
+
+def test_unstreamed_failed_and_unmeasured_requests_leave_nothing_counted() -> None:
+    async def main() -> list[tuple[int, int, int]]:
+        async with (
+            _stack(MemorySink()) as (sidecar_url, sidecar, _),
+            httpx.AsyncClient(base_url=sidecar_url, timeout=60) as client,
+        ):
+            counter = sidecar.proxy.inflight
+            seen = []
+            long = {"prompt": "word " * 3000, "max_tokens": 2}
+            unstreamed = asyncio.create_task(client.post("/v1/completions", json=long))
+            while not len(counter):
+                await asyncio.sleep(0.005)
+            seen.append((counter.prefill_tokens, counter.decode_tokens, len(counter)))
+            assert (await unstreamed).status_code == 200
+            unknown_model = {"model": "other", "prompt": "x", "max_tokens": 2, "stream": True}
+            assert (await client.post("/v1/completions", json=unknown_model)).status_code == 404
+            assert (await client.get("/v1/models")).status_code == 200  # passes through
+            seen.append((counter.prefill_tokens, counter.decode_tokens, len(counter)))
+            exposed = (await client.get("/sidecar/metrics")).text
+            assert "latency_oracle_sidecar_prefill_tokens_in_flight 0.0" in exposed
+            assert "latency_oracle_sidecar_decode_tokens_in_flight 0.0" in exposed
+            return seen
+
+    during, after = asyncio.run(main())
+    assert during[0] > 2_000 and during[2] == 1  # counted as prefill until its answer
+    assert after == (0, 0, 0)
