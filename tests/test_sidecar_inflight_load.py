@@ -121,11 +121,12 @@ async def _run_load(sidecar_url: str, sidecar: SidecarApp, driver: EngineDriver)
 
 
 @asynccontextmanager
-async def _stack(sink: MemorySink) -> AsyncIterator[tuple[str, SidecarApp, EngineDriver]]:
+async def _stack(
+    sink: MemorySink, prompt_tokens_details: bool = False
+) -> AsyncIterator[tuple[str, SidecarApp, EngineDriver]]:
     """The simulated engine and a sidecar in front of it, both served in this loop."""
-    engine_app = create_sim_app(
-        Engine.create("H100", data_dir=SHARED_DATA), "sim-model", speed=ENGINE_SPEED
-    )
+    engine = Engine.create("H100", data_dir=SHARED_DATA)
+    engine_app = create_sim_app(engine, "sim-model", ENGINE_SPEED, prompt_tokens_details)
     async with serving(engine_app) as engine_url:
         settings = Settings(
             engine_url=engine_url, accelerator="H100", pod_name="pod-0", scrape_interval_s=0.05
@@ -181,3 +182,26 @@ def test_unstreamed_failed_and_unmeasured_requests_leave_nothing_counted() -> No
     during, after = asyncio.run(main())
     assert during[0] > 2_000 and during[2] == 1  # counted as prefill until its answer
     assert after == (0, 0, 0)
+
+
+def test_cache_hits_the_engine_reports_reach_observations_and_net_the_backlog() -> None:
+    """vLLM with --enable-prompt-tokens-details reports each request's cached tokens in its
+    final usage: the observation records them and the counter learns the hit share."""
+    sink = MemorySink()
+    shared = _prompt(random.Random(3), 1_500)  # a long system prompt every request repeats
+
+    async def main() -> float:
+        async with (
+            _stack(sink, prompt_tokens_details=True) as (sidecar_url, sidecar, _),
+            httpx.AsyncClient(base_url=sidecar_url, timeout=60) as client,
+        ):
+            for i in range(12):
+                body = {"prompt": f"{shared} question {i}", "max_tokens": 2, "stream": True}
+                await _stream(client, "/v1/completions", body)
+            return sidecar.proxy.inflight.hit_share
+
+    hit_share = asyncio.run(main())
+    hits = [o.prefix_cache_hit_tokens for o in sink.observations]
+    assert hits and all(h is not None for h in hits)
+    assert max(hits) > 1_000  # the shared prefix, found cached after the first request
+    assert hit_share > 0.3  # the backlog is netted by most of the prompts being cached
