@@ -7,6 +7,10 @@ at arrival known: an engine error, a broken or timed-out stream, or a client tha
 ends with no observation at all, because a truncated request's timings would teach the
 models latencies that never happened. The write itself is queued, never awaited here.
 
+Every completion request is also counted in flight (``sidecar/inflight.py``) from its
+arrival until it ends, however it ends: prefill backlog until its first generated token
+passes, then decode work. Its observation carries the counts it found on arrival.
+
 The proxy's whole budget is 1 ms of added p99 (bench/proxy_overhead.py), so the
 upstream client is the lean one in ``sidecar/upstream.py``, the relay runs in the request's
 own task, and everything about the observation happens after the client's last byte.
