@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from latency_oracle.sidecar.accelerator import pod_identity
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
@@ -40,7 +41,8 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
         settings.sidecar_outage_log_interval_s,
     )
     writer = ObservationWriter(sink, settings.sidecar_queue_size, metrics, retry)
-    publisher = PodStatePublisher(sink, metrics, retry)
+    state_cap_s = min(settings.sidecar_state_retry_cap_s, settings.sidecar_retry_cap_s)
+    publisher = PodStatePublisher(sink, metrics, replace(retry, cap_s=state_cap_s))
     scraper = EngineScraper(
         lambda path: proxy.get_text(path),  # through the proxy's engine pool
         pod_identity(settings),

@@ -74,6 +74,8 @@ def _prompt_size(prompt: Any) -> tuple[int, int]:
     if isinstance(prompt, dict):
         text = prompt.get("content", prompt.get("text"))
         return _prompt_size(text) if isinstance(text, str | list) else (0, 0)
+    if isinstance(prompt, list) and prompt and type(prompt[0]) is int:
+        return 0, len(prompt)  # token ids: counted without a loop on the request's path
     if isinstance(prompt, list):
         chars = ids = 0
         for part in prompt:

@@ -7,7 +7,8 @@ it, so an outage delays samples without losing or doubling them. When the queue 
 save training data would be the wrong trade.
 
 Pod state is different: only the newest scrape matters, so a failed publish is simply
-superseded by the next one, no sooner than the backoff allows.
+superseded by the next one, no sooner than the backoff allows; its backoff is capped
+short (``sidecar_state_retry_cap_s``), since routers cannot see the pod until it lands.
 
 Retries back off exponentially with full jitter and log once per outage
 (``sidecar/backoff.py``): a fleet of sidecars losing the same store must not come back

@@ -58,6 +58,12 @@ class SidecarSettings(BaseModel):
         description="Sidecar: largest bound of a retry pause, seconds: a fleet's sidecars "
         "come back to a recovered store spread over up to this long.",
     )
+    sidecar_state_retry_cap_s: float = Field(
+        2.0,
+        gt=0,
+        description="Sidecar: largest bound of a pause before publishing pod state again "
+        "after a failure: short, since routers cannot see the pod until it succeeds.",
+    )
     sidecar_outage_log_interval_s: float = Field(
         60.0,
         gt=0,
