@@ -7,8 +7,10 @@ would have the kubelet restart the sidecar and cut every stream through it.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import yaml
 from latency_oracle.sidecar.app import create_sidecar
 from latency_oracle.sim.engine import Engine
 from latency_oracle.sim.processes import free_port
@@ -64,3 +66,15 @@ def test_livez_answers_without_an_engine_and_readyz_waits_for_a_scrape() -> None
         return seen
 
     assert asyncio.run(main()) == [(200, 503), (200, 200), (200, 503)]
+
+
+def test_the_sidecar_component_probes_liveness_and_readiness_apart() -> None:
+    patch = Path(__file__).resolve().parents[1] / "deploy/components/sidecar/sidecar-container.yaml"
+    spec = yaml.safe_load(patch.read_text())["spec"]["template"]["spec"]
+    [sidecar] = [
+        c
+        for c in spec.get("initContainers", []) + spec.get("containers", [])
+        if c["name"] == "latency-oracle-sidecar"
+    ]
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/sidecar/livez"
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/sidecar/readyz"
