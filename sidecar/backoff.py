@@ -56,10 +56,6 @@ class OutageLog:
         self.failures = 0
         self._summarised_at = 0.0
 
-    @property
-    def in_outage(self) -> bool:
-        return self.started is not None
-
     def failed(self, error: object) -> None:
         now = self.clock()
         self.failures += 1

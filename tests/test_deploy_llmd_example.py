@@ -6,10 +6,6 @@ Kubernetes schemas (the InferencePool is a CRD, checked field by field here inst
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,30 +13,21 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from test_deploy_manifests import KUBECTL, rendered
 
 from latency_oracle.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "deploy" / "examples" / "llm-d"
-KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
-@cache
-def rendered() -> tuple[dict[str, Any], ...]:
-    out = subprocess.run(
-        [str(KUBECTL), "kustomize", str(EXAMPLE)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+def docs() -> tuple[dict[str, Any], ...]:
+    return rendered("examples/llm-d")
 
 
 def one(kind: str, name: str) -> dict[str, Any]:
-    [doc] = [d for d in rendered() if d["kind"] == kind and d["metadata"]["name"] == name]
+    [doc] = [d for d in docs() if d["kind"] == kind and d["metadata"]["name"] == name]
     return doc
 
 
@@ -60,7 +47,7 @@ def env(container: dict[str, Any]) -> dict[str, str]:
 
 def test_kubernetes_objects_validate() -> None:
     version = kubernetes_validate.latest_version()
-    built_in = [d for d in rendered() if d["kind"] != "InferencePool"]
+    built_in = [d for d in docs() if d["kind"] != "InferencePool"]
     assert {d["kind"] for d in built_in} == {"ConfigMap", "Service", "Deployment"}
     for doc in built_in:
         kubernetes_validate.validate(doc, version, strict=True)
@@ -71,7 +58,7 @@ def test_the_pool_targets_the_sidecar_port_of_the_pods_it_selects() -> None:
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
     [target] = pool["spec"]["targetPorts"]
     selector = pool["spec"]["selector"]["matchLabels"]
-    [deployment] = [d for d in rendered() if d["kind"] == "Deployment" and selects(selector, d)]
+    [deployment] = [d for d in docs() if d["kind"] == "Deployment" and selects(selector, d)]
     containers = pod_containers(deployment)
     sidecar = containers["latency-oracle-sidecar"]
     [measured] = sidecar["ports"]
