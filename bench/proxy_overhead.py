@@ -64,7 +64,7 @@ def main() -> None:
             running_process(
                 cli_argv("sidecar", "--engine-url", engine, "--port", str(sidecar_port)),
                 sidecar_env,
-                f"{sidecar}/sidecar/healthz",
+                f"{sidecar}/sidecar/readyz",
             ),
             httpx.Client(base_url=engine) as direct,
             httpx.Client(base_url=sidecar) as proxied,

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from latency_oracle.sidecar.accelerator import pod_identity
-from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher
+from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
 from latency_oracle.sidecar.metrics import SidecarMetrics
 from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
 from latency_oracle.sidecar.scraper import EngineScraper
@@ -34,8 +35,14 @@ OWN_PATHS = "/sidecar/"
 def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> SidecarApp:
     metrics = SidecarMetrics()
     sink = sink or sink_from_settings(settings)
-    writer = ObservationWriter(sink, settings.sidecar_queue_size, metrics)
-    publisher = PodStatePublisher(sink, metrics)
+    retry = RetryPolicy(
+        settings.sidecar_retry_base_s,
+        settings.sidecar_retry_cap_s,
+        settings.sidecar_outage_log_interval_s,
+    )
+    writer = ObservationWriter(sink, settings.sidecar_queue_size, metrics, retry)
+    state_cap_s = min(settings.sidecar_state_retry_cap_s, settings.sidecar_retry_cap_s)
+    publisher = PodStatePublisher(sink, metrics, replace(retry, cap_s=state_cap_s))
     scraper = EngineScraper(
         lambda path: proxy.get_text(path),  # through the proxy's engine pool
         pod_identity(settings),
@@ -67,14 +74,23 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
     async def sidecar_metrics(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def healthz(_: Request) -> JSONResponse:
+    async def livez(_: Request) -> JSONResponse:
+        """Alive while the process serves: an engine loading its model (minutes) or gone
+        is no reason to restart the proxy and cut every stream passing through it."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
         """Ready when the engine answered a recent scrape (samples get a real load)."""
         if scraper.state_now() is None:
             return JSONResponse({"status": "not_ready", "problems": ["no recent scrape"]}, 503)
         return JSONResponse({"status": "ok", "pod": scraper.identity.model_dump()})
 
     own = Starlette(
-        routes=[Route("/sidecar/metrics", sidecar_metrics), Route("/sidecar/healthz", healthz)],
+        routes=[
+            Route("/sidecar/metrics", sidecar_metrics),
+            Route("/sidecar/livez", livez),
+            Route("/sidecar/readyz", readyz),
+        ],
         lifespan=lifespan,
     )
     return SidecarApp(own, proxy)

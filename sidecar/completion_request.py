@@ -30,9 +30,12 @@ class CompletionRequest:
     strip_usage_chunk: bool
     max_tokens: int
     upstream_body: bytes
+    chat: bool = False
+    prompt_chars: int = 0  # characters of prompt text (the token count is estimated)
+    prompt_token_ids: int = 0  # prompt tokens sent as ids (counted exactly)
 
 
-def read_completion_request(body: bytes) -> CompletionRequest | None:
+def read_completion_request(body: bytes, chat: bool = False) -> CompletionRequest | None:
     """The request's measuring plan, or None when it should pass through unmeasured."""
     try:
         request = json.loads(body)
@@ -45,13 +48,42 @@ def read_completion_request(body: bytes) -> CompletionRequest | None:
     if options is not None and not isinstance(options, dict):
         return None
     strip = streamed and (options or {}).get("include_usage") is not True
+    chars, ids = _prompt_size(request.get("messages") if chat else request.get("prompt"))
     return CompletionRequest(
         streamed=streamed,
         single_choice=request.get("n") in (1, None) and request.get("best_of") in (1, None),
         strip_usage_chunk=strip,
         max_tokens=_max_tokens(request),
         upstream_body=_asking_for_usage(body, request) if strip else body,
+        chat=chat,
+        prompt_chars=chars,
+        prompt_token_ids=ids,
     )
+
+
+def _prompt_size(prompt: Any) -> tuple[int, int]:
+    """(characters of text, token ids) in a prompt, a batch of prompts or chat messages.
+
+    Text is measured in characters, since the tokenizer lives in the engine; token ids
+    count one each. Chat content may be a string or a list of parts (text parts count).
+    """
+    if isinstance(prompt, str):
+        return len(prompt), 0
+    if isinstance(prompt, int) and not isinstance(prompt, bool):
+        return 0, 1
+    if isinstance(prompt, dict):
+        text = prompt.get("content", prompt.get("text"))
+        return _prompt_size(text) if isinstance(text, str | list) else (0, 0)
+    if isinstance(prompt, list) and prompt and type(prompt[0]) is int:
+        return 0, len(prompt)  # token ids: counted without a loop on the request's path
+    if isinstance(prompt, list):
+        chars = ids = 0
+        for part in prompt:
+            part_chars, part_ids = _prompt_size(part)
+            chars += part_chars
+            ids += part_ids
+        return chars, ids
+    return 0, 0
 
 
 def _asking_for_usage(body: bytes, request: dict[str, Any]) -> bytes:

@@ -69,6 +69,17 @@ class SidecarMetrics:
             "Seconds since the last successful scrape of the engine.",
             registry=self.registry,
         )
+        self.prefill_tokens_in_flight = Gauge(
+            f"{SIDECAR}_prefill_tokens_in_flight",
+            "Prompt tokens of proxied requests awaiting their first token (the sidecar's "
+            "count, net of the expected prefix-cache hits).",
+            registry=self.registry,
+        )
+        self.decode_tokens_in_flight = Gauge(
+            f"{SIDECAR}_decode_tokens_in_flight",
+            "Prompt plus generated tokens of proxied requests in decode (the sidecar's count).",
+            registry=self.registry,
+        )
         self.prefix_cache_hit_rate = Gauge(
             f"{SIDECAR}_prefix_cache_hit_rate",
             "Engine prefix-cache hit rate over the last scrape interval.",

@@ -1,10 +1,18 @@
 """An engine's Prometheus text exposition, mapped to the pod-state fields models learn from.
 
-Engines name the same quantity differently across versions and projects (vLLM renamed
-``gpu_cache_usage_perc`` to ``kv_cache_usage_perc`` and replaced the hit-rate gauge by
-query/hit counters; SGLang has its own names), so each field lists every name it may
-appear under, newest first. A data-parallel engine exposes one series per engine (label
-``engine``): request counts and counters add up, fractions average.
+Only names that real engines export are read (``tests/fixtures/vllm_metrics.txt`` is a
+vLLM exposition written from its documented metric list, and a test holds the parser to
+it). Engines name the same quantity differently across versions and projects (vLLM
+renamed ``gpu_cache_usage_perc`` to ``kv_cache_usage_perc``, replaced the hit-rate gauge
+of its V0 engine by query/hit counters, first ``gpu_prefix_cache_*`` then
+``prefix_cache_*``; SGLang has its own names), so each field lists every name it may
+appear under, newest first. Counters are read as Prometheus exposes them (``_total``)
+and under their bare family name, as other exporters write them. A data-parallel engine
+exposes one series per engine (label ``engine``): request counts and counters add up,
+fractions average.
+
+No engine exports tokens in flight (prefill backlog, decode tokens): the sidecar counts
+those itself from the requests it proxies (``sidecar/inflight.py``).
 
 Scrapes run on the proxy's event loop every fraction of a second. prometheus_client's
 parser took ~1 ms of loop time for the simulated engine's 65 lines, and a real engine
@@ -18,17 +26,21 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from latency_oracle.features.schema import MAX_REQUESTS, MAX_TOKENS, ServerState
+from latency_oracle.features.schema import MAX_REQUESTS, ServerState
 from prometheus_client.parser import text_string_to_metric_families
+
+
+def _counter(*families: str) -> tuple[str, ...]:
+    """A counter's sample names: Prometheus's ``_total`` first, then the bare family."""
+    return tuple(name for family in families for name in (f"{family}_total", family))
+
 
 # Field -> sample names it may be exposed under, preferred first.
 _SUMMED: dict[str, tuple[str, ...]] = {
     "running_requests": ("vllm:num_requests_running", "sglang:num_running_reqs"),
     "waiting_requests": ("vllm:num_requests_waiting", "sglang:num_queue_reqs"),
-    "prefill_tokens_in_flight": ("vllm:num_prefill_tokens_in_flight",),
-    "decode_tokens_in_flight": ("vllm:num_decode_tokens_in_flight", "sglang:num_used_tokens"),
-    "prefix_cache_queries": ("vllm:prefix_cache_queries_total",),
-    "prefix_cache_hits": ("vllm:prefix_cache_hits_total",),
+    "prefix_cache_queries": _counter("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries"),
+    "prefix_cache_hits": _counter("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits"),
 }
 _AVERAGED: dict[str, tuple[str, ...]] = {
     "kv_cache_usage": (
@@ -44,7 +56,8 @@ _FIELD_BY_NAME = {
     for field, names in table.items()
     for name in names
 }
-_KNOWN_NAMES = tuple(_FIELD_BY_NAME)
+# Every sample name the parser reads (tests hold them to real expositions).
+METRIC_NAMES = tuple(_FIELD_BY_NAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +67,19 @@ class EngineSample:
     running_requests: float | None = None
     waiting_requests: float | None = None
     kv_cache_usage: float | None = None
-    prefill_tokens_in_flight: float | None = None
-    decode_tokens_in_flight: float | None = None
     prefix_cache_queries: float | None = None
     prefix_cache_hits: float | None = None
     prefix_cache_hit_rate: float | None = None
 
     def server_state(self) -> ServerState:
-        """The schema's record, with values clamped into its bounds (absent fields are 0)."""
+        """The schema's record, values clamped into its bounds (absent fields are 0).
+
+        Its tokens in flight stay 0 here: the sidecar fills them from its own count.
+        """
         return ServerState(
             running_requests=_count(self.running_requests, MAX_REQUESTS),
             waiting_requests=_count(self.waiting_requests, MAX_REQUESTS),
             kv_cache_usage=min(max(self.kv_cache_usage or 0.0, 0.0), 1.0),
-            prefill_tokens_in_flight=_count(self.prefill_tokens_in_flight, MAX_TOKENS),
-            decode_tokens_in_flight=_count(self.decode_tokens_in_flight, MAX_TOKENS),
         )
 
 
@@ -77,7 +89,7 @@ def parse_engine_metrics(text: str) -> EngineSample:
     Raises ``ValueError`` when the text is not a Prometheus exposition.
     """
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    known = [line for line in text.splitlines() if line.lstrip().startswith(_KNOWN_NAMES)]
+    known = [line for line in text.splitlines() if line.lstrip().startswith(METRIC_NAMES)]
     for family in text_string_to_metric_families("\n".join(known) + "\n" if known else text):
         for sample in family.samples:
             field = _FIELD_BY_NAME.get(sample.name)

@@ -7,6 +7,10 @@ at arrival known: an engine error, a broken or timed-out stream, or a client tha
 ends with no observation at all, because a truncated request's timings would teach the
 models latencies that never happened. The write itself is queued, never awaited here.
 
+Every completion request is also counted in flight (``sidecar/inflight.py``) from its
+arrival until it ends, however it ends: prefill backlog until its first generated token
+passes, then decode work. Its observation carries the counts it found on arrival.
+
 The proxy's whole budget is 1 ms of added p99 (bench/proxy_overhead.py), so the
 upstream client is the lean one in ``sidecar/upstream.py``, the relay runs in the request's
 own task, and everything about the observation happens after the client's last byte.
@@ -15,6 +19,7 @@ own task, and everything about the observation happens after the client's last b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -22,10 +27,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from latency_oracle.features.schema import Observation, ServerState
+from latency_oracle.features.schema import MAX_TOKENS, Observation, ServerState
 from latency_oracle.sidecar.completion_request import CompletionRequest, read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
 from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
 from latency_oracle.sidecar.scraper import EngineScraper
 from latency_oracle.sidecar.sse import StreamMeter
 from latency_oracle.sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse
@@ -41,7 +47,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MEASURED_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
+CHAT_PATH = "/v1/chat/completions"
+MEASURED_PATHS = frozenset({"/v1/completions", CHAT_PATH})
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -67,9 +74,12 @@ class _Exchange:
     arrived: float
     state: ServerState | None
     plan: CompletionRequest | None
+    request_id: str = ""
+    inflight: tuple[int, int] = (0, 0)  # (prefill, decode) tokens in flight at arrival
     status: int = 0
     meter: StreamMeter | None = None
     body: list[bytes] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
     completed_at: float = 0.0
 
     @property
@@ -94,6 +104,9 @@ class MeasuringProxy:
         self.scraper = scraper
         self.writer = writer
         self.metrics = metrics
+        self.inflight = scraper.inflight
+        self.prompts = PromptTokenEstimate()
+        self._ids = itertools.count()
 
     def close(self) -> None:
         """Close the idle upstream connections (busy ones close as their exchanges end)."""
@@ -119,17 +132,25 @@ class MeasuringProxy:
             return
         plan = None
         if scope["method"] == "POST" and scope["path"] in MEASURED_PATHS:
-            plan = read_completion_request(body)
+            plan = read_completion_request(body, chat=scope["path"] == CHAT_PATH)
         exchange = _Exchange(arrived, state, plan)
+        if plan is None:
+            await self._forward(scope, receive, send, exchange, body)
+            return
+        exchange.request_id = str(next(self._ids))
+        exchange.inflight = self.inflight.arrive(exchange.request_id, self.prompts.estimate(plan))
+        try:
+            await self._forward(scope, receive, send, exchange, plan.upstream_body)
+        finally:
+            self._settle(exchange)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, body: bytes
+    ) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP]
         self.metrics.proxy_overhead.observe(time.perf_counter() - arrived)
         try:
-            response = await self.engine.request(
-                scope["method"],
-                _target(scope),
-                headers,
-                plan.upstream_body if plan is not None else body,
-            )
+            response = await self.engine.request(scope["method"], _target(scope), headers, body)
         except (UpstreamError, TimeoutError) as exc:
             await _send_gateway_error(send, exc)
             self._count(exchange, "failed")
@@ -159,6 +180,9 @@ class MeasuringProxy:
         ]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         collect = ok and plan is not None and not plan.streamed
+        if plan is not None and meter is None:  # no tokens to watch: the answer has begun
+            self.inflight.first_token(exchange.request_id)
+        counted = 0
         last = False
         try:
             while not last:
@@ -167,7 +191,13 @@ class MeasuringProxy:
                 last = response.finished
                 if collect:
                     exchange.body.append(chunk)
-                out = chunk if meter is None else meter.feed(chunk)
+                if meter is None:
+                    out = chunk
+                else:
+                    out = meter.feed(chunk)
+                    if meter.tokens != counted:
+                        self._count_tokens(exchange.request_id, counted, meter.tokens)
+                        counted = meter.tokens
                 if last and meter is not None:
                     out += meter.tail()
                 if out or last:
@@ -177,6 +207,26 @@ class MeasuringProxy:
             return "failed"  # returning unfinished makes the server drop the connection
         exchange.completed_at = time.perf_counter()
         return "completed"
+
+    def _count_tokens(self, request_id: str, before: int, now: int) -> None:
+        if before == 0:
+            self.inflight.first_token(request_id)
+            before = 1
+        if now > before:
+            self.inflight.tokens(request_id, now - before)
+
+    def _settle(self, exchange: _Exchange) -> None:
+        """The request leaves the in-flight counts, however it ended; the engine's usage
+        report, when one came, teaches the prompt estimate and the cache-hit share."""
+        usage = exchange.usage
+        if usage is None and exchange.meter is not None:
+            usage = exchange.meter.usage
+        prompt = usage.get("prompt_tokens") if usage is not None else None
+        cached = None
+        if type(prompt) is int and exchange.plan is not None:
+            self.prompts.learn(exchange.plan, prompt)
+            cached = _cached_tokens(usage or {}, prompt)
+        self.inflight.finish(exchange.request_id, cached)
 
     def _finish(self, exchange: _Exchange) -> str:
         if not 200 <= exchange.status < 300:
@@ -205,10 +255,14 @@ class MeasuringProxy:
         tpot_ms = None
         if output >= 2:
             tpot_ms = (meter.last_token_at - meter.first_token_at) * 1e3 / (output - 1)
+        prefill, decode = exchange.inflight
+        state = exchange.state.model_dump()
+        state["prefill_tokens_in_flight"] = min(prefill, MAX_TOKENS)
+        state["decode_tokens_in_flight"] = min(decode, MAX_TOKENS)
         try:
             return Observation(
                 **self.scraper.identity.model_dump(),
-                **exchange.state.model_dump(),
+                **state,
                 input_tokens=prompt,
                 output_tokens=output,
                 max_tokens=plan.max_tokens,
@@ -229,6 +283,7 @@ class MeasuringProxy:
             return
         usage = response.get("usage") if isinstance(response, dict) else None
         if isinstance(usage, dict):
+            exchange.usage = usage
             for direction, key in (("input", "prompt_tokens"), ("output", "completion_tokens")):
                 if type(usage.get(key)) is int:
                     self.metrics.unstreamed_tokens.labels(direction).inc(usage[key])

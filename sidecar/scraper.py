@@ -1,7 +1,9 @@
 """Keeps the engine's current load in memory for the proxy and publishes it as pod state.
 
 Each request is observed together with the state the engine was in when it arrived, which
-is the latest scrape. A scrape older than a few intervals describes an engine that is
+is the latest scrape. The engine exports no tokens in flight: those come from the
+sidecar's own count of the requests it proxies (``sidecar/inflight.py``), published with
+every scrape's pod state. A scrape older than a few intervals describes an engine that is
 gone or hung, so the proxy gets no state then (and writes no sample with a made-up load),
 and the pod state stops being refreshed, letting it expire from routers' candidate lists.
 
@@ -20,8 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.schema import PodIdentity, ServerState
+from latency_oracle.features.schema import MAX_TOKENS, PodIdentity, ServerState
 from latency_oracle.sidecar.delivery import PodStatePublisher
+from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sidecar.metrics import SidecarMetrics
 from latency_oracle.sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
 from latency_oracle.sidecar.upstream import UpstreamError
@@ -42,16 +45,20 @@ class EngineScraper:
         interval_s: float,
         publisher: PodStatePublisher,
         metrics: SidecarMetrics,
+        inflight: InflightCounter | None = None,
     ) -> None:
         self.get = get
         self.identity = identity
         self.interval_s = interval_s
         self.publisher = publisher
         self.metrics = metrics
+        self.inflight = inflight or InflightCounter()
         self.prefix_hit_rate = PrefixHitRate()
         self._latest: ServerState | None = None
         self._scraped_at = -float("inf")
         metrics.scrape_age.set_function(lambda: time.monotonic() - self._scraped_at)
+        metrics.prefill_tokens_in_flight.set_function(lambda: self.inflight.prefill_tokens)
+        metrics.decode_tokens_in_flight.set_function(lambda: self.inflight.decode_tokens)
 
     def state_now(self) -> ServerState | None:
         """The latest scrape, or None when there is no recent one to trust."""
@@ -79,7 +86,10 @@ class EngineScraper:
         hit_rate = self.prefix_hit_rate.update(sample)
         if hit_rate is not None:
             self.metrics.prefix_cache_hit_rate.set(hit_rate)
-        self.publisher.offer(PodState(**self.identity.model_dump(), **state.model_dump()))
+        published = state.model_dump()
+        published["prefill_tokens_in_flight"] = min(self.inflight.prefill_tokens, MAX_TOKENS)
+        published["decode_tokens_in_flight"] = min(self.inflight.decode_tokens, MAX_TOKENS)
+        self.publisher.offer(PodState(**self.identity.model_dump(), **published))
         return True
 
     async def _resolve_model(self) -> None:

@@ -2,9 +2,11 @@
 
 The meter sees every event as it arrives: it stamps the first and last events that carry
 generated text (TTFT and TPOT come from those stamps, not from role-only or empty
-chunks), keeps the final ``usage`` for token counts, and removes the usage-only chunk
-when the proxy asked for it on the client's behalf. Every other event is forwarded with
-its original bytes, so the client cannot tell the proxy is there.
+chunks), counts them (in-flight decode work grows by one token per text-bearing choice:
+an engine streams one token per chunk unless it speculates), keeps the final ``usage``
+for token counts, and removes the usage-only chunk when the proxy asked for it on the
+client's behalf. Every other event is forwarded with its original bytes, so the client
+cannot tell the proxy is there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class StreamMeter:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.usage: dict[str, Any] | None = None
+        self.tokens = 0  # choices that carried generated text, over all events so far
         self.done = False
         self._pending = b""
 
@@ -65,10 +68,12 @@ class StreamMeter:
         if not isinstance(chunk, dict):
             return True
         choices = chunk.get("choices")
-        if isinstance(choices, list) and any(_has_text(c) for c in choices):
+        texts = sum(map(_has_text, choices)) if isinstance(choices, list) else 0
+        if texts:
             if self.first_token_at is None:
                 self.first_token_at = now
             self.last_token_at = now
+            self.tokens += texts
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage

@@ -30,7 +30,9 @@ def _run(args: argparse.Namespace) -> None:
     )
     name = args.served_model_name or canonical_model(args.model)
     uvicorn.run(
-        create_sim_app(engine, name, speed=args.speed),
+        create_sim_app(
+            engine, name, speed=args.speed, prompt_tokens_details=args.enable_prompt_tokens_details
+        ),
         host=args.host,
         port=args.port,
         log_level=settings.log_level,
@@ -54,5 +56,10 @@ def add_sim_engine_command(commands: argparse._SubParsersAction) -> None:
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument(
         "--max-num-batched-tokens", type=int, default=2048, help="token budget of one step"
+    )
+    sim.add_argument(
+        "--enable-prompt-tokens-details",
+        action="store_true",
+        help="report prefix-cache hits in usage.prompt_tokens_details (as vLLM's flag does)",
     )
     sim.set_defaults(handler=_run)

@@ -110,8 +110,9 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
             ["serve", "--port", str(predictor_port)],
             {**base_env, "LATENCY_ORACLE_STATE_DIR": str(log_dir / "state")},
         )
+        engines: dict[str, str] = {}
         for i, (pod, accelerator) in enumerate(DEMO_PODS):
-            engine_port, sidecar_port = free_port(), free_port()
+            engine_port = free_port()
             children.start(
                 f"engine-{pod}",
                 [
@@ -125,12 +126,18 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
                 ],
                 base_env,
             )
+            engines[pod] = f"http://127.0.0.1:{engine_port}"
+        # Sidecars start once the predictor answers: their first pod state then lands at
+        # once, where a failed one would wait out the publisher's backoff.
+        _wait_healthy([*health, *(f"{url}/health" for url in engines.values())], children)
+        for pod, accelerator in DEMO_PODS:
+            sidecar_port = free_port()
             children.start(
                 f"sidecar-{pod}",
                 [
                     "sidecar",
                     "--engine-url",
-                    f"http://127.0.0.1:{engine_port}",
+                    engines[pod],
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -144,8 +151,7 @@ def launched(base_env: dict[str, str], log_dir: Path) -> Iterator[DemoCluster]:
                 },
             )
             sidecars[pod] = f"http://127.0.0.1:{sidecar_port}"
-            health.append(f"{sidecars[pod]}/sidecar/healthz")
-        _wait_healthy(health, children)
+        _wait_healthy([f"{url}/sidecar/readyz" for url in sidecars.values()], children)
         yield DemoCluster(predictor, sidecars, children)
     finally:
         children.stop()

@@ -37,6 +37,7 @@ class EngineDriver:
         self.engine = engine
         self.speed = speed
         self._queues: dict[str, asyncio.Queue[TokenEvent]] = {}
+        self._awaiting: dict[str, int] = {}  # prompt tokens of requests before their first token
         self._ids = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -53,6 +54,12 @@ class EngineDriver:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    @property
+    def awaiting_first_token(self) -> int:
+        """Prompt tokens of the requests whose first token is not out yet, as their clients
+        see it (the engine's own state runs a step ahead of what it has released)."""
+        return sum(self._awaiting.values())
+
     def sim_now(self) -> float:
         return (asyncio.get_running_loop().time() - self._origin) * self.speed
 
@@ -65,10 +72,12 @@ class EngineDriver:
         self.engine.submit(request)
         queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
         self._queues[request_id] = queue
+        self._awaiting[request_id] = prompt_tokens
         self._wake.set()
         return request_id, queue
 
     def abort(self, request_id: str) -> None:
+        self._awaiting.pop(request_id, None)
         if self._queues.pop(request_id, None) is not None:
             self.engine.abort(request_id)
 
@@ -89,6 +98,8 @@ class EngineDriver:
 
     def _dispatch(self, result: StepResult) -> None:
         queues = self._queues
+        for request_id in result.first_tokens:
+            self._awaiting.pop(request_id, None)
         for request_id in result.emitted:
             queue = queues.get(request_id)
             if queue is not None:

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -24,6 +25,7 @@ from latency_oracle.features.schema import MAX_TOKENS
 from latency_oracle.sim.engine import Engine
 from latency_oracle.sim.engine_driver import EngineDriver, TokenEvent
 from latency_oracle.sim.engine_metrics import EngineMetrics
+from latency_oracle.sim.engine_records import FinishedRequest
 from latency_oracle.sim.openai_text import (
     block_hashes,
     chat_tokens,
@@ -108,10 +110,10 @@ class _Generation:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
         return b"data: " + _json({**self.head, "choices": [choice]}) + b"\n\n"
 
-    def usage_chunk(self, usage: dict[str, int]) -> bytes:
+    def usage_chunk(self, usage: dict[str, Any]) -> bytes:
         return b"data: " + _json({**self.head, "choices": [], "usage": usage}) + b"\n\n"
 
-    def full(self, tokens: int, usage: dict[str, int]) -> bytes:
+    def full(self, tokens: int, usage: dict[str, Any]) -> bytes:
         text = "".join(generated_token(self.digest, i) for i in range(tokens))
         if self.chat:
             message = {"role": "assistant", "content": text}
@@ -125,8 +127,15 @@ class _Generation:
         return _json({**head, "choices": [choice], "usage": usage})
 
 
-def create_sim_app(engine: Engine, model_name: str, speed: float = 1.0) -> FastAPI:
-    """The HTTP engine around ``engine``, released in real time scaled by ``speed``."""
+def create_sim_app(
+    engine: Engine, model_name: str, speed: float = 1.0, prompt_tokens_details: bool = False
+) -> FastAPI:
+    """The HTTP engine around ``engine``, released in real time scaled by ``speed``.
+
+    ``prompt_tokens_details`` reports each request's prefix-cache hits in its usage
+    (``prompt_tokens_details.cached_tokens``), as vLLM does with
+    ``--enable-prompt-tokens-details``: in the final usage only, once the request is done.
+    """
     driver = EngineDriver(engine, speed)
     metrics = EngineMetrics(engine, model_name)
     driver.finished_listeners.append(metrics.record)
@@ -156,20 +165,17 @@ def create_sim_app(engine: Engine, model_name: str, speed: float = 1.0) -> FastA
         except ValueError as exc:
             return _error(400, str(exc), "max_tokens")
         wire = _Generation(chat, digest, created, model_name, body)
-        usage = {
-            "prompt_tokens": len(tokens),
-            "completion_tokens": max_tokens,
-            "total_tokens": len(tokens) + max_tokens,
-        }
+        usage = _Usage(len(tokens), max_tokens, prompt_tokens_details)
         if body.stream:
-            stream = _stream(wire, queue, max_tokens, usage, lambda: driver.abort(request_id))
+            stream = _stream(wire, queue, usage, lambda: driver.abort(request_id))
             return StreamingResponse(stream, media_type="text/event-stream")
         try:
-            while (await queue.get()).finished is None:
-                pass
+            finished = await _finished(queue)
         finally:
             driver.abort(request_id)
-        return Response(wire.full(max_tokens, usage), media_type="application/json")
+        return Response(
+            wire.full(max_tokens, usage.report(finished)), media_type="application/json"
+        )
 
     @app.post("/v1/completions")
     async def completions(body: CompletionBody) -> Response:
@@ -199,15 +205,41 @@ def create_sim_app(engine: Engine, model_name: str, speed: float = 1.0) -> FastA
     return app
 
 
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """A request's usage report, with its prefix-cache hits when details are on."""
+
+    prompt_tokens: int
+    max_tokens: int
+    details: bool
+
+    def report(self, finished: FinishedRequest | None) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.max_tokens,
+            "total_tokens": self.prompt_tokens + self.max_tokens,
+        }
+        if self.details and finished is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": finished.cached_tokens}
+        return usage
+
+
+async def _finished(queue: asyncio.Queue[TokenEvent]) -> FinishedRequest:
+    """The request's summary, after whatever tokens are still queued before it."""
+    while (event := await queue.get()).finished is None:
+        pass
+    return event.finished
+
+
 async def _stream(
     wire: _Generation,
     queue: asyncio.Queue[TokenEvent],
-    max_tokens: int,
-    usage: dict[str, int],
+    usage: _Usage,
     abort: Callable[[], None],
 ) -> AsyncIterator[bytes]:
     """SSE chunks as tokens are released; an early exit (client gone) aborts the request."""
     sent = 0
+    max_tokens = usage.max_tokens
     try:
         while sent < max_tokens:
             event = await queue.get()
@@ -218,7 +250,8 @@ async def _stream(
             sent += 1
             yield wire.chunk(sent - 1, sent == max_tokens)
         if wire.include_usage:
-            yield wire.usage_chunk(usage)
+            finished = await _finished(queue) if usage.details else None
+            yield wire.usage_chunk(usage.report(finished))
         yield DONE
     finally:
         abort()

@@ -1,75 +1,54 @@
-"""Engine /metrics texts (vLLM current and older names, SGLang) map to the right pod state."""
+"""Engine /metrics texts (vLLM current and older names, SGLang) map to the right pod state.
+
+The expositions are fixtures written from the engines' documented metric lists; the parser
+may read no name they lack, and neither may the simulated engine export one.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from latency_oracle.features.schema import ServerState
 from latency_oracle.sidecar.accelerator import accelerator_type, detect_gpu_name, pod_identity
-from latency_oracle.sidecar.metrics_parser import EngineSample, PrefixHitRate, parse_engine_metrics
+from latency_oracle.sidecar.metrics_parser import (
+    METRIC_NAMES,
+    EngineSample,
+    PrefixHitRate,
+    parse_engine_metrics,
+)
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine_metrics import EngineMetrics
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sim_support import SHARED_DATA
 
 from latency_oracle.settings import Settings
 
-# vLLM V1 names (docs: "Production Metrics"), two data-parallel engines, plus noise.
-VLLM_CURRENT = """\
-# HELP vllm:num_requests_running Number of requests in model execution batches.
-# TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 5.0
-vllm:num_requests_running{engine="1",model_name="meta-llama/Llama-2-7b-hf"} 3.0
-# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
-# TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 2.0
-vllm:num_requests_waiting{engine="1",model_name="meta-llama/Llama-2-7b-hf"} 0.0
-# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
-# TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 0.5
-vllm:kv_cache_usage_perc{engine="1",model_name="meta-llama/Llama-2-7b-hf"} 0.25
-# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.
-# TYPE vllm:prefix_cache_queries_total counter
-vllm:prefix_cache_queries_total{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 1000.0
-vllm:prefix_cache_queries_total{engine="1",model_name="meta-llama/Llama-2-7b-hf"} 1000.0
-# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.
-# TYPE vllm:prefix_cache_hits_total counter
-vllm:prefix_cache_hits_total{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 300.0
-vllm:prefix_cache_hits_total{engine="1",model_name="meta-llama/Llama-2-7b-hf"} 100.0
-# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
-# TYPE vllm:num_preemptions_total counter
-vllm:num_preemptions_total{engine="0",model_name="meta-llama/Llama-2-7b-hf"} 4.0
-# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
-# TYPE vllm:time_to_first_token_seconds histogram
-vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="meta-llama/Llama-2-7b-hf"} 7.0
-vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="meta-llama/Llama-2-7b-hf"} 9.0
-vllm:time_to_first_token_seconds_count{model_name="meta-llama/Llama-2-7b-hf"} 9.0
-vllm:time_to_first_token_seconds_sum{model_name="meta-llama/Llama-2-7b-hf"} 0.8
-"""
+FIXTURES = Path(__file__).parent / "fixtures"
+VLLM_CURRENT = (FIXTURES / "vllm_metrics.txt").read_text()
+VLLM_OLDER = (FIXTURES / "vllm_metrics_older.txt").read_text()
+SGLANG = (FIXTURES / "sglang_metrics.txt").read_text()
 
-# vLLM V0 names: gpu_cache_usage_perc and the hit-rate gauge, plus swapped requests.
-VLLM_OLDER = """\
-# TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{model_name="m"} 7.0
-# TYPE vllm:num_requests_swapped gauge
-vllm:num_requests_swapped{model_name="m"} 1.0
-# TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{model_name="m"} 4.0
-# TYPE vllm:gpu_cache_usage_perc gauge
-vllm:gpu_cache_usage_perc{model_name="m"} 0.875
-# TYPE vllm:cpu_cache_usage_perc gauge
-vllm:cpu_cache_usage_perc{model_name="m"} 0.0
-# TYPE vllm:gpu_prefix_cache_hit_rate gauge
-vllm:gpu_prefix_cache_hit_rate{model_name="m"} 0.42
-"""
 
-SGLANG = """\
-# TYPE sglang:num_running_reqs gauge
-sglang:num_running_reqs{model_name="m"} 12.0
-# TYPE sglang:num_queue_reqs gauge
-sglang:num_queue_reqs{model_name="m"} 3.0
-# TYPE sglang:token_usage gauge
-sglang:token_usage{model_name="m"} 0.6
-# TYPE sglang:num_used_tokens gauge
-sglang:num_used_tokens{model_name="m"} 24000.0
-# TYPE sglang:cache_hit_rate gauge
-sglang:cache_hit_rate{model_name="m"} 0.3
-"""
+def exported_names(*texts: str) -> set[str]:
+    """Every family and sample name in the expositions."""
+    names = set()
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            names.add(family.name)
+            names.update(sample.name for sample in family.samples)
+    return names
+
+
+def test_the_parser_reads_only_names_real_engines_export() -> None:
+    assert set(METRIC_NAMES) <= exported_names(VLLM_CURRENT, VLLM_OLDER, SGLANG)
+
+
+def test_the_simulated_engine_exports_only_real_vllm_names() -> None:
+    engine = Engine.create("H100", data_dir=SHARED_DATA)
+    text = generate_latest(EngineMetrics(engine, "m").registry).decode()
+    assert exported_names(text) <= exported_names(VLLM_CURRENT, VLLM_OLDER)
 
 
 def test_current_vllm_names_sum_counts_and_average_fractions_over_engines() -> None:
@@ -78,6 +57,13 @@ def test_current_vllm_names_sum_counts_and_average_fractions_over_engines() -> N
         running_requests=8, waiting_requests=2, kv_cache_usage=0.375
     )
     assert (sample.prefix_cache_queries, sample.prefix_cache_hits) == (2000.0, 400.0)
+    assert sample.prefix_cache_hit_rate is None  # V1 exports counters, no rate gauge
+
+
+def test_counters_are_read_with_or_without_the_total_suffix() -> None:
+    text = "vllm:prefix_cache_queries 50\nvllm:prefix_cache_hits 20\n"
+    sample = parse_engine_metrics(text)
+    assert (sample.prefix_cache_queries, sample.prefix_cache_hits) == (50.0, 20.0)
 
 
 def test_older_vllm_names() -> None:
@@ -85,13 +71,20 @@ def test_older_vllm_names() -> None:
     assert sample.server_state() == ServerState(
         running_requests=7, waiting_requests=4, kv_cache_usage=0.875
     )
-    assert PrefixHitRate().update(sample) == pytest.approx(0.42)
+    # Early V1's block counters win over V0's lifetime gauge: 50 hits of 200 blocks...
+    assert (sample.prefix_cache_queries, sample.prefix_cache_hits) == (200.0, 50.0)
+    rate = PrefixHitRate()
+    rate.update(sample)
+    assert rate.update(parse_engine_metrics(VLLM_OLDER.replace(" 200.0", " 400.0"))) == 0.0
+    # ...and the gauge is read where no counters are exported.
+    gauge_only = "vllm:gpu_prefix_cache_hit_rate 0.42\n"
+    assert PrefixHitRate().update(parse_engine_metrics(gauge_only)) == pytest.approx(0.42)
 
 
 def test_sglang_names() -> None:
     sample = parse_engine_metrics(SGLANG)
     assert sample.server_state() == ServerState(
-        running_requests=12, waiting_requests=3, kv_cache_usage=0.6, decode_tokens_in_flight=24000
+        running_requests=12, waiting_requests=3, kv_cache_usage=0.6
     )
     assert sample.prefix_cache_hit_rate == pytest.approx(0.3)
 

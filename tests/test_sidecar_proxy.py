@@ -86,7 +86,7 @@ def _stack() -> Iterator[Stack]:
     try:
         with (
             running_process(engine_argv, quiet, f"{engine_url}/health") as engine,
-            running_process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/healthz"),
+            running_process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/readyz"),
         ):
             yield Stack(engine_url, sidecar_url, engine, prefix)
     finally:

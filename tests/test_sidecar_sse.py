@@ -58,6 +58,7 @@ def test_injected_usage_chunk_is_removed_and_everything_else_is_byte_identical()
     assert forwarded == b"".join(s for s in STREAM if s is not USAGE)
     assert meter.usage == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
     assert (meter.first_token_at, meter.last_token_at) == (1.0, 3.0)  # role/empty: no token
+    assert meter.tokens == 2  # generated tokens seen so far: the in-flight decode count
     assert meter.done
 
 
@@ -90,6 +91,7 @@ def test_completions_text_counts_and_non_json_events_pass_through() -> None:
     ]
     assert _run(meter, chunks, clock) == b"".join(chunks)
     assert (meter.first_token_at, meter.last_token_at) == (2.0, 2.0)
+    assert meter.tokens == 1
 
 
 def test_stream_request_gets_usage_requested_on_its_behalf() -> None:

@@ -46,6 +46,30 @@ class SidecarSettings(BaseModel):
         description="Sidecar: observations waiting to be written; beyond it new ones are "
         "dropped (counted) rather than slowing requests down.",
     )
+    sidecar_retry_base_s: float = Field(
+        0.2,
+        gt=0,
+        description="Sidecar: first bound of the pause before retrying a store that is down; "
+        "doubles per failure, each pause drawn at random below it (full jitter).",
+    )
+    sidecar_retry_cap_s: float = Field(
+        30.0,
+        gt=0,
+        description="Sidecar: largest bound of a retry pause, seconds: a fleet's sidecars "
+        "come back to a recovered store spread over up to this long.",
+    )
+    sidecar_state_retry_cap_s: float = Field(
+        2.0,
+        gt=0,
+        description="Sidecar: largest bound of a pause before publishing pod state again "
+        "after a failure: short, since routers cannot see the pod until it succeeds.",
+    )
+    sidecar_outage_log_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="Sidecar: seconds between summaries logged while the store stays down "
+        "(one warning when an outage starts, one line when it ends).",
+    )
     engine_timeout_s: float = Field(
         600.0, gt=0, description="Sidecar: longest wait for the engine's next bytes, seconds."
     )
