@@ -148,7 +148,7 @@ class MeasuringProxy:
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, body: bytes
     ) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP]
-        self.metrics.proxy_overhead.observe(time.perf_counter() - arrived)
+        self.metrics.proxy_overhead.observe(time.perf_counter() - exchange.arrived)
         try:
             response = await self.engine.request(scope["method"], _target(scope), headers, body)
         except (UpstreamError, TimeoutError) as exc:
