@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from test_deploy_manifests import KUBECTL, rendered
+from manifests import KUBECTL, rendered
 
 from latency_oracle.settings import Settings
 
