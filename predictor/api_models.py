@@ -81,3 +81,9 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: str
     problems: list[str] = []
+
+
+class Detail(BaseModel):
+    """An error that is not about a field (conflicts, unavailability)."""
+
+    detail: str
