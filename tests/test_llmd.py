@@ -101,26 +101,41 @@ def test_missing_required_field_is_422(warm: tuple[TestClient, OracleService]) -
     assert client.post("/llm-d/predict", json=body).status_code == 422
 
 
-def test_cold_models_are_503_where_llmd_says_so(cold: tuple[TestClient, OracleService]) -> None:
+def test_cold_models_answer_from_the_physics_prior(cold: tuple[TestClient, OracleService]) -> None:
     client, _ = cold
-    assert client.post("/llm-d/predict", json=REQUEST).json() == {"detail": "Models not ready"}
-    strict = client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]})
-    assert strict.status_code == 503
-    ready = client.get("/llm-d/readyz")
-    assert ready.status_code == 503
-    assert ready.json() == {"detail": "Models are not ready"}
+    one = client.post("/llm-d/predict", json=REQUEST)
+    assert one.status_code == 200
+    assert one.json()["ttft_ms"] > 0 and one.json()["last_model_load"] is None
+    assert (
+        client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]}).status_code == 200
+    )
+    assert client.get("/llm-d/readyz").status_code == 200
     status = client.get("/llm-d/status").json()
-    assert status["is_ready"] is False
+    assert status["is_ready"] is True
     assert status["models_exist"] == {"ttft_model": False, "tpot_model": False}
-    assert status["last_model_load"] is None
-    # /predict/bulk never answers 503: every item fails inside a 200.
-    bulk = client.post("/llm-d/predict/bulk", json={"requests": [REQUEST, REQUEST]})
-    assert bulk.status_code == 200
-    body = bulk.json()
-    assert body["predictions"] == [None, None]
-    assert (body["successful_predictions"], body["failed_predictions"]) == (0, 2)
-    assert body["errors"][1]["index"] == 1
-    assert body["errors"][1]["request"]["pod_type"] == ""
+    assert status["model_source"] == {"ttft": "prior", "tpot": "prior"}
+
+
+def test_strict_readiness_keeps_llmds_503s(llmd_settings: Settings) -> None:
+    strict = llmd_settings.model_copy(update={"llmd_strict_readiness": True})
+    for client in make_client(strict, OracleService(strict)):
+        assert client.post("/llm-d/predict", json=REQUEST).json() == {"detail": "Models not ready"}
+        bulk_strict = client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]})
+        assert bulk_strict.status_code == 503
+        ready = client.get("/llm-d/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"detail": "Models are not ready"}
+        status = client.get("/llm-d/status").json()
+        assert (status["is_ready"], status["strict_readiness"]) == (False, True)
+        assert status["last_model_load"] is None
+        # /predict/bulk never answers 503: every item fails inside a 200.
+        bulk = client.post("/llm-d/predict/bulk", json={"requests": [REQUEST, REQUEST]})
+        assert bulk.status_code == 200
+        body = bulk.json()
+        assert body["predictions"] == [None, None]
+        assert (body["successful_predictions"], body["failed_predictions"]) == (0, 2)
+        assert body["errors"][1]["index"] == 1
+        assert body["errors"][1]["request"]["pod_type"] == ""
 
 
 def test_bulk_strict_keeps_order_and_matches_single_predictions(
@@ -167,7 +182,11 @@ def test_training_data_is_accepted_for_the_default_accelerator(
     ]
     response = client.post("/llm-d/add_training_data_bulk", json={"entries": entries})
     assert response.status_code == 202
-    assert response.json() == {"message": "Accepted 4 training samples."}
+    assert response.json() == {
+        "message": "Accepted 3 training samples.",
+        "accepted": 3,
+        "skipped": {"no_label": 1},
+    }
     assert service.wait_learned(3, timeout_s=10)
     assert service.learned_total == 3
     samples = {m.key: m.n_samples for m in service.models.model_sets()}
