@@ -265,7 +265,7 @@ class _TimingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = scope[RECEIVED_AT] = time.perf_counter()
+        start = scope.setdefault(RECEIVED_AT, time.perf_counter())
         code = 500
 
         async def send_with_status(message: Message) -> None:

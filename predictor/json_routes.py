@@ -95,6 +95,9 @@ class JsonRoute:
         gate, handler, on_rejected = self.gate, self.handler, self.on_rejected
 
         async def endpoint(request: Request) -> Response:
+            # What the timing middleware labels the call with; FastAPI's router notes
+            # only its own routes there.
+            request.scope["route"] = route
             refusal = gate.refusal(request)
             if refusal is not None:
                 return refusal
@@ -111,7 +114,8 @@ class JsonRoute:
                 )
             return await handler(request, value)
 
-        return Route(self.path, endpoint, methods=[self.method])
+        route = Route(self.path, endpoint, methods=[self.method])
+        return route
 
     def operation(self, components: dict[str, Any]) -> dict[str, Any]:
         """This endpoint's OpenAPI operation; the models it names go into ``components``."""

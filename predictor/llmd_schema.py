@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from operator import itemgetter
+from itertools import repeat
+from operator import contains, itemgetter
 from typing import Annotated, Any, NotRequired
 
 import numpy as np
@@ -34,13 +35,17 @@ Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Requests = Annotated[int, Field(ge=0, le=MAX_REQUESTS)]
 Latency = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 _ROLE_CODES = {role.value: float(ROLE_CODES[role]) for role in (PodRole.PREFILL, PodRole.DECODE)}
-_NUMBERS = itemgetter(
-    "input_token_length",
-    "prefix_cache_score",
-    "num_request_running",
-    "num_request_waiting",
-    "kv_cache_percentage",
-)
+# The raw numbers the model reads, and the llm-d field each is read from.
+_REQUIRED = {
+    "input_tokens": "input_token_length",
+    "running_requests": "num_request_running",
+    "waiting_requests": "num_request_waiting",
+    "kv_cache_usage": "kv_cache_percentage",
+}
+_OPTIONAL = {
+    "prefill_tokens_in_flight": "prefill_tokens_in_flight",
+    "decode_tokens_in_flight": "decode_tokens_in_flight",
+}
 
 
 class LlmdRequest(TypedDict):
@@ -81,30 +86,53 @@ def request_columns(rows: Sequence[Any], accelerator: str) -> RequestColumns:
     native API does not take as a feature either.
     """
     n = len(rows)
-    base = np.array(list(map(_NUMBERS, rows)), dtype=np.float64).reshape(n, 5)
-    types = [row.get("pod_type") or "" for row in rows]
+    numbers = {
+        name: np.fromiter(map(itemgetter(key), rows), np.float64, n)
+        for name, key in _REQUIRED.items()
+    }
+    numbers |= {name: _numbers(_column(rows, key, 0), n) for name, key in _OPTIONAL.items()}
+    types = _column(rows, "pod_type", "")
     roles = (
         np.zeros(n)
-        if types.count("") == n
+        if types is None
         else np.array([_ROLE_CODES.get(t, 0.0) for t in types], dtype=np.float64)
     )
+    pods = _column(rows, "pod", "")
+    score = np.fromiter(map(itemgetter("prefix_cache_score"), rows), np.float64, n)
     return RequestColumns.of(
-        np.full(n, accelerator, dtype=object),
-        np.array([row.get("pod", "") for row in rows], dtype=object),
-        input_tokens=base[:, 0],
-        cached_tokens=base[:, 0] * base[:, 1],
+        _filled(n, accelerator),
+        _filled(n, "") if pods is None else np.array(pods, dtype=object),
+        cached_tokens=numbers["input_tokens"] * score,
         max_tokens=np.zeros(n),
-        running_requests=base[:, 2],
-        waiting_requests=base[:, 3],
-        kv_cache_usage=base[:, 4],
-        prefill_tokens_in_flight=_optional(rows, "prefill_tokens_in_flight"),
-        decode_tokens_in_flight=_optional(rows, "decode_tokens_in_flight"),
         role=roles,
+        **numbers,
     )
 
 
-def _optional(rows: Sequence[Any], name: str) -> np.ndarray:
-    return np.fromiter((row.get(name, 0) for row in rows), np.float64, len(rows))
+def _column(rows: Sequence[Any], key: str, default: object) -> list[Any] | None:
+    """Every row's optional ``key``; None when no row has it (then all take ``default``).
+
+    Looking each row up with a default costs several times a plain item lookup, and the
+    Go client sends each field in all rows or in none (``pod_type`` is omitted when
+    empty), so the common cases take one C-level pass.
+    """
+    present = sum(map(contains, rows, repeat(key)))
+    if present == 0:
+        return None
+    if present == len(rows):
+        return list(map(itemgetter(key), rows))
+    return [row.get(key, default) for row in rows]
+
+
+def _filled(n: int, value: str) -> np.ndarray:
+    """An object array of ``value`` (``np.full`` converts its fill value: 10x slower)."""
+    array = np.empty(n, dtype=object)
+    array.fill(value)
+    return array
+
+
+def _numbers(values: list[Any] | None, n: int) -> np.ndarray:
+    return np.zeros(n) if values is None else np.array(values, dtype=np.float64)
 
 
 def role_of(pod_type: str) -> PodRole:
