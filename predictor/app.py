@@ -120,9 +120,13 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
             {"detail": _jsonable_errors(exc.errors())}, status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
+    document: list[dict[str, object]] = []  # built on first request, when all routes exist
+
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
-        return JSONResponse(openapi_document(app, json_routes))
+        if not document:
+            document.append(openapi_document(app, json_routes))
+        return JSONResponse(document[0])
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -29,6 +29,7 @@ same status codes); llm-d's own bodies are served under a non-empty ``llmd_prefi
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -63,6 +64,7 @@ from latency_oracle.predictor.service import OracleService
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+log = logging.getLogger(__name__)
 NOT_READY = "Models not ready"
 TAGS = ("llm-d compatibility",)
 ACCELERATOR_PATH = "/accelerators/{accelerator}"
@@ -129,6 +131,11 @@ def llmd_routes(service: OracleService) -> list[JsonRoute]:
     open_gate = TokenGate()
     reads = open_gate if settings.llmd_open else read_gate(settings)
     writes = open_gate if settings.llmd_open else write_gate(settings)
+    if reads.secured or writes.secured:
+        log.warning(
+            "the llm-d endpoints need a bearer token, which llm-d's endpoint picker cannot "
+            "send: it will get 401s. Set LATENCY_ORACLE_LLMD_OPEN=true to serve them open."
+        )
     skip_log = SkipLog()
     skipped_metric = service.metrics.llmd_entries_skipped
 

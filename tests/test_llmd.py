@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.engineering import ROLE_CODES
+from latency_oracle.features.schema import Observation, PodRole
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.llmd_schema import request_columns
+from latency_oracle.predictor.llmd_training import SkipLog, observation
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
@@ -235,3 +241,36 @@ def test_llmd_endpoints_are_at_the_root_by_default(
         assert client.post("/predict", json=REQUEST).status_code == 200
         assert client.get("/status").json()["is_ready"] is True
         assert client.get("/healthz").json()["status"] == "ok"  # the native probe
+
+
+def test_a_pod_name_reaches_the_columns_and_the_observation() -> None:
+    """The optional ``pod`` extension: per-pod calibration for callers that send it."""
+    rows = [{**REQUEST, "pod": "vllm-0", "pod_type": "decode"}, {**REQUEST, "pod": "vllm-1"}]
+    columns = request_columns(rows, "H100")
+    assert columns.pod.tolist() == ["vllm-0", "vllm-1"]
+    assert columns.role.tolist() == [ROLE_CODES[PodRole.DECODE], ROLE_CODES[PodRole.BOTH]]
+    plain = request_columns([REQUEST], "H100")
+    assert plain.pod.tolist() == [""] and plain.prefill_tokens_in_flight.tolist() == [0.0]
+    entry = {**ENTRY, "pod": "vllm-0", "pod_type": "prefill"}
+    obs = observation(entry, "H100")  # type: ignore[arg-type]
+    assert isinstance(obs, Observation)
+    assert (obs.pod, obs.role, obs.accelerator) == ("vllm-0", PodRole.PREFILL, "H100")
+
+
+def test_a_tpot_entry_without_a_token_count_is_one_tpot_sample() -> None:
+    tpot_entry = {**ENTRY, "actual_ttft_ms": 0, "num_tokens_generated": 0, "prefix_cache_score": 0}
+    obs = observation(tpot_entry, "H100")  # type: ignore[arg-type]
+    assert isinstance(obs, Observation)
+    assert (obs.ttft_ms, obs.tpot_ms, obs.output_tokens) == (None, 9.5, 2)
+
+
+def test_skipped_entries_are_logged_at_most_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = SkipLog(every_s=3600)
+    with caplog.at_level(logging.WARNING):
+        log.note(Counter({"no_label": 2}))
+        log.note(Counter({"actual_ttft_ms_out_of_bounds": 1}))
+        log.note(Counter())
+    assert len(caplog.records) == 1
+    assert "no_label" in caplog.records[0].getMessage()
