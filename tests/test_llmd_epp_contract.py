@@ -92,8 +92,11 @@ class Epp:
         if body["last_model_load"] is not None:
             parse_go_time(body["last_model_load"])
 
-    def row(self, obs: Observation, generated: int, prefix_score: float) -> dict[str, Any]:
-        """``buildPredictionRequest``: the pod's metrics, the prompt's word count."""
+    def row(
+        self, obs: Observation, generated: int, prefix_score: float, prefill: int | None = None
+    ) -> dict[str, Any]:
+        """``buildPredictionRequest``: the pod's metrics, the prompt's word count, the
+        prefill tokens the EPP counts in flight on the pod (left 0 by TPOT sampling)."""
         row: dict[str, Any] = {
             "kv_cache_percentage": obs.kv_cache_usage,
             "input_token_length": obs.input_tokens,
@@ -101,7 +104,9 @@ class Epp:
             "num_request_running": obs.running_requests,
             "num_tokens_generated": generated,
             "prefix_cache_score": prefix_score,
-            "prefill_tokens_in_flight": obs.prefill_tokens_in_flight,
+            "prefill_tokens_in_flight": obs.prefill_tokens_in_flight
+            if prefill is None
+            else prefill,
             "decode_tokens_in_flight": 0,
         }
         if self.pod_type:
@@ -140,7 +145,7 @@ class Epp:
         """One request's life: TPOT sampling while streaming, then its training entries."""
         ttft = float(round(obs.ttft_ms or 0.0))
         if self.streaming:
-            sampled = self.http.post(f"{self.base}/predict", json=self.row(obs, 3, 0.0))
+            sampled = self.http.post(f"{self.base}/predict", json=self.row(obs, 3, 0.0, prefill=0))
             assert sampled.status_code == 200, sampled.text
             self.check_prediction(sampled.json())
         labels = {"actual_ttft_ms": ttft, "actual_tpot_ms": 0.0, "timestamp": go_time(now)}
