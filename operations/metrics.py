@@ -143,6 +143,13 @@ class ServiceMetrics(LearningMetrics):
             ["outcome"],
             registry=self.registry,
         )
+        self.llmd_entries_skipped = Counter(
+            f"{PREFIX}_llmd_training_entries_skipped_total",
+            "llm-d training entries not learned (the rest of their flush was), by reason: "
+            "no_label, or <llm-d field>_out_of_bounds.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.route_decisions = Counter(
             f"{PREFIX}_route_decisions",
             "Routing decisions by outcome: place, shed or queue.",

@@ -89,3 +89,9 @@ class Ready(Health):
         description="each inner loop (feature_rows, forest_walk): compiled, or the slower "
         "numpy fallback of an install without a C compiler",
     )
+
+
+class Detail(BaseModel):
+    """An error that is not about a field (conflicts, unavailability)."""
+
+    detail: str

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from latency_oracle.features.plausibility import ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest
@@ -27,18 +28,22 @@ from latency_oracle.predictor.api_models import (
     Ready,
     one_or_many,
 )
-from latency_oracle.predictor.auth import read_access, write_access
-from latency_oracle.predictor.fast_lane import FastLane
+from latency_oracle.predictor.auth import read_gate, write_gate
 from latency_oracle.predictor.http_errors import (
     implausible_response,
     name_unparsable_bodies,
     store_full_response,
 )
-from latency_oracle.predictor.json_body import JsonBody, publish_body_schemas
-from latency_oracle.predictor.llmd_routes import llmd_router
+from latency_oracle.predictor.json_routes import (
+    RECEIVED_AT,
+    Handler,
+    JsonRoute,
+    openapi_document,
+)
+from latency_oracle.predictor.llmd_routes import llmd_routes
 from latency_oracle.predictor.model_version_routes import model_version_router
-from latency_oracle.predictor.pod_routes import pod_router
-from latency_oracle.predictor.routing_routes import routing_router
+from latency_oracle.predictor.pod_routes import pod_route
+from latency_oracle.predictor.routing_routes import routing_route
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.predictor.ui import ui_router
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
@@ -47,8 +52,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from latency_oracle.settings import Settings
 
-# Called by routers on every request they place: served by the fast lane.
-HOT_PATHS = ("/v1/route", "/v1/predictions")
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
@@ -71,66 +74,64 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
         finally:
             service.stop()
 
+    predictions = JsonRoute(
+        "/v1/predictions",
+        _predictor(service, labels),
+        one_or_many(PredictionRequest, settings.max_batch_items),
+        "p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
+        {200: ("The prediction, or one per candidate in order.", Prediction | PredictionList)},
+        read_gate(settings),
+    )
+    observations = JsonRoute(
+        "/v1/observations",
+        _observer(service),
+        one_or_many(Observation, settings.max_batch_items),
+        "Report finished requests (one or many); learned in the background",
+        {
+            202: ("Accepted.", ObservationReceipt),
+            503: ("Buffer full; retry after Retry-After seconds.", None),
+        },
+        write_gate(settings),
+        on_rejected=service.metrics.observations.labels("rejected").inc,
+    )
+    json_routes = [
+        predictions,
+        routing_route(service),
+        observations,
+        pod_route(service),
+        *llmd_routes(service),
+    ]
     app = FastAPI(
         title="Latency Oracle",
         version="0.1.0",
         summary="Online-learned p50/p90/p99 TTFT and TPOT for LLM inference pods.",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
+        routes=[r.route() for r in json_routes],
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
-    predictions_body = JsonBody(one_or_many(PredictionRequest, settings.max_batch_items))
-    observations_body = JsonBody(one_or_many(Observation, settings.max_batch_items))
-    publish_body_schemas(app)
     name_unparsable_bodies(app)
 
     @app.exception_handler(RequestValidationError)
     async def _rejected(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if request.url.path == "/v1/observations":
-            service.metrics.observations.labels("rejected").inc()
         return JSONResponse(
             {"detail": _jsonable_errors(exc.errors())}, status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
-    @app.post(
-        "/v1/predictions",
-        response_model=Prediction | PredictionList,
-        dependencies=read_access(settings),
-        summary="p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
-        openapi_extra=predictions_body.openapi_extra,
-    )
-    async def predict(request: Request) -> Response:
-        body = await predictions_body.parse(request)
-        items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
-        rendered = _render(items, service.predict(items), labels)
-        payload = {"predictions": rendered} if isinstance(body, list) else rendered[0]
-        return Response(to_json(payload), media_type="application/json")
+    document: list[dict[str, object]] = []  # built on first request, when all routes exist
 
-    @app.post(
-        "/v1/observations",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=ObservationReceipt,
-        dependencies=write_access(settings),
-        responses={503: {"description": "Buffer full; retry after Retry-After seconds."}},
-        summary="Report finished requests (one or many); learned in the background",
-        openapi_extra=observations_body.openapi_extra,
-    )
-    async def observe(request: Request) -> Response:
-        body = await observations_body.parse(request)
-        items: Sequence[Observation] = body if isinstance(body, list) else [body]
-        try:
-            result = service.ingest(items)
-        except StoreFull as exc:
-            return store_full_response(exc)
-        except ImplausibleObservations as exc:
-            many = isinstance(body, list)
-            return implausible_response(
-                exc, lambda i, field: ("body", "many", i, field) if many else ("body", "one", field)
-            )
-        return JSONResponse(
-            {"accepted": result.accepted, "duplicates": result.duplicates},
-            status.HTTP_202_ACCEPTED,
-        )
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        if not document:
+            document.append(openapi_document(app, json_routes))
+        return JSONResponse(document[0])
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API")
 
     @app.get("/v1/models", response_model=ModelList, summary="State and accuracy per model key")
     async def models() -> ModelList:
@@ -161,17 +162,43 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routing_api = routing_router(service)
-    app.include_router(routing_api)
-    app.include_router(pod_router(service))
     app.include_router(model_version_router(service))
     app.include_router(ui_router(service))
-    app.include_router(llmd_router(service), prefix=settings.llmd_prefix)
-    hot = [r for r in (*app.routes, *routing_api.routes) if getattr(r, "path", "") in HOT_PATHS]
-    app.add_middleware(FastLane, routes=hot, exception_handlers=app.exception_handlers)
-    # Added last, so outermost: it times the fast lane's requests too.
+    # Outermost: it notes when a call arrived, which answers count their time from.
     app.add_middleware(_TimingMiddleware, metrics=service.metrics)
     return app
+
+
+def _predictor(service: OracleService, labels: list[str]) -> Handler:
+    async def predict(
+        request: Request, body: PredictionRequest | list[PredictionRequest]
+    ) -> Response:
+        items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
+        rendered = _render(items, service.predict(items), labels)
+        payload = {"predictions": rendered} if isinstance(body, list) else rendered[0]
+        return Response(to_json(payload), media_type="application/json")
+
+    return predict
+
+
+def _observer(service: OracleService) -> Handler:
+    async def observe(request: Request, body: Observation | list[Observation]) -> Response:
+        items: Sequence[Observation] = body if isinstance(body, list) else [body]
+        try:
+            result = service.ingest(items)
+        except StoreFull as exc:
+            return store_full_response(exc)
+        except ImplausibleObservations as exc:
+            many = isinstance(body, list)
+            return implausible_response(
+                exc, lambda i, field: ("body", "many", i, field) if many else ("body", "one", field)
+            )
+        return JSONResponse(
+            {"accepted": result.accepted, "duplicates": result.duplicates},
+            status.HTTP_202_ACCEPTED,
+        )
+
+    return observe
 
 
 def _render(
@@ -243,7 +270,7 @@ class _TimingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start = scope.setdefault(RECEIVED_AT, time.perf_counter())
         code = 500
 
         async def send_with_status(message: Message) -> None:

@@ -1,294 +1,279 @@
-"""llm-d latency predictor compatibility: the EPP can point at Latency Oracle unchanged.
+"""llm-d's latency predictor API, so its endpoint picker (EPP) can point at Latency Oracle.
 
-The llm-d Endpoint Picker talks to a prediction server (``/predict``, ``/predict/bulk``,
-``/predict/bulk/strict``, ``/status``, probes) and a training server
-(``/add_training_data_bulk``). Both are served here with llm-d's field names, bounds,
-defaults and status codes, mapped onto the native records: llm-d sends no accelerator
-type, so every call is taken to be about ``settings.llmd_accelerator``.
+The EPP's client (``latencypredictorclient``) calls a prediction server (``/predict``,
+``/predict/bulk/strict``, ``/status``) and a training server (``/add_training_data_bulk``,
+``/model/download/info``, in native mode ``/model/{ttft,tpot}/xgb/json``); all are served
+here with llm-d's field names and status codes, as explicit JSON routes (the strict bulk
+call is made for every request the EPP schedules).
 
-Deviations, each to keep a model safe: counts and latencies also get the native upper
-bounds (a 20M-token prompt is a 422 here, not a sample), and a training entry with both
-actuals 0 has no label and is skipped (llm-d reads 0 as "no label" per target too).
+Where it differs from llm-d's own server, on purpose:
+
+- **Answers from the first call.** llm-d's server answers 503 until its models are
+  trained; the EPP then schedules blind. Here predictions come from the accelerator's
+  model, else the global one, else the physics prior, and ``/status`` says which
+  (``model_source``). ``llmd_strict_readiness`` restores llm-d's 503s.
+- **Identity.** The EPP sends no pod name and no accelerator type. Its calls at the llm-d
+  prefix are about ``llmd_accelerator``; under ``<prefix>/accelerators/<type>`` about
+  that type (one EPP per InferencePool, so its URL names the pool's hardware).
+  ``pod_type`` (the EPP's role label) is the pod's role; an optional ``pod`` field
+  (not sent by the stock client) reaches per-pod calibration.
+- **Training** skips implausible entries instead of failing the flush (``llmd_training``).
+- **No model download.** The client never predicts locally from XGBoost trees (its
+  ``Predict`` asks over HTTP for ``xgboost``), and Latency Oracle's models are not plain
+  trees or linear coefficients over llm-d's features, so none are exported; the endpoints
+  answer that, instead of a 404 the client would log every minute.
+
 The probes ``/healthz`` and ``/readyz`` exist at the root already (native bodies, the
-same status codes), so llm-d's own probe bodies are served only under a non-empty
-``settings.llmd_prefix``.
+same status codes); llm-d's own bodies are served under a non-empty ``llmd_prefix``.
 """
 
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
-from fastapi.responses import JSONResponse
+import logging
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from fastapi import status
 from latency_oracle.features.accelerators import normalize_accelerator
-from latency_oracle.features.plausibility import ImplausibleObservations
-from latency_oracle.features.schema import (
-    MAX_REQUESTS,
-    MAX_TOKENS,
-    MAX_TPOT_MS,
-    MAX_TTFT_MS,
-    Observation,
-    PodRole,
-    PredictionRequest,
-)
 from latency_oracle.features.store import StoreFull
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from latency_oracle.predictor.auth import read_access, write_access
-from latency_oracle.predictor.http_errors import implausible_response, store_full_response
+from latency_oracle.models.model_set import ServingModel
+from latency_oracle.models.registry import PRIOR_MODEL
+from latency_oracle.predictor.api_models import Detail
+from latency_oracle.predictor.auth import TokenGate, read_gate, write_gate
+from latency_oracle.predictor.http_errors import store_full_response
+from latency_oracle.predictor.json_routes import JsonRoute, received_at
+from latency_oracle.predictor.llmd_schema import (
+    MODEL_TYPE,
+    OBJECTIVE_TYPE,
+    LlmdBulkRequest,
+    LlmdBulkResponse,
+    LlmdBulkResponseWithErrors,
+    LlmdPrediction,
+    LlmdRequest,
+    LlmdTrainingBatch,
+    TrainingReceipt,
+    render_predictions,
+    request_columns,
+)
+from latency_oracle.predictor.llmd_status import status_routes
+from latency_oracle.predictor.llmd_training import SkipLog, observations, out_of_bounds
 from latency_oracle.predictor.service import OracleService
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-MAX_BULK_REQUESTS = 10_000
-MODEL_TYPE = "xgboost"  # tells the EPP to ask over HTTP, not to fetch regression coefficients
-OBJECTIVE_TYPE = "quantile"
-SERVICE_NAME = "http-based-latency-predictor"
+log = logging.getLogger(__name__)
 NOT_READY = "Models not ready"
-_ROLES = {"": PodRole.BOTH, "prefill": PodRole.PREFILL, "decode": PodRole.DECODE}
-_LLMD_FIELDS = {
-    "ttft_ms": "actual_ttft_ms",
-    "tpot_ms": "actual_tpot_ms",
-    "input_tokens": "input_token_length",
-}
+TAGS = ("llm-d compatibility",)
+ACCELERATOR_PATH = "/accelerators/{accelerator}"
+_NOT_READY_ANSWER = (f"{NOT_READY} (llmd_strict_readiness)", Detail)
+_ERRORS_DEFAULTS = {"pod_type": "", "prefill_tokens_in_flight": 0, "decode_tokens_in_flight": 0}
 
 
-class LlmdPredictionRequest(BaseModel):
-    """llm-d's ``PredictionRequest``: lax numbers, unknown fields ignored, as the original."""
+@lru_cache(maxsize=256)
+def _canonical(accelerator: str) -> str:
+    return normalize_accelerator(accelerator)
 
-    model_config = ConfigDict(allow_inf_nan=False)
 
-    kv_cache_percentage: float = Field(ge=0.0, le=1.0)
-    input_token_length: int = Field(ge=0, le=MAX_TOKENS)
-    num_request_waiting: int = Field(ge=0, le=MAX_REQUESTS)
-    num_request_running: int = Field(ge=0, le=MAX_REQUESTS)
-    num_tokens_generated: int = Field(ge=0, le=MAX_TOKENS)
-    prefix_cache_score: float = Field(ge=0.0, le=1.0)
-    pod_type: str | None = ""
-    prefill_tokens_in_flight: int = Field(0, ge=0, le=MAX_TOKENS)
-    decode_tokens_in_flight: int = Field(0, ge=0, le=MAX_TOKENS)
-    encoder_matched_size: int = Field(0, ge=0)
-    encoder_input_size: int = Field(0, ge=0)
+class LlmdAdapter:
+    """What every llm-d endpoint needs: which accelerator a call is about, which models
+    answer for it (read lock-free from the published ones) and the fields every answer
+    carries."""
 
-    def native_fields(self, accelerator: str) -> dict[str, object]:
-        """The native PredictionRequest fields; unknown pod types count as monolithic."""
+    def __init__(self, service: OracleService) -> None:
+        self.service = service
+        self.default_accelerator = _canonical(service.settings.llmd_accelerator)
+        self.quantile = service.config.quantiles[service.config.headline_index]
+        self.headline = service.config.headline_index
+        self.strict = service.settings.llmd_strict_readiness
+
+    def accelerator(self, request: Request) -> str:
+        given = request.path_params.get("accelerator")
+        return self.default_accelerator if given is None else _canonical(given[:128])
+
+    def sources(self, accelerator: str) -> dict[Target, ServingModel | None]:
+        """Per target, the model that answers: the accelerator's own, else the global one."""
+        models = self.service.models
         return {
-            "accelerator": accelerator,
-            "role": _ROLES.get(self.pod_type or "", PodRole.BOTH),
-            "input_tokens": self.input_token_length,
-            "prefix_cache_score": self.prefix_cache_score,
-            "output_tokens": self.num_tokens_generated,
-            "running_requests": self.num_request_running,
-            "waiting_requests": self.num_request_waiting,
-            "kv_cache_usage": self.kv_cache_percentage,
-            "prefill_tokens_in_flight": self.prefill_tokens_in_flight,
-            "decode_tokens_in_flight": self.decode_tokens_in_flight,
-        }
-
-
-class BulkPredictionRequest(BaseModel):
-    requests: list[LlmdPredictionRequest] = Field(min_length=1, max_length=MAX_BULK_REQUESTS)
-
-
-class TrainingEntry(LlmdPredictionRequest):
-    """llm-d's ``TrainingEntry``: a prediction request plus measured latencies (0 = none)."""
-
-    actual_ttft_ms: float = Field(ge=0.0, le=MAX_TTFT_MS)
-    actual_tpot_ms: float = Field(ge=0.0, le=MAX_TPOT_MS)
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    predicted_ttft_ms: float | None = Field(None, ge=0.0)
-    predicted_tpot_ms: float | None = Field(None, ge=0.0)
-
-    def observation(self, accelerator: str) -> Observation | None:
-        """The native observation, or None when the entry carries no label at all."""
-        tpot = self.actual_tpot_ms if self.num_tokens_generated >= 2 else 0.0
-        if self.actual_ttft_ms <= 0 and tpot <= 0:
-            return None
-        return Observation(
-            **self.native_fields(accelerator),
-            timestamp=self.timestamp.timestamp(),
-            ttft_ms=self.actual_ttft_ms or None,
-            tpot_ms=tpot or None,
-        )
-
-
-class BulkTrainingRequest(BaseModel):
-    entries: list[TrainingEntry]
-
-
-def llmd_router(service: OracleService) -> APIRouter:
-    api = APIRouter(tags=["llm-d compatibility"])
-    accelerator = normalize_accelerator(service.settings.llmd_accelerator)
-    prefix = service.settings.llmd_prefix
-    quantile = service.config.quantiles[service.config.headline_index]
-    reads, writes = read_access(service.settings), write_access(service.settings)
-
-    def ready() -> bool:
-        return service.readiness().serving and all(models_exist().values())
-
-    def models_exist() -> dict[str, bool]:
-        return {
-            f"{target.value}_model": any(
-                service.models.serving(ModelKey(acc, target)) is not None
-                for acc in (accelerator, GLOBAL_ACCELERATOR)
-            )
+            target: models.serving(ModelKey(accelerator, target))
+            or models.serving(ModelKey(GLOBAL_ACCELERATOR, target))
             for target in Target
         }
 
-    def last_model_load() -> str | None:
-        stamp = service.models.last_update()
-        return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
+    def answerable(self, sources: dict[Target, ServingModel | None]) -> bool:
+        return not self.strict or all(s is not None for s in sources.values())
 
-    def predict(items: Sequence[LlmdPredictionRequest]) -> list[dict[str, object]]:
-        native = [PredictionRequest(**item.native_fields(accelerator)) for item in items]
-        batch = service.predict(native)
-        q = service.config.headline_index
-        ttft, tpot = batch.ttft_ms[:, q].tolist(), batch.tpot_ms[:, q].tolist()
-        stamp = {
+    def stamp(self, sources: dict[Target, ServingModel | None]) -> dict[str, Any]:
+        updated = [s.updated_at for s in sources.values() if s is not None]
+        return {
             "predicted_at": datetime.now(UTC).isoformat(),
             "model_type": MODEL_TYPE,
             "objective_type": OBJECTIVE_TYPE,
-            "quantile": quantile,
-            "last_model_load": last_model_load(),
+            "quantile": self.quantile,
+            "last_model_load": (
+                datetime.fromtimestamp(max(updated), UTC).isoformat() if updated else None
+            ),
         }
-        return [{"ttft_ms": a, "tpot_ms": b, **stamp} for a, b in zip(ttft, tpot, strict=True)]
 
-    def bulk_body(started: float, **fields: object) -> dict[str, object]:
-        return {**fields, "processing_time_ms": (time.perf_counter() - started) * 1e3}
+    def models_exist(self, sources: dict[Target, ServingModel | None]) -> dict[str, bool]:
+        return {f"{t.value}_model": s is not None for t, s in sources.items()}
 
-    @api.post(
-        "/predict", dependencies=reads, summary="llm-d: p-quantile TTFT and TPOT of one request"
-    )
-    async def predict_one(body: LlmdPredictionRequest) -> JSONResponse:
-        if not ready():
+    def model_source(self, sources: dict[Target, ServingModel | None]) -> dict[str, str]:
+        return {t.value: PRIOR_MODEL if s is None else s.label for t, s in sources.items()}
+
+
+def llmd_routes(service: OracleService) -> list[JsonRoute]:
+    """The llm-d endpoints at the llm-d prefix and under ``/accelerators/<type>`` there."""
+    settings = service.settings
+    adapter = LlmdAdapter(service)
+    open_gate = TokenGate()
+    reads = open_gate if settings.llmd_open else read_gate(settings)
+    writes = open_gate if settings.llmd_open else write_gate(settings)
+    if reads.secured or writes.secured:
+        log.warning(
+            "the llm-d endpoints need a bearer token, which llm-d's endpoint picker cannot "
+            "send: it will get 401s. Set LATENCY_ORACLE_LLMD_OPEN=true to serve them open."
+        )
+    skip_log = SkipLog()
+    skipped_metric = service.metrics.llmd_entries_skipped
+
+    async def predict_one(request: Request, body: LlmdRequest) -> Response:
+        accelerator = adapter.accelerator(request)
+        sources = adapter.sources(accelerator)
+        if not adapter.answerable(sources):
             return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
-        return JSONResponse(predict([body])[0])
-
-    @api.post(
-        "/predict/bulk/strict", dependencies=reads, summary="llm-d: predictions, all or nothing"
-    )
-    async def predict_strict(body: BulkPredictionRequest) -> JSONResponse:
-        started = time.perf_counter()
-        if not ready():
-            return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
-        n = len(body.requests)
-        return JSONResponse(
-            bulk_body(
-                started,
-                predictions=predict(body.requests),
-                total_requests=n,
-                successful_predictions=n,
-                failed_predictions=0,
-            )
-        )
-
-    @api.post(
-        "/predict/bulk", dependencies=reads, summary="llm-d: predictions with per-item errors"
-    )
-    async def predict_bulk(body: BulkPredictionRequest) -> JSONResponse:
-        started = time.perf_counter()
-        n = len(body.requests)
-        if ready():
-            predictions: list[dict[str, object] | None] = list(predict(body.requests))
-            errors: list[dict[str, object]] = []
-        else:
-            predictions = [None] * n
-            errors = [
-                {
-                    "index": i,
-                    "error": f"Batch prediction error: 503: {NOT_READY}",
-                    "request": item.model_dump(),
-                }
-                for i, item in enumerate(body.requests)
-            ]
-        return JSONResponse(
-            bulk_body(
-                started,
-                predictions=predictions,
-                errors=errors,
-                total_requests=n,
-                successful_predictions=n - len(errors),
-                failed_predictions=len(errors),
-            )
-        )
-
-    @api.post(
-        "/add_training_data_bulk",
-        status_code=status.HTTP_202_ACCEPTED,
-        dependencies=writes,
-        summary="llm-d: training samples, learned in the background",
-    )
-    async def add_training_data(body: BulkTrainingRequest) -> JSONResponse:
-        observations: list[Observation] = []
-        entry_index: list[int] = []
-        for i, entry in enumerate(body.entries):
-            try:
-                observation = entry.observation(accelerator)
-            except ValidationError as exc:
-                return _invalid_entry(i, exc)
-            if observation is not None:
-                observations.append(observation)
-                entry_index.append(i)
-        try:
-            service.ingest(observations)
-        except StoreFull as exc:
-            return store_full_response(exc)
-        except ImplausibleObservations as exc:
-            return implausible_response(
-                exc, lambda i, field: ("body", "entries", entry_index[i], _LLMD_FIELDS[field])
-            )
-        return JSONResponse(
-            {"message": f"Accepted {len(body.entries)} training samples."},
-            status.HTTP_202_ACCEPTED,
-        )
-
-    @api.get("/status", summary="llm-d: model type, quantile and readiness")
-    async def model_status(request: Request) -> JSONResponse:
+        batch = service.predict_columns(request_columns([body], accelerator))
+        q = adapter.headline
         return JSONResponse(
             {
-                "is_ready": ready(),
-                "model_type": MODEL_TYPE,
-                "objective_type": OBJECTIVE_TYPE,
-                "quantile": quantile,
-                "last_model_load": last_model_load(),
-                "training_server_url": f"{request.base_url}".rstrip("/") + prefix,
-                "models_exist": models_exist(),
-                "ensemble_active": False,
+                "ttft_ms": float(batch.ttft_ms[0, q]),
+                "tpot_ms": float(batch.tpot_ms[0, q]),
+                **adapter.stamp(sources),
             }
         )
 
-    if prefix:
+    def predictions_json(request: Request, rows: list[LlmdRequest], with_errors: bool) -> Response:
+        accelerator = adapter.accelerator(request)
+        sources = adapter.sources(accelerator)
+        n = len(rows)
+        if not adapter.answerable(sources):
+            if not with_errors:
+                return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
+            return _all_failed(request, rows)
+        batch = service.predict_columns(request_columns(rows, accelerator))
+        q = adapter.headline
+        predictions = render_predictions(
+            batch.ttft_ms[:, q], batch.tpot_ms[:, q], adapter.stamp(sources)
+        )
+        errors = ',"errors":[]' if with_errors else ""
+        elapsed_ms = (time.perf_counter() - received_at(request)) * 1e3
+        return Response(
+            f'{{"predictions":{predictions}{errors},"total_requests":{n},'
+            f'"successful_predictions":{n},"failed_predictions":0,'
+            f'"processing_time_ms":{elapsed_ms:.4f}}}',
+            media_type="application/json",
+        )
 
-        @api.get("/healthz", summary="llm-d: liveness")
-        async def healthz() -> JSONResponse:
-            return JSONResponse({"status": "ok", "service": SERVICE_NAME})
+    async def predict_strict(request: Request, body: LlmdBulkRequest) -> Response:
+        return predictions_json(request, body["requests"], with_errors=False)
 
-        @api.get("/readyz", summary="llm-d: 503 until models are trained")
-        async def readyz() -> JSONResponse:
-            if not ready():
-                return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, "Models are not ready")
-            return JSONResponse(
+    async def predict_bulk(request: Request, body: LlmdBulkRequest) -> Response:
+        return predictions_json(request, body["requests"], with_errors=True)
+
+    async def add_training_data(request: Request, body: LlmdTrainingBatch) -> Response:
+        kept, skipped = observations(body["entries"], adapter.accelerator(request))
+        try:
+            _, problems = service.ingest_plausible(kept)
+        except StoreFull as exc:
+            return store_full_response(exc)
+        skipped.update(out_of_bounds(p.field) for p in problems)
+        for reason, count in skipped.items():
+            skipped_metric.labels(reason).inc(count)
+        skip_log.note(skipped)
+        accepted = len(kept) - len(problems)
+        return JSONResponse(
+            {
+                "message": f"Accepted {accepted} training samples.",
+                "accepted": accepted,
+                "skipped": dict(skipped),
+            },
+            status.HTTP_202_ACCEPTED,
+        )
+
+    prefix = settings.llmd_prefix
+    routes: list[JsonRoute] = []
+    for base in (prefix, prefix + ACCELERATOR_PATH):
+        routes += [
+            JsonRoute(
+                f"{base}/predict/bulk/strict",
+                predict_strict,
+                LlmdBulkRequest,
+                "llm-d: p90 TTFT and TPOT of every candidate, all or nothing",
+                {200: ("Predictions in request order.", LlmdBulkResponse), 503: _NOT_READY_ANSWER},
+                reads,
+                TAGS,
+            ),
+            JsonRoute(
+                f"{base}/predict",
+                predict_one,
+                LlmdRequest,
+                "llm-d: p90 TTFT and TPOT of one request",
+                {200: ("The prediction.", LlmdPrediction), 503: _NOT_READY_ANSWER},
+                reads,
+                TAGS,
+            ),
+            JsonRoute(
+                f"{base}/predict/bulk",
+                predict_bulk,
+                LlmdBulkRequest,
+                "llm-d: predictions, with per-item errors",
+                {200: ("Predictions, or per-item errors.", LlmdBulkResponseWithErrors)},
+                reads,
+                TAGS,
+            ),
+            JsonRoute(
+                f"{base}/add_training_data_bulk",
+                add_training_data,
+                LlmdTrainingBatch,
+                "llm-d: training entries, learned in the background; implausible ones skipped",
                 {
-                    "status": "ready",
-                    "model_type": MODEL_TYPE,
-                    "objective_type": OBJECTIVE_TYPE,
-                    "quantile": quantile,
-                }
-            )
-
-    return api
+                    202: (
+                        "Accepted, minus the entries skipped (counted by reason).",
+                        TrainingReceipt,
+                    ),
+                    503: ("Buffer full; retry after Retry-After seconds.", Detail),
+                },
+                writes,
+                TAGS,
+            ),
+            *status_routes(base, adapter, TAGS, probes=base == prefix != ""),
+        ]
+    return routes
 
 
 def _detail(code: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, code)
 
 
-def _invalid_entry(index: int, exc: ValidationError) -> JSONResponse:
-    """A mapped entry the native record rejects: 422 naming the entry, like a schema error."""
+def _all_failed(request: Request, rows: list[LlmdRequest]) -> JSONResponse:
+    """``/predict/bulk`` under strict readiness: a 200 whose every item failed, as llm-d."""
+    n = len(rows)
     return JSONResponse(
         {
-            "detail": [
-                {"type": e["type"], "loc": ["body", "entries", index, *e["loc"]], "msg": e["msg"]}
-                for e in exc.errors()
-            ]
-        },
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "predictions": [None] * n,
+            "errors": [
+                {
+                    "index": i,
+                    "error": f"Batch prediction error: 503: {NOT_READY}",
+                    "request": {**_ERRORS_DEFAULTS, **row},
+                }
+                for i, row in enumerate(rows)
+            ],
+            "total_requests": n,
+            "successful_predictions": 0,
+            "failed_predictions": n,
+            "processing_time_ms": (time.perf_counter() - received_at(request)) * 1e3,
+        }
     )

@@ -5,29 +5,19 @@ the predictor's store in either mode (its own memory, or Redis), which is the st
 ``/v1/route`` lists live pods from.
 """
 
-from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import status
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.predictor.auth import write_access
-from latency_oracle.predictor.json_body import JsonBody
+from latency_oracle.predictor.api_models import Detail
+from latency_oracle.predictor.auth import write_gate
+from latency_oracle.predictor.json_routes import JsonRoute
 from latency_oracle.predictor.service import OracleService
 from redis import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 
-def pod_router(service: OracleService) -> APIRouter:
-    api = APIRouter()
-    pod_body = JsonBody(PodState)
-
-    @api.post(
-        "/v1/pods",
-        status_code=status.HTTP_204_NO_CONTENT,
-        dependencies=write_access(service.settings),
-        responses={503: {"description": "The pod state store (Redis) is unreachable."}},
-        summary="Replace one pod's live state (sidecars call this every scrape)",
-        openapi_extra=pod_body.openapi_extra,
-    )
-    async def put_pod(request: Request) -> Response:
-        state: PodState = await pod_body.parse(request)
+def pod_route(service: OracleService) -> JsonRoute:
+    async def put_pod(request: Request, state: PodState) -> Response:
         try:
             service.store.put_pod_state(state)
         except RedisError as exc:
@@ -36,4 +26,14 @@ def pod_router(service: OracleService) -> APIRouter:
             )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    return api
+    return JsonRoute(
+        "/v1/pods",
+        put_pod,
+        PodState,
+        "Replace one pod's live state (sidecars call this every scrape)",
+        {
+            204: ("Stored.", None),
+            503: ("The pod state store (Redis) is unreachable.", Detail),
+        },
+        write_gate(service.settings),
+    )

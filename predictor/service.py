@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from latency_oracle.features.engineering import RequestColumns
-from latency_oracle.features.plausibility import ImplausibleObservations
+from latency_oracle.features.plausibility import Implausibility, ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest
 from latency_oracle.features.store import (
     AppendResult,
@@ -119,12 +119,16 @@ class OracleService:
     # -- requests ----------------------------------------------------------------------
 
     def predict(self, requests: Sequence[PredictionRequest]) -> PredictionBatch:
-        batch = self.models.predict(RequestColumns.from_requests(requests))
+        return self.predict_columns(RequestColumns.from_requests(requests))
+
+    def predict_columns(self, columns: RequestColumns) -> PredictionBatch:
+        """Predictions for requests already in columns (the llm-d adapter builds them)."""
+        batch = self.models.predict(columns)
         cold = int(batch.cold.sum())
         if cold:
             self._cold_predictions.inc(cold)
-        if cold < len(requests):
-            self._warm_predictions.inc(len(requests) - cold)
+        if cold < len(columns):
+            self._warm_predictions.inc(len(columns) - cold)
         return batch
 
     def ingest(self, observations: Sequence[Observation]) -> AppendResult:
@@ -134,6 +138,9 @@ class OracleService:
         if problems:
             self.metrics.observations.labels("implausible").inc(len(problems))
             raise ImplausibleObservations(problems)
+        return self._append(observations)
+
+    def _append(self, observations: Sequence[Observation]) -> AppendResult:
         try:
             result = self.store.append(observations)
         except StoreFull:
@@ -142,6 +149,19 @@ class OracleService:
         self.metrics.observations.labels("accepted").inc(result.accepted)
         self.metrics.observations.labels("duplicate").inc(result.duplicates)
         return result
+
+    def ingest_plausible(
+        self, observations: Sequence[Observation]
+    ) -> tuple[AppendResult, list[Implausibility]]:
+        """Accept the plausible ``observations``, skip (and count) the rest: for clients
+        that drop a whole batch on any error, where one bad entry must not cost the others.
+        Raises ``StoreFull`` with nothing accepted."""
+        problems = self.config.bounds.problems(observations)
+        if problems:
+            self.metrics.observations.labels("implausible").inc(len(problems))
+            skipped = {p.index for p in problems}
+            observations = [o for i, o in enumerate(observations) if i not in skipped]
+        return self._append(observations), problems
 
     # -- learning ----------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ _NOT_FIELD_ERRORS = {401, 404, 405, 409}
 
 @pytest.fixture
 def fuzzed_app(settings: Settings, stream: SyntheticStream) -> Iterator[Any]:
-    """A trained predictor: untrained, the llm-d endpoints answer 503 by design."""
+    """A trained predictor, so every answer comes from learned models, not the prior."""
     service = OracleService(settings)
     app = create_app(settings, service)
     service.start()  # what the lifespan does; the ASGI client here does not run it

@@ -117,7 +117,7 @@ def test_implausible_observations_are_rejected_naming_the_field(
         assert _metric(client, 'latency_oracle_observations_total{outcome="implausible"}') == 2
 
 
-def test_llmd_training_rejects_implausible_entries_by_their_own_field_names(
+def test_llmd_training_skips_implausible_entries_by_their_own_field_names(
     settings: Settings,
 ) -> None:
     entry = {
@@ -134,8 +134,12 @@ def test_llmd_training_rejects_implausible_entries_by_their_own_field_names(
         body = {"entries": [entry, {**entry, "actual_ttft_ms": 0, "actual_tpot_ms": 0}]}
         body["entries"].append({**entry, "actual_ttft_ms": 3_000_000.0})
         response = client.post("/add_training_data_bulk", json=body)
-        assert response.status_code == 422
-        assert response.json()["detail"][0]["loc"] == ["body", "entries", 2, "actual_ttft_ms"]
+        assert response.status_code == 202
+        assert response.json()["accepted"] == 1
+        assert response.json()["skipped"] == {"no_label": 1, "actual_ttft_ms_out_of_bounds": 1}
+        skipped = "latency_oracle_llmd_training_entries_skipped_total"
+        assert _metric(client, f'{skipped}{{reason="actual_ttft_ms_out_of_bounds"}}') == 1
+        assert _metric(client, 'latency_oracle_observations_total{outcome="implausible"}') == 1
 
 
 def test_a_flood_of_absurd_observations_does_not_move_the_served_p90(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.engineering import ROLE_CODES
+from latency_oracle.features.schema import Observation, PodRole
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.llmd_schema import request_columns
+from latency_oracle.predictor.llmd_training import SkipLog, observation
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
@@ -101,26 +107,41 @@ def test_missing_required_field_is_422(warm: tuple[TestClient, OracleService]) -
     assert client.post("/llm-d/predict", json=body).status_code == 422
 
 
-def test_cold_models_are_503_where_llmd_says_so(cold: tuple[TestClient, OracleService]) -> None:
+def test_cold_models_answer_from_the_physics_prior(cold: tuple[TestClient, OracleService]) -> None:
     client, _ = cold
-    assert client.post("/llm-d/predict", json=REQUEST).json() == {"detail": "Models not ready"}
-    strict = client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]})
-    assert strict.status_code == 503
-    ready = client.get("/llm-d/readyz")
-    assert ready.status_code == 503
-    assert ready.json() == {"detail": "Models are not ready"}
+    one = client.post("/llm-d/predict", json=REQUEST)
+    assert one.status_code == 200
+    assert one.json()["ttft_ms"] > 0 and one.json()["last_model_load"] is None
+    assert (
+        client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]}).status_code == 200
+    )
+    assert client.get("/llm-d/readyz").status_code == 200
     status = client.get("/llm-d/status").json()
-    assert status["is_ready"] is False
+    assert status["is_ready"] is True
     assert status["models_exist"] == {"ttft_model": False, "tpot_model": False}
-    assert status["last_model_load"] is None
-    # /predict/bulk never answers 503: every item fails inside a 200.
-    bulk = client.post("/llm-d/predict/bulk", json={"requests": [REQUEST, REQUEST]})
-    assert bulk.status_code == 200
-    body = bulk.json()
-    assert body["predictions"] == [None, None]
-    assert (body["successful_predictions"], body["failed_predictions"]) == (0, 2)
-    assert body["errors"][1]["index"] == 1
-    assert body["errors"][1]["request"]["pod_type"] == ""
+    assert status["model_source"] == {"ttft": "prior", "tpot": "prior"}
+
+
+def test_strict_readiness_keeps_llmds_503s(llmd_settings: Settings) -> None:
+    strict = llmd_settings.model_copy(update={"llmd_strict_readiness": True})
+    for client in make_client(strict, OracleService(strict)):
+        assert client.post("/llm-d/predict", json=REQUEST).json() == {"detail": "Models not ready"}
+        bulk_strict = client.post("/llm-d/predict/bulk/strict", json={"requests": [REQUEST]})
+        assert bulk_strict.status_code == 503
+        ready = client.get("/llm-d/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"detail": "Models are not ready"}
+        status = client.get("/llm-d/status").json()
+        assert (status["is_ready"], status["strict_readiness"]) == (False, True)
+        assert status["last_model_load"] is None
+        # /predict/bulk never answers 503: every item fails inside a 200.
+        bulk = client.post("/llm-d/predict/bulk", json={"requests": [REQUEST, REQUEST]})
+        assert bulk.status_code == 200
+        body = bulk.json()
+        assert body["predictions"] == [None, None]
+        assert (body["successful_predictions"], body["failed_predictions"]) == (0, 2)
+        assert body["errors"][1]["index"] == 1
+        assert body["errors"][1]["request"]["pod_type"] == ""
 
 
 def test_bulk_strict_keeps_order_and_matches_single_predictions(
@@ -167,7 +188,11 @@ def test_training_data_is_accepted_for_the_default_accelerator(
     ]
     response = client.post("/llm-d/add_training_data_bulk", json={"entries": entries})
     assert response.status_code == 202
-    assert response.json() == {"message": "Accepted 4 training samples."}
+    assert response.json() == {
+        "message": "Accepted 3 training samples.",
+        "accepted": 3,
+        "skipped": {"no_label": 1},
+    }
     assert service.wait_learned(3, timeout_s=10)
     assert service.learned_total == 3
     samples = {m.key: m.n_samples for m in service.models.model_sets()}
@@ -216,3 +241,36 @@ def test_llmd_endpoints_are_at_the_root_by_default(
         assert client.post("/predict", json=REQUEST).status_code == 200
         assert client.get("/status").json()["is_ready"] is True
         assert client.get("/healthz").json()["status"] == "ok"  # the native probe
+
+
+def test_a_pod_name_reaches_the_columns_and_the_observation() -> None:
+    """The optional ``pod`` extension: per-pod calibration for callers that send it."""
+    rows = [{**REQUEST, "pod": "vllm-0", "pod_type": "decode"}, {**REQUEST, "pod": "vllm-1"}]
+    columns = request_columns(rows, "H100")
+    assert columns.pod.tolist() == ["vllm-0", "vllm-1"]
+    assert columns.role.tolist() == [ROLE_CODES[PodRole.DECODE], ROLE_CODES[PodRole.BOTH]]
+    plain = request_columns([REQUEST], "H100")
+    assert plain.pod.tolist() == [""] and plain.prefill_tokens_in_flight.tolist() == [0.0]
+    entry = {**ENTRY, "pod": "vllm-0", "pod_type": "prefill"}
+    obs = observation(entry, "H100")  # type: ignore[arg-type]
+    assert isinstance(obs, Observation)
+    assert (obs.pod, obs.role, obs.accelerator) == ("vllm-0", PodRole.PREFILL, "H100")
+
+
+def test_a_tpot_entry_without_a_token_count_is_one_tpot_sample() -> None:
+    tpot_entry = {**ENTRY, "actual_ttft_ms": 0, "num_tokens_generated": 0, "prefix_cache_score": 0}
+    obs = observation(tpot_entry, "H100")  # type: ignore[arg-type]
+    assert isinstance(obs, Observation)
+    assert (obs.ttft_ms, obs.tpot_ms, obs.output_tokens) == (None, 9.5, 2)
+
+
+def test_skipped_entries_are_logged_at_most_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = SkipLog(every_s=3600)
+    with caplog.at_level(logging.WARNING):
+        log.note(Counter({"no_label": 2}))
+        log.note(Counter({"actual_ttft_ms_out_of_bounds": 1}))
+        log.note(Counter())
+    assert len(caplog.records) == 1
+    assert "no_label" in caplog.records[0].getMessage()

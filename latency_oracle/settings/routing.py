@@ -38,7 +38,21 @@ class RoutingSettings(BaseModel):
         "unknown",
         min_length=1,
         max_length=128,
-        description="Accelerator type assumed for llm-d API calls (they carry none).",
+        description="Accelerator type of llm-d API calls at the llm-d prefix (the EPP sends "
+        "none); calls under <prefix>/accelerators/<type>/ are about that type instead.",
+    )
+    llmd_strict_readiness: bool = Field(
+        False,
+        description="llm-d's own behaviour: its prediction endpoints answer 503 (and /status "
+        "is_ready false) until the accelerator's or the global TTFT and TPOT models are "
+        "trained. Off: they answer from the first call, with the global model or the physics "
+        "prior, and /status names the source.",
+    )
+    llmd_open: bool = Field(
+        False,
+        description="Serve the llm-d endpoints (predictions and training data) without a bearer "
+        "token even when api_token or read_token is set: the EPP's client cannot send one. "
+        "The native API keeps needing it; restrict who reaches the port instead.",
     )
     llmd_prefix: str = Field(
         "",
