@@ -23,8 +23,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # names for type hints only: the sidecar reads PREFIX without the ML stack
-    from latency_oracle.models.model_set import ModelSet
     from latency_oracle.models.registry import LearnReport
+    from latency_oracle.models.status import KeyStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class LearningMetrics:
             max_label_values,
             self.cardinality_capped.labels("metric_label").inc,
         )
+        self.model_label = LabelCap(
+            "model", max_label_values, self.cardinality_capped.labels("metric_label").inc
+        )
         self.learned = Counter(
             f"{PREFIX}_observations_learned",
             "Observations applied to models.",
@@ -74,13 +77,13 @@ class LearningMetrics:
         self.learner_failures = Counter(
             f"{PREFIX}_learner_failures",
             "Learner exceptions or divergences (the learner was reset).",
-            ["accelerator", "target", "learner"],
+            ["accelerator", "target", "learner", "model"],
             registry=self.registry,
         )
         self.model_events = Counter(
             f"{PREFIX}_model_events",
             "Drifts detected, challengers promoted or dropped, per model key.",
-            ["accelerator", "target", "kind"],
+            ["accelerator", "target", "kind", "model"],
             registry=self.registry,
         )
 
@@ -99,17 +102,19 @@ class LearningMetrics:
                 self.accelerator_label(failure.key.accelerator),
                 failure.key.target.value,
                 failure.learner,
+                self.model_label(failure.key.model),
             ).inc()
         for event in report.events:
             self.model_events.labels(
                 self.accelerator_label(event.key.accelerator),
                 event.key.target.value,
                 event.kind.value,
+                self.model_label(event.key.model),
             ).inc()
 
-    def watch(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
-        """Expose the gauges of the model sets ``model_sets()`` returns, at scrape time."""
-        self.registry.register(_ModelCollector(model_sets))
+    def watch(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
+        """Expose the gauges of the model keys ``statuses()`` returns, at scrape time."""
+        self.registry.register(_ModelCollector(statuses))
 
 
 class ServiceMetrics(LearningMetrics):
@@ -167,11 +172,17 @@ def redis_errors(registry: CollectorRegistry) -> Counter:
 
 
 class _ModelCollector(Collector):
-    def __init__(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
-        self.model_sets = model_sets
+    """Model gauges from published key statuses: a scrape never walks live learner slots.
+
+    The served model is a label (empty for keys naming none, which Prometheus reads as no
+    label, so those series are as before); its values are bounded by the registry's cap.
+    """
+
+    def __init__(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
+        self.statuses = statuses
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        key_labels = ["accelerator", "target"]
+        key_labels = ["accelerator", "target", "model"]
         learner_labels = [*key_labels, "learner"]
         quantile_labels = [*learner_labels, "quantile"]
         samples = GaugeMetricFamily(
@@ -203,21 +214,21 @@ class _ModelCollector(Collector):
         mae = GaugeMetricFamily(
             f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.", labels=learner_labels
         )
-        for model_set in self.model_sets():
-            key = [model_set.key.accelerator, model_set.key.target.value]
-            samples.add_metric(key, model_set.n_samples)
-            updated.add_metric(key, model_set.last_update or 0.0)
-            for slot in model_set.slots:
-                name = slot.learner.name
-                champion.add_metric([*key, name], float(model_set.champion == name))
-                failed.add_metric([*key, name], float(slot.health.state == "failed"))
-                scores = slot.evaluator.scores()
+        for status in self.statuses():
+            key = [status.key.accelerator, status.key.target.value, status.key.model]
+            samples.add_metric(key, status.samples)
+            updated.add_metric(key, status.last_update or 0.0)
+            for learner in status.learners:
+                labels = [*key, learner.name]
+                champion.add_metric(labels, float(status.champion == learner.name))
+                failed.add_metric(labels, float(learner.failed))
+                scores = learner.scores
                 if scores.samples == 0:
                     continue
-                mae.add_metric([*key, name], scores.mae)
+                mae.add_metric(labels, scores.mae)
                 for q, cov, loss in zip(
-                    model_set.config.quantiles, scores.coverage, scores.pinball, strict=True
+                    status.quantiles, scores.coverage, scores.pinball, strict=True
                 ):
-                    coverage.add_metric([*key, name, quantile_label(q)], cov)
-                    pinball.add_metric([*key, name, quantile_label(q)], loss)
+                    coverage.add_metric([*labels, quantile_label(q)], cov)
+                    pinball.add_metric([*labels, quantile_label(q)], loss)
         yield from (samples, updated, champion, failed, coverage, pinball, mae)

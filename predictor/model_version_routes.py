@@ -6,7 +6,7 @@ in its thread pool, away from the event loop that answers predictions.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 from latency_oracle.models.keys import Target
 from latency_oracle.models.snapshot import SnapshotError
@@ -26,6 +26,7 @@ class RollbackRequest(BaseModel):
 class RollbackResult(BaseModel):
     accelerator: str
     target: str
+    served_model: str
     version: int
     champion: str | None
     samples: int
@@ -49,8 +50,11 @@ def model_version_router(service: OracleService) -> APIRouter:
         accelerator: Annotated[str, Path(min_length=1, max_length=128)],
         target: Target,
         body: RollbackRequest,
+        model: Annotated[
+            str, Query(max_length=256, description="Served model of the key; none for any.")
+        ] = "",
     ) -> JSONResponse:
-        key = parse_key(f"{accelerator}/{target.value}")
+        key = parse_key(f"{accelerator}/{target.value}")._replace(model=model)
         try:
             model_set = rollback(service.models, open_store(service.settings), key, body.version)
         except KeyNotRegistered as exc:
@@ -67,6 +71,7 @@ def model_version_router(service: OracleService) -> APIRouter:
             {
                 "accelerator": key.accelerator,
                 "target": key.target.value,
+                "served_model": key.model,
                 "version": body.version,
                 "champion": model_set.champion,
                 "samples": model_set.n_samples,
