@@ -19,7 +19,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # names for type hints only: the sidecar reads PREFIX without the ML stack
@@ -66,9 +66,6 @@ class LearningMetrics:
             max_label_values,
             self.cardinality_capped.labels("metric_label").inc,
         )
-        self.model_label = LabelCap(
-            "model", max_label_values, self.cardinality_capped.labels("metric_label").inc
-        )
         self.learned = Counter(
             f"{PREFIX}_observations_learned",
             "Observations applied to models.",
@@ -77,13 +74,13 @@ class LearningMetrics:
         self.learner_failures = Counter(
             f"{PREFIX}_learner_failures",
             "Learner exceptions or divergences (the learner was reset).",
-            ["accelerator", "target", "learner", "model"],
+            ["accelerator", "target", "learner"],
             registry=self.registry,
         )
         self.model_events = Counter(
             f"{PREFIX}_model_events",
             "Drifts detected, challengers promoted or dropped, per model key.",
-            ["accelerator", "target", "kind", "model"],
+            ["accelerator", "target", "kind"],
             registry=self.registry,
         )
 
@@ -102,14 +99,12 @@ class LearningMetrics:
                 self.accelerator_label(failure.key.accelerator),
                 failure.key.target.value,
                 failure.learner,
-                self.model_label(failure.key.model),
             ).inc()
         for event in report.events:
             self.model_events.labels(
                 self.accelerator_label(event.key.accelerator),
                 event.key.target.value,
                 event.kind.value,
-                self.model_label(event.key.model),
             ).inc()
 
     def watch(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
@@ -174,61 +169,51 @@ def redis_errors(registry: CollectorRegistry) -> Counter:
 class _ModelCollector(Collector):
     """Model gauges from published key statuses: a scrape never walks live learner slots.
 
-    The served model is a label (empty for keys naming none, which Prometheus reads as no
-    label, so those series are as before); its values are bounded by the registry's cap.
+    A key of one served model adds a ``model`` label; keys naming none have exactly the
+    series they always had. Served models are bounded by the registry's cap on keys.
     """
 
     def __init__(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
         self.statuses = statuses
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        key_labels = ["accelerator", "target", "model"]
-        learner_labels = [*key_labels, "learner"]
-        quantile_labels = [*learner_labels, "quantile"]
-        samples = GaugeMetricFamily(
-            f"{PREFIX}_model_samples", "Samples learned per model key.", labels=key_labels
+    def collect(self) -> Iterator[Metric]:
+        samples = _gauge("model_samples", "Samples learned per model key.")
+        updated = _gauge(
+            "model_last_update_timestamp_seconds", "Unix time of each model key's last update."
         )
-        updated = GaugeMetricFamily(
-            f"{PREFIX}_model_last_update_timestamp_seconds",
-            "Unix time of each model key's last update.",
-            labels=key_labels,
+        champion = _gauge("model_champion", "1 for the learner serving each key.")
+        failed = _gauge("learner_failed", "1 while a learner is failed (reset, not serving).")
+        coverage = _gauge(
+            "model_coverage", "Fraction of recent outcomes at or below each served quantile."
         )
-        champion = GaugeMetricFamily(
-            f"{PREFIX}_model_champion", "1 for the learner serving each key.", labels=learner_labels
-        )
-        failed = GaugeMetricFamily(
-            f"{PREFIX}_learner_failed",
-            "1 while a learner is failed (reset, not serving).",
-            labels=learner_labels,
-        )
-        coverage = GaugeMetricFamily(
-            f"{PREFIX}_model_coverage",
-            "Fraction of recent outcomes at or below each served quantile.",
-            labels=quantile_labels,
-        )
-        pinball = GaugeMetricFamily(
-            f"{PREFIX}_model_pinball_loss_ms",
-            "Recent mean pinball loss of each quantile, ms.",
-            labels=quantile_labels,
-        )
-        mae = GaugeMetricFamily(
-            f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.", labels=learner_labels
-        )
+        pinball = _gauge("model_pinball_loss_ms", "Recent mean pinball loss of each quantile, ms.")
+        mae = _gauge("model_mae_ms", "Recent MAE of the median, ms.")
         for status in self.statuses():
-            key = [status.key.accelerator, status.key.target.value, status.key.model]
-            samples.add_metric(key, status.samples)
-            updated.add_metric(key, status.last_update or 0.0)
+            key = {"accelerator": status.key.accelerator, "target": status.key.target.value}
+            if status.key.model:
+                key["model"] = status.key.model
+            _add(samples, key, status.samples)
+            _add(updated, key, status.last_update or 0.0)
             for learner in status.learners:
-                labels = [*key, learner.name]
-                champion.add_metric(labels, float(status.champion == learner.name))
-                failed.add_metric(labels, float(learner.failed))
+                labels = {**key, "learner": learner.name}
+                _add(champion, labels, float(status.champion == learner.name))
+                _add(failed, labels, float(learner.failed))
                 scores = learner.scores
                 if scores.samples == 0:
                     continue
-                mae.add_metric(labels, scores.mae)
+                _add(mae, labels, scores.mae)
                 for q, cov, loss in zip(
                     status.quantiles, scores.coverage, scores.pinball, strict=True
                 ):
-                    coverage.add_metric([*labels, quantile_label(q)], cov)
-                    pinball.add_metric([*labels, quantile_label(q)], loss)
+                    _add(coverage, {**labels, "quantile": quantile_label(q)}, cov)
+                    _add(pinball, {**labels, "quantile": quantile_label(q)}, loss)
         yield from (samples, updated, champion, failed, coverage, pinball, mae)
+
+
+def _gauge(name: str, documentation: str) -> Metric:
+    """A gauge family whose samples may differ in label names (``model`` only where set)."""
+    return Metric(f"{PREFIX}_{name}", documentation, "gauge")
+
+
+def _add(family: Metric, labels: dict[str, str], value: float) -> None:
+    family.add_sample(family.name, labels, value)
