@@ -22,7 +22,7 @@ from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.learner import Learner, QuantileFunction
 from latency_oracle.models.pod_calibration import PodOffsets, offsets_of
 from latency_oracle.models.served_history import ServedHistory
-from latency_oracle.models.served_model_offsets import ServedModelOffsets
+from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.status import KeyStatus, status_of
 
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
@@ -83,29 +83,25 @@ class ServingModel:
     n_samples: int
     version: int
     updated_at: float
-    # The global model's offsets per served model (``models.served_model_offsets``).
-    model_offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    # The global model's log-scale per served model (``models.served_model_scale``).
+    model_scales: dict[str, float] = field(default_factory=dict)
 
     def predict_log(
         self,
         features: np.ndarray,
         pods: np.ndarray | None = None,
         through_headline: bool = False,
-        model_offsets: np.ndarray | None = None,
+        model_scale: float = 0.0,
     ) -> np.ndarray:
         """Every quantile, or (for routing) only those up to the headline one.
 
-        With the requests' ``pods``, each pod's own correction is added where it has one.
-        With a served model's ``model_offsets`` (the global model answering for it), those
-        are added instead: pod corrections were scored against the unscaled model.
+        With the requests' ``pods``, each pod's own correction is added where it has one;
+        ``model_scale`` is the served model's, when the global model answers for it.
         """
         if through_headline:
-            out = self.leading(features) + self.offsets[: self.n_leading]
+            out = self.leading(features) + (self.offsets[: self.n_leading] + model_scale)
         else:
-            out = self.function(features) + self.offsets
-        if model_offsets is not None:
-            out += model_offsets[: out.shape[1]]
-            return out
+            out = self.function(features) + (self.offsets + model_scale)
         own = None if pods is None else offsets_of(self.pod_offsets, pods, len(self.offsets))
         if own is not None:
             out += own[:, : out.shape[1]]
@@ -212,24 +208,21 @@ class ModelSet:
         self.last_update: float | None = None
         self.version = 0
         self.drift = DriftWatch(config)
-        self.served_offsets = self._new_served_offsets()
+        self.served_scales = self._new_served_scales()
 
-    def _new_served_offsets(self) -> ServedModelOffsets | None:
+    def _new_served_scales(self) -> ServedModelScale | None:
         """The global model's scale per served model; keys of one served model need none."""
         if self.key.accelerator != GLOBAL_ACCELERATOR or self.key.model:
             return None
-        return ServedModelOffsets(
-            self.config.quantiles,
-            self.config.calibration_window,
-            self.config.pod_calibration_min_samples,
-            self.config.max_accelerators,
+        return ServedModelScale(
+            self.config.max_accelerators, self.config.pod_calibration_min_samples
         )
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Sets from snapshots written before served models were keyed start with none."""
         self.__dict__.update(state)
-        if "served_offsets" not in state:
-            self.served_offsets = self._new_served_offsets()
+        if "served_scales" not in state:
+            self.served_scales = self._new_served_scales()
 
     def _new_slot(self, learner: Learner) -> LearnerSlot:
         return LearnerSlot(
@@ -255,17 +248,25 @@ class ModelSet:
         pods: np.ndarray | None = None,
         served_models: np.ndarray | None = None,
     ) -> list[LearnerFailure]:
-        """Learn a batch; ``served_models`` (per row) scale the global model per served model."""
+        """Learn a batch of (n,) log-ms outcomes.
+
+        The global set learns them normalised by each row's ``served_models`` scale (see
+        ``models.served_model_scale``), then moves the scales by what its champion
+        predicted before learning the batch.
+        """
+        scales = None if served_models is None else self.served_scales
+        if scales is not None:
+            y_log = y_log - scales.rows(served_models)
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
             if (error := slot.step(features, y_log, self.config, clock, pods)) is not None
         ]
         champion = self.champion_slot()
-        served = None if champion is None else champion.last_served
-        if self.served_offsets is not None and served_models is not None and served is not None:
-            # Scored against what the champion served before learning the batch.
-            self.served_offsets.update(served_models, y_log[:, None] - np.log(served))
+        raw = None if champion is None else champion.last_raw
+        if scales is not None and raw is not None:
+            median = int(np.argmin(np.abs(np.asarray(self.config.quantiles) - 0.5)))
+            scales.update(served_models, y_log - raw[:, median])
         self.n_samples += len(y_log)
         if (error := self.drift.step(self, features, y_log)) is not None:
             failures.append(LearnerFailure(self.key, f"{self.champion} challenger", error))
@@ -324,7 +325,7 @@ class ModelSet:
             n_samples=self.n_samples,
             version=self.version,
             updated_at=self.last_update or time.time(),
-            model_offsets={} if self.served_offsets is None else self.served_offsets.published(),
+            model_scales={} if self.served_scales is None else self.served_scales.published(),
         )
 
     def status(self, serving: bool) -> KeyStatus:

@@ -5,8 +5,9 @@ A new (accelerator type, served model) pair gets its own model sets on first sig
 they have ``min_samples`` samples, its requests are answered by the global model, which
 learns from every accelerator and every served model. It sees hardware descriptors, so
 what it learned on an H100 transfers to an MI300X by compute and bandwidth ratios, and it
-keeps an offset per served model (``models.served_model_offsets``), so what it learned of
-an 8B model transfers to a 70B one by the ratio their outcomes showed, wherever they ran.
+learns latency normalised by a scale per served model (``models.served_model_scale``), so
+a 70B model seen only on H100s is predicted on an A100 by the 70B's scale and the A100's
+speed as the other models showed it.
 Requests and observations naming no served model use the accelerator-only key, as before
 served models were keyed. Predictions read only published, immutable ``ServingModel``
 objects and introspection only published ``KeyStatus`` ones, so neither waits for learning
@@ -251,14 +252,14 @@ class ModelRegistry:
             if serving is None:
                 cold = True
                 serving = self._published(GLOBAL_ACCELERATOR, target, ANY_MODEL)
-                scale = None if serving is None else serving.model_offsets.get(model)
+                scale = None if serving is None else serving.model_scales.get(model)
             if serving is None:
                 prior = prior or prior_log_quantiles(features, quantiles)
                 log_ms.append(prior[target.value])
                 models.append(PRIOR_MODEL)
                 keys.append(PRIOR_MODEL)
                 continue
-            log_ms.append(serving.predict_log(features, pods, through_headline, scale))
+            log_ms.append(serving.predict_log(features, pods, through_headline, scale or 0.0))
             models.append(serving.label)
             scaled = scale is not None
             keys.append(

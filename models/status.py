@@ -64,7 +64,7 @@ class KeyStatus:
 
 def status_of(model_set: ModelSet, serving: bool) -> KeyStatus:
     """Copy what introspection shows out of ``model_set`` (on the learning thread)."""
-    offsets = model_set.served_offsets
+    scales = model_set.served_scales
     return KeyStatus(
         key=model_set.key,
         quantiles=tuple(model_set.config.quantiles),
@@ -86,5 +86,5 @@ def status_of(model_set: ModelSet, serving: bool) -> KeyStatus:
         ),
         drifts=model_set.drift.drifts,
         promotions=model_set.drift.promotions,
-        served_models=() if offsets is None else tuple(sorted(offsets.published())),
+        served_models=() if scales is None else tuple(sorted(scales.published())),
     )
