@@ -19,6 +19,8 @@ Run: ``.venv/bin/python bench/served_model_transfer.py``
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from latency_oracle.features.engineering import RequestColumns, build_features
 from latency_oracle.features.schema import Observation
@@ -32,7 +34,7 @@ from latency_oracle.sim.synthetic_stream import SyntheticStream, served_model_st
 SMALL, LARGE = "llama-8b", "llama-70b"
 LEARNED = ((SMALL, "H100", 1.0), (LARGE, "H100", 8.0), (SMALL, "A100", 2.5))
 HELD_OUT = (LARGE, "A100", 20.0)
-N_LEARN, N_PROBE, BATCH = 1_500, 600, 256
+N_LEARN, N_PROBE, BATCH = int(sys.argv[1]) if len(sys.argv) > 1 else 1_500, 600, 256
 
 
 def interleaved(streams: list[SyntheticStream]) -> list[Observation]:

@@ -56,7 +56,7 @@ def model_version_router(service: OracleService) -> APIRouter:
     ) -> JSONResponse:
         key = parse_key(f"{accelerator}/{target.value}")._replace(model=model)
         try:
-            model_set = rollback(service.models, open_store(service.settings), key, body.version)
+            rollback(service.models, open_store(service.settings), key, body.version)
         except KeyNotRegistered as exc:
             return _error(status.HTTP_404_NOT_FOUND, ["path", "accelerator"], str(exc))
         except VersionNotFound as exc:
@@ -67,14 +67,16 @@ def model_version_router(service: OracleService) -> APIRouter:
             return JSONResponse(
                 {"detail": f"MLflow unavailable: {exc}"}, status.HTTP_503_SERVICE_UNAVAILABLE
             )
+        # Its published status: the learning thread may already be training the set.
+        published = next(s for s in service.models.statuses() if s.key == key)
         return JSONResponse(
             {
                 "accelerator": key.accelerator,
                 "target": key.target.value,
                 "served_model": key.model,
                 "version": body.version,
-                "champion": model_set.champion,
-                "samples": model_set.n_samples,
+                "champion": published.champion,
+                "samples": published.samples,
             }
         )
 
