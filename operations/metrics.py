@@ -177,17 +177,23 @@ class _ModelCollector(Collector):
         self.statuses = statuses
 
     def collect(self) -> Iterator[Metric]:
-        samples = _gauge("model_samples", "Samples learned per model key.")
+        samples = _gauge(f"{PREFIX}_model_samples", "Samples learned per model key.")
         updated = _gauge(
-            "model_last_update_timestamp_seconds", "Unix time of each model key's last update."
+            f"{PREFIX}_model_last_update_timestamp_seconds",
+            "Unix time of each model key's last update.",
         )
-        champion = _gauge("model_champion", "1 for the learner serving each key.")
-        failed = _gauge("learner_failed", "1 while a learner is failed (reset, not serving).")
+        champion = _gauge(f"{PREFIX}_model_champion", "1 for the learner serving each key.")
+        failed = _gauge(
+            f"{PREFIX}_learner_failed", "1 while a learner is failed (reset, not serving)."
+        )
         coverage = _gauge(
-            "model_coverage", "Fraction of recent outcomes at or below each served quantile."
+            f"{PREFIX}_model_coverage",
+            "Fraction of recent outcomes at or below each served quantile.",
         )
-        pinball = _gauge("model_pinball_loss_ms", "Recent mean pinball loss of each quantile, ms.")
-        mae = _gauge("model_mae_ms", "Recent MAE of the median, ms.")
+        pinball = _gauge(
+            f"{PREFIX}_model_pinball_loss_ms", "Recent mean pinball loss of each quantile, ms."
+        )
+        mae = _gauge(f"{PREFIX}_model_mae_ms", "Recent MAE of the median, ms.")
         for status in self.statuses():
             key = {"accelerator": status.key.accelerator, "target": status.key.target.value}
             if status.key.model:
@@ -212,7 +218,7 @@ class _ModelCollector(Collector):
 
 def _gauge(name: str, documentation: str) -> Metric:
     """A gauge family whose samples may differ in label names (``model`` only where set)."""
-    return Metric(f"{PREFIX}_{name}", documentation, "gauge")
+    return Metric(name, documentation, "gauge")
 
 
 def _add(family: Metric, labels: dict[str, str], value: float) -> None:
