@@ -259,8 +259,9 @@ def _columns(
 def _served_models(request: RouteRequest, pods: Sequence[CandidatePod]) -> np.ndarray:
     """Each candidate's served model: its own, else the one the request names."""
     models = list(map(_MODEL_OF, pods))  # map with attrgetter: no Python frame per pod
-    if not models[0] and models.count("") == len(models):
-        return np.full(len(models), request.model, dtype=object)
+    first = models[0]
+    if models.count(first) == len(models):  # one pool, one model (list.count runs in C)
+        return np.full(len(models), first or request.model, dtype=object)
     return np.array([m or request.model for m in models], dtype=object)
 
 
