@@ -13,8 +13,10 @@ are the global model's plus its scale, wherever it runs, also on a pair never se
 Scales move by a running mean of the residual (exact for a model's first samples, then an
 exponential average of ``rate`` per sample, so they follow a model that changes), and
 are capped in number, the least recently seen evicted. Shifting every scale and the
-global level by one constant changes no prediction, so nothing anchors that constant:
-the scales are relative to whatever level the global model settled on.
+global level by one constant changes no prediction; outcomes naming no served model
+anchor it, with a scale fixed at 0, so a fleet that names none trains the global model
+exactly as before served models were a signal. Where served models are named, the global
+key's own scores (``/v1/models``, ``/metrics``) are of normalised latency.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+from latency_oracle.models.keys import ANY_MODEL
 
 DEFAULT_RATE = 0.05  # per sample: a model's scale follows it over ~20 outcomes
 
 
 class ServedModelScale:
-    """One log-scale per served model ("" for outcomes naming none)."""
+    """One log-scale per named served model (outcomes naming none keep 0)."""
 
     def __init__(self, max_models: int, min_samples: int, rate: float = DEFAULT_RATE) -> None:
         self.max_models = max_models
@@ -53,6 +56,8 @@ class ServedModelScale:
         outcomes less the global model's median for them."""
         names, inverse = np.unique(models.astype(str), return_inverse=True)
         for index, name in enumerate(names.tolist()):
+            if name == ANY_MODEL:
+                continue
             mine = residuals[inverse == index]
             scale, seen = self._scales.pop(name, (0.0, 0))
             n = len(mine)
