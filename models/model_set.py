@@ -1,4 +1,5 @@
-"""One model set per (accelerator type, target): learners, their calibration and the champion.
+"""One model set per (accelerator type, target, served model): learners, their calibration
+and the champion.
 
 Every learner is guarded. A learner whose output is non-finite or absurd, or that raises
 while learning, is dropped from serving and reset on the spot, and its failure stays
@@ -17,10 +18,12 @@ from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import DriftWatch
 from latency_oracle.models.evaluation import PrequentialEvaluator, WindowScores
-from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.learner import Learner, QuantileFunction
 from latency_oracle.models.pod_calibration import PodOffsets, offsets_of
 from latency_oracle.models.served_history import ServedHistory
+from latency_oracle.models.served_model_scale import ServedModelScale
+from latency_oracle.models.status import KeyStatus, status_of
 
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
 LOG_MS_MIN = math.log(1e-3)
@@ -71,6 +74,7 @@ class ServingModel:
     key: ModelKey
     learner: str
     label: str  # what a prediction says answered it: learner@accelerator
+    key_label: str  # and which key: key.label(), made once here rather than per prediction
     function: QuantileFunction
     leading: QuantileFunction  # the first n_leading quantiles, up to the headline one
     n_leading: int
@@ -79,18 +83,25 @@ class ServingModel:
     n_samples: int
     version: int
     updated_at: float
+    # The global model's log-scale per served model (``models.served_model_scale``).
+    model_scales: dict[str, float] = field(default_factory=dict)
 
     def predict_log(
-        self, features: np.ndarray, pods: np.ndarray | None = None, through_headline: bool = False
+        self,
+        features: np.ndarray,
+        pods: np.ndarray | None = None,
+        through_headline: bool = False,
+        model_scale: float = 0.0,
     ) -> np.ndarray:
         """Every quantile, or (for routing) only those up to the headline one.
 
-        With the requests' ``pods``, each pod's own correction is added where it has one.
+        With the requests' ``pods``, each pod's own correction is added where it has one;
+        ``model_scale`` is the served model's, when the global model answers for it.
         """
         if through_headline:
-            out = self.leading(features) + self.offsets[: self.n_leading]
+            out = self.leading(features) + (self.offsets[: self.n_leading] + model_scale)
         else:
-            out = self.function(features) + self.offsets
+            out = self.function(features) + (self.offsets + model_scale)
         own = None if pods is None else offsets_of(self.pod_offsets, pods, len(self.offsets))
         if own is not None:
             out += own[:, : out.shape[1]]
@@ -197,6 +208,21 @@ class ModelSet:
         self.last_update: float | None = None
         self.version = 0
         self.drift = DriftWatch(config)
+        self.served_scales = self._new_served_scales()
+
+    def _new_served_scales(self) -> ServedModelScale | None:
+        """The global model's scale per served model; keys of one served model need none."""
+        if self.key.accelerator != GLOBAL_ACCELERATOR or self.key.model:
+            return None
+        return ServedModelScale(
+            self.config.max_accelerators, self.config.pod_calibration_min_samples
+        )
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Sets from snapshots written before served models were keyed start with none."""
+        self.__dict__.update(state)
+        if "served_scales" not in state:
+            self.served_scales = self._new_served_scales()
 
     def _new_slot(self, learner: Learner) -> LearnerSlot:
         return LearnerSlot(
@@ -220,12 +246,27 @@ class ModelSet:
         y_log: np.ndarray,
         clock: BatchClock | None = None,
         pods: np.ndarray | None = None,
+        served_models: np.ndarray | None = None,
     ) -> list[LearnerFailure]:
+        """Learn a batch of (n,) log-ms outcomes.
+
+        The global set learns them normalised by each row's ``served_models`` scale (see
+        ``models.served_model_scale``), then moves the scales by what its champion
+        predicted before learning the batch.
+        """
+        scales = None if served_models is None else self.served_scales
+        if scales is not None:
+            y_log = y_log - scales.rows(served_models)
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
             if (error := slot.step(features, y_log, self.config, clock, pods)) is not None
         ]
+        champion = self.champion_slot()
+        raw = None if champion is None else champion.last_raw
+        if scales is not None and raw is not None:
+            median = int(np.argmin(np.abs(np.asarray(self.config.quantiles) - 0.5)))
+            scales.update(served_models, y_log - raw[:, median])
         self.n_samples += len(y_log)
         if (error := self.drift.step(self, features, y_log)) is not None:
             failures.append(LearnerFailure(self.key, f"{self.champion} challenger", error))
@@ -275,6 +316,7 @@ class ModelSet:
             key=self.key,
             learner=slot.learner.name,
             label=f"{slot.learner.name}@{self.key.accelerator}",
+            key_label=self.key.label(),
             function=function,
             leading=function.leading(self.config.headline_index + 1),
             n_leading=self.config.headline_index + 1,
@@ -283,7 +325,12 @@ class ModelSet:
             n_samples=self.n_samples,
             version=self.version,
             updated_at=self.last_update or time.time(),
+            model_scales={} if self.served_scales is None else self.served_scales.published(),
         )
+
+    def status(self, serving: bool) -> KeyStatus:
+        """An immutable copy of what introspection shows; call on the learning thread."""
+        return status_of(self, serving)
 
     def scores(self) -> dict[str, WindowScores]:
         return {slot.learner.name: slot.evaluator.scores() for slot in self.slots}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.snapshot import SnapshotError, decode_snapshot, encode_snapshot
 
@@ -28,12 +28,6 @@ class Pin:
     key: ModelKey
     version: int
     pinned_at: float
-
-
-def parse_label(label: str) -> ModelKey:
-    """``H100/ttft`` -> its model key, as ``ModelKey.label`` wrote it."""
-    accelerator, _, target = label.rpartition("/")
-    return ModelKey(accelerator, Target(target))
 
 
 class FleetPins:
@@ -69,7 +63,7 @@ class FleetPins:
         """Every pin in force (one small hash read: replicas poll it with the versions)."""
         found = {}
         for label, raw in self.client.hgetall(self.keys.pins).items():
-            key = parse_label(label.decode())
+            key = ModelKey.parse(label.decode())
             meta = json.loads(raw)
             found[key] = Pin(key, int(meta["version"]), float(meta["at"]))
         return found

@@ -1,10 +1,17 @@
-"""All model sets of a deployment, keyed by (accelerator type, target), plus the global ones.
+"""All model sets of a deployment, keyed by (accelerator type, target, served model), plus
+the global ones.
 
-A new accelerator type gets its own model sets on first sight; until they have
-``min_samples`` samples, its requests are answered by the global model, which learns from
-every accelerator and sees hardware descriptors, so what it learned on an H100 transfers
-to an MI300X by compute and bandwidth ratios. Predictions read only published, immutable
-``ServingModel`` objects, so they never wait for learning.
+A new (accelerator type, served model) pair gets its own model sets on first sight; until
+they have ``min_samples`` samples, its requests are answered by the global model, which
+learns from every accelerator and every served model. It sees hardware descriptors, so
+what it learned on an H100 transfers to an MI300X by compute and bandwidth ratios, and it
+learns latency normalised by a scale per served model (``models.served_model_scale``), so
+a 70B model seen only on H100s is predicted on an A100 by the 70B's scale and the A100's
+speed as the other models showed it.
+Requests and observations naming no served model use the accelerator-only key, as before
+served models were keyed. Predictions read only published, immutable ``ServingModel``
+objects and introspection only published ``KeyStatus`` ones, so neither waits for learning
+nor sees a half-updated model set.
 """
 
 from __future__ import annotations
@@ -20,32 +27,21 @@ from latency_oracle.features.engineering import RequestColumns, build_features
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import ModelEvent
-from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
-from latency_oracle.models.model_set import (
-    BatchClock,
-    LearnerFailure,
-    ModelSet,
-    ServingModel,
-    served_quantiles,
+from latency_oracle.models.keys import ANY_MODEL, GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.model_set import BatchClock, LearnerFailure, ModelSet, ServingModel
+from latency_oracle.models.prediction_batch import (
+    TARGETS,
+    Answer,
+    PredictionBatch,
+    assemble,
+    groups,
 )
 from latency_oracle.models.prior import prior_log_quantiles
+from latency_oracle.models.status import KeyStatus
+
+__all__ = ["PRIOR_MODEL", "LearnReport", "LearnScope", "ModelRegistry", "PredictionBatch"]
 
 PRIOR_MODEL = "prior"
-# Answers list their targets in this order (iterating the enum class itself would be a
-# Python-level generator).
-TARGETS = (Target.TTFT, Target.TPOT)
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionBatch:
-    """Quantiles in ms for n requests, and which model answered each."""
-
-    quantiles: tuple[float, ...]
-    ttft_ms: np.ndarray  # (n, q)
-    tpot_ms: np.ndarray  # (n, q)
-    ttft_model: list[str]  # (n,) learner@accelerator, or "prior"
-    tpot_model: list[str]
-    cold: np.ndarray  # (n,) bool: the request's own accelerator model is not trained yet
 
 
 class LearnScope(StrEnum):
@@ -65,7 +61,9 @@ class LearnReport:
     failures: list[LearnerFailure]
     events: list[ModelEvent] = field(default_factory=list)  # drifts, promotions
     implausible: int = 0  # skipped: outside the configured plausibility bounds
-    evicted: list[str] = field(default_factory=list)  # accelerators dropped by the cap
+    # (accelerator, served model) pairs whose models the cap dropped, as "H100" or
+    # "H100 <served model>"
+    evicted: list[str] = field(default_factory=list)
 
 
 class ModelRegistry:
@@ -75,8 +73,11 @@ class ModelRegistry:
         self.config = config
         self._model_sets: dict[ModelKey, ModelSet] = {}
         self._serving: dict[ModelKey, ServingModel] = {}
-        # Accelerators with model sets, least recently learned first: the cap evicts from here.
-        self._accelerators: OrderedDict[str, None] = OrderedDict()
+        # Replaced whole on every publish, never mutated: readers on other threads iterate it.
+        self._status: dict[ModelKey, KeyStatus] = {}
+        # (accelerator, served model) pairs with model sets, least recently learned first:
+        # the cap evicts from here.
+        self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- learning (one trainer thread) -------------------------------------------------
@@ -86,7 +87,8 @@ class ModelRegistry:
     ) -> LearnReport:
         """Apply a batch of observations to every model set they concern within ``scope``.
 
-        Implausible observations are skipped here too, whichever door they came in by.
+        Each observation trains the global model and its own (accelerator, served model)
+        key. Implausible observations are skipped here too, whichever door they came in by.
         """
         plausible = self.config.bounds.keep_plausible(observations)
         implausible = len(observations) - len(plausible)
@@ -94,6 +96,7 @@ class ModelRegistry:
             return LearnReport(len(observations), {}, [], implausible=implausible)
         observations = plausible
         columns = RequestColumns.from_requests(observations)
+        served = np.array([o.model for o in observations], dtype=object)
         features = build_features(columns)
         outcomes = {
             Target.TTFT: np.array([o.ttft_ms or np.nan for o in observations]),
@@ -101,28 +104,39 @@ class ModelRegistry:
         }
         finished = np.array([o.timestamp for o in observations], dtype=np.float64)
         arrived = finished - np.array([_duration_s(o) for o in observations])
+        # Never "global": a client cannot claim the global key.
+        pairs = [
+            (a, m, rows)
+            for a, m, rows in _pair_rows(columns.accelerator, served)
+            if a != GLOBAL_ACCELERATOR
+        ]
         samples: dict[ModelKey, int] = {}
         failures: list[LearnerFailure] = []
         events: list[ModelEvent] = []
         with self._lock:
-            seen = [str(a) for a in np.unique(columns.accelerator) if a != GLOBAL_ACCELERATOR]
-            own, evicted = self._admit(seen) if scope != LearnScope.GLOBAL else (set(), [])
+            admit = [(a, m) for a, m, _ in pairs] if scope != LearnScope.GLOBAL else []
+            own, evicted = self._admit(admit)
             for target, values in outcomes.items():
                 valid = ~np.isnan(values)
                 if not valid.any():
                     continue
-                groups = [(GLOBAL_ACCELERATOR, valid)] if scope != LearnScope.ACCELERATORS else []
-                if scope != LearnScope.GLOBAL:
-                    groups += [
-                        (str(acc), valid & (columns.accelerator == acc))
-                        for acc in np.unique(columns.accelerator[valid])
-                        if acc in own  # never "global": a client cannot claim the global key
-                    ]
-                for accelerator, rows in groups:
-                    key = ModelKey(accelerator, target)
+                groups_ = [(ModelKey(GLOBAL_ACCELERATOR, target), valid)]
+                if scope == LearnScope.ACCELERATORS:
+                    groups_ = []
+                groups_ += [
+                    (ModelKey(a, target, m), valid & rows) for a, m, rows in pairs if (a, m) in own
+                ]
+                for key, rows in groups_:
+                    if not rows.any():
+                        continue
                     clock = BatchClock(arrived[rows], float(finished[rows].max()))
                     failures += self._learn_key(
-                        key, features[rows], np.log(values[rows]), clock, columns.pod[rows]
+                        key,
+                        features[rows],
+                        np.log(values[rows]),
+                        clock,
+                        columns.pod[rows],
+                        served[rows],
                     )
                     events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
@@ -130,25 +144,31 @@ class ModelRegistry:
             len(observations) + implausible, samples, failures, events, implausible, evicted
         )
 
-    def _admit(self, accelerators: list[str]) -> tuple[set[str], list[str]]:
-        """Mark ``accelerators`` as just seen, evicting the least recently seen beyond the cap.
+    def _admit(self, pairs: list[tuple[str, str]]) -> tuple[set[tuple[str, str]], list[str]]:
+        """Mark (accelerator, served model) ``pairs`` as just seen, evicting the least
+        recently seen beyond the cap.
 
-        Returns the accelerators that may have their own models in this batch and those
-        that lost (or never got) them: a batch with more new types than the cap learns the
-        extra ones into the global model only.
+        Returns the pairs that may have their own models in this batch and those that lost
+        (or never got) them: a batch with more new pairs than the cap learns the extra ones
+        into the global model only.
         """
-        admitted = accelerators[: self.config.max_accelerators]
-        evicted = accelerators[self.config.max_accelerators :]
-        for accelerator in admitted:
-            self._accelerators[accelerator] = None
-            self._accelerators.move_to_end(accelerator)
-        while len(self._accelerators) > self.config.max_accelerators:
-            oldest, _ = self._accelerators.popitem(last=False)
+        cap = self.config.max_accelerators
+        admitted, refused = pairs[:cap], pairs[cap:]
+        for pair in admitted:
+            self._pairs[pair] = None
+            self._pairs.move_to_end(pair)
+        evicted = []
+        while len(self._pairs) > cap:
+            (accelerator, model), _ = self._pairs.popitem(last=False)
             for target in Target:
-                self._model_sets.pop(ModelKey(oldest, target), None)
-                self._serving.pop(ModelKey(oldest, target), None)
-            evicted.append(oldest)
-        return set(admitted), evicted
+                self._forget(ModelKey(accelerator, target, model))
+            evicted.append((accelerator, model))
+        return set(admitted), [f"{a} {m}".rstrip() for a, m in (*refused, *evicted)]
+
+    def _forget(self, key: ModelKey) -> None:
+        self._model_sets.pop(key, None)
+        self._serving.pop(key, None)
+        self._status = {k: v for k, v in self._status.items() if k != key}
 
     def _learn_key(
         self,
@@ -157,28 +177,39 @@ class ModelRegistry:
         y_log: np.ndarray,
         clock: BatchClock,
         pods: np.ndarray,
+        served_models: np.ndarray,
     ) -> list[LearnerFailure]:
         model_set = self._model_sets.get(key)
         if model_set is None:
             model_set = self._model_sets[key] = ModelSet(key, self.config)
-        failures = model_set.learn(features, y_log, clock, pods)
+        failures = model_set.learn(features, y_log, clock, pods, served_models)
         self._publish(model_set)
         return failures
 
     def _publish(self, model_set: ModelSet) -> None:
+        """Swap in the set's serving function and its status, both immutable."""
+        key = model_set.key
         serving = model_set.serving_model()
         if serving is None:
-            self._serving.pop(model_set.key, None)
+            self._serving.pop(key, None)
         else:
-            self._serving[model_set.key] = serving
+            self._serving[key] = serving
+        answers = serving is not None and serving.n_samples >= self.config.min_samples
+        self._status = {**self._status, key: model_set.status(answers)}
 
     # -- prediction (any thread, lock-free) --------------------------------------------
 
-    def predict(self, columns: RequestColumns, through_headline: bool = False) -> PredictionBatch:
-        """p-quantiles of TTFT and TPOT for every request, vectorised per accelerator.
+    def predict(
+        self,
+        columns: RequestColumns,
+        through_headline: bool = False,
+        served_models: np.ndarray | None = None,
+    ) -> PredictionBatch:
+        """p-quantiles of TTFT and TPOT for every request, vectorised per key.
 
-        ``through_headline`` answers only the quantiles up to the headline one, for callers
-        (routing) that read nothing above it: a third less forest to walk.
+        ``served_models`` names each request's served model (object array; "" or None:
+        unnamed). ``through_headline`` answers only the quantiles up to the headline one,
+        for callers (routing) that read nothing above it: a third less forest to walk.
         """
         quantiles = self.config.quantiles
         if through_headline:
@@ -186,74 +217,78 @@ class ModelRegistry:
         features = build_features(columns)
         answers = [
             self._answer(
-                str(accelerator),
+                accelerator,
+                model,
                 rows,
                 features[rows],
                 columns.pod[rows],
                 quantiles,
                 through_headline,
             )
-            for accelerator, rows in _groups(columns.accelerator)
+            for accelerator, model, rows in groups(columns.accelerator, served_models)
         ]
-        if len(answers) == 1:  # one accelerator (the hot case): its arrays are the batch's
-            (answer,) = answers
-            n = len(columns)
-            return PredictionBatch(
-                quantiles=quantiles,
-                ttft_ms=served_quantiles(answer.log_ms[0]),
-                tpot_ms=served_quantiles(answer.log_ms[1]),
-                ttft_model=[answer.model[0]] * n,
-                tpot_model=[answer.model[1]] * n,
-                cold=(np.ones if answer.cold else np.zeros)(n, dtype=bool),
-            )
-        return _assemble(answers, len(columns), quantiles)
+        return assemble(answers, len(columns), quantiles)
 
     def _answer(
         self,
         accelerator: str,
+        model: str,
         rows: slice | np.ndarray,
         features: np.ndarray,
         pods: np.ndarray,
         quantiles: tuple[float, ...],
         through_headline: bool,
-    ) -> _Answer:
-        """Both targets for one accelerator's rows: its own models, else the global ones,
-        else the physics prior."""
+    ) -> Answer:
+        """Both targets for one (accelerator, served model)'s rows: its own models, else the
+        global ones scaled to the served model, else the global ones, else the physics prior."""
         log_ms: list[np.ndarray] = []
         models: list[str] = []
+        keys: list[str] = []
         cold = False
         prior: dict[str, np.ndarray] | None = None
         for target in TARGETS:
-            serving = self._published(accelerator, target)
+            serving = self._published(accelerator, target, model)
+            scale = None
             if serving is None:
                 cold = True
-                serving = self._published(GLOBAL_ACCELERATOR, target)
+                serving = self._published(GLOBAL_ACCELERATOR, target, ANY_MODEL)
+                scale = None if serving is None else serving.model_scales.get(model)
             if serving is None:
                 prior = prior or prior_log_quantiles(features, quantiles)
                 log_ms.append(prior[target.value])
                 models.append(PRIOR_MODEL)
-            else:
-                log_ms.append(serving.predict_log(features, pods, through_headline))
-                models.append(serving.label)
-        return _Answer(rows, log_ms, models, cold)
+                keys.append(PRIOR_MODEL)
+                continue
+            log_ms.append(serving.predict_log(features, pods, through_headline, scale or 0.0))
+            models.append(serving.label)
+            scaled = scale is not None
+            keys.append(
+                ModelKey(GLOBAL_ACCELERATOR, target, model).label() if scaled else serving.key_label
+            )
+        return Answer(rows, log_ms, models, keys, cold)
 
-    def _published(self, accelerator: str, target: Target) -> ServingModel | None:
+    def _published(self, accelerator: str, target: Target, model: str) -> ServingModel | None:
         """``serving`` on the hot path: a plain tuple equals (and hashes as) its ModelKey,
         and skips the named tuple's Python-level constructor."""
-        serving = self._serving.get((accelerator, target))
+        serving = self._serving.get((accelerator, target, model))
         if serving is None or serving.n_samples < self.config.min_samples:
             return None
         return serving
 
     # -- introspection and persistence -------------------------------------------------
 
+    def statuses(self) -> list[KeyStatus]:
+        """Every key's status as last published: safe from any thread, never half-updated."""
+        return list(self._status.values())
+
     def model_sets(self) -> list[ModelSet]:
+        """The live model sets: for the learning thread (or with it idle) only."""
         with self._lock:
             return list(self._model_sets.values())
 
     def serving(self, key: ModelKey) -> ServingModel | None:
         """The published model of ``key`` if it has learned enough to answer for it."""
-        return self._published(key.accelerator, key.target)
+        return self._published(key.accelerator, key.target, key.model)
 
     def export_state(self) -> dict[ModelKey, ModelSet]:
         """The model sets, for a snapshot; call from the learning thread (or with it idle)."""
@@ -265,7 +300,8 @@ class ModelRegistry:
         with self._lock:
             self._model_sets = {}
             self._serving = {}
-            self._accelerators.clear()
+            self._status = {}
+            self._pairs.clear()
             for model_set in model_sets.values():
                 self._adopt(model_set)
 
@@ -277,13 +313,14 @@ class ModelRegistry:
 
     def _adopt(self, model_set: ModelSet) -> None:
         model_set.config = self.config
-        if model_set.key.accelerator != GLOBAL_ACCELERATOR:
-            self._accelerators[model_set.key.accelerator] = None
-        self._model_sets[model_set.key] = model_set
+        key = model_set.key
+        if key.accelerator != GLOBAL_ACCELERATOR:
+            self._pairs[(key.accelerator, key.model)] = None
+        self._model_sets[key] = model_set
         self._publish(model_set)
 
     def last_update(self) -> float | None:
-        stamps = [m.last_update for m in self.model_sets() if m.last_update is not None]
+        stamps = [s.last_update for s in self.statuses() if s.last_update is not None]
         return max(stamps, default=None)
 
 
@@ -294,42 +331,12 @@ def _duration_s(observation: Observation) -> float:
     return (ttft + decode) / 1e3
 
 
-def _groups(accelerators: np.ndarray) -> list[tuple[str, slice | np.ndarray]]:
-    """Rows per accelerator; one slice when all rows share one (the common, hot case)."""
-    names = accelerators.tolist()
-    first = names[0] if names else ""
-    if names.count(first) == len(names):  # a list's count runs in C; == on objects does not
-        return [(str(first), slice(None))]
-    kinds, inverse = np.unique(accelerators, return_inverse=True)
-    return [(str(kind), np.flatnonzero(inverse == i)) for i, kind in enumerate(kinds)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """One accelerator's rows of a batch: log-ms quantiles and model per target (in
-    ``TARGETS`` order), and whether its own models were cold."""
-
-    rows: slice | np.ndarray
-    log_ms: list[np.ndarray]
-    model: list[str]
-    cold: bool
-
-
-def _assemble(answers: list[_Answer], n: int, quantiles: tuple[float, ...]) -> PredictionBatch:
-    """One batch from the answers of several accelerators, each row where it came from."""
-    log_ms = [np.empty((n, len(quantiles))) for _ in TARGETS]
-    models = [np.empty(n, dtype=object) for _ in TARGETS]
-    cold = np.zeros(n, dtype=bool)
-    for answer in answers:
-        for t in range(len(TARGETS)):
-            log_ms[t][answer.rows] = answer.log_ms[t]
-            models[t][answer.rows] = answer.model[t]
-        cold[answer.rows] = answer.cold
-    return PredictionBatch(
-        quantiles=quantiles,
-        ttft_ms=served_quantiles(log_ms[0]),
-        tpot_ms=served_quantiles(log_ms[1]),
-        ttft_model=models[0].tolist(),
-        tpot_model=models[1].tolist(),
-        cold=cold,
-    )
+def _pair_rows(accelerators: np.ndarray, served: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """A boolean row mask per (accelerator, served model) pair of a batch, in first-seen order."""
+    n = len(accelerators)
+    out = []
+    for accelerator, model, rows in groups(accelerators, served):
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        out.append((accelerator, model, mask))
+    return out

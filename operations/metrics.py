@@ -19,12 +19,12 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # names for type hints only: the sidecar reads PREFIX without the ML stack
-    from latency_oracle.models.model_set import ModelSet
     from latency_oracle.models.registry import LearnReport
+    from latency_oracle.models.status import KeyStatus
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ class LearningMetrics:
                 event.kind.value,
             ).inc()
 
-    def watch(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
-        """Expose the gauges of the model sets ``model_sets()`` returns, at scrape time."""
-        self.registry.register(_ModelCollector(model_sets))
+    def watch(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
+        """Expose the gauges of the model keys ``statuses()`` returns, at scrape time."""
+        self.registry.register(_ModelCollector(statuses))
 
 
 class ServiceMetrics(LearningMetrics):
@@ -183,60 +183,61 @@ def redis_errors(registry: CollectorRegistry) -> Counter:
 
 
 class _ModelCollector(Collector):
-    def __init__(self, model_sets: Callable[[], Iterable[ModelSet]]) -> None:
-        self.model_sets = model_sets
+    """Model gauges from published key statuses: a scrape never walks live learner slots.
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        key_labels = ["accelerator", "target"]
-        learner_labels = [*key_labels, "learner"]
-        quantile_labels = [*learner_labels, "predicted_quantile"]
-        samples = GaugeMetricFamily(
-            f"{PREFIX}_model_samples", "Samples learned per model key.", labels=key_labels
-        )
-        updated = GaugeMetricFamily(
+    A key of one served model adds a ``model`` label; keys naming none have exactly the
+    series they always had. Served models are bounded by the registry's cap on keys.
+    """
+
+    def __init__(self, statuses: Callable[[], Iterable[KeyStatus]]) -> None:
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        samples = _gauge(f"{PREFIX}_model_samples", "Samples learned per model key.")
+        updated = _gauge(
             f"{PREFIX}_model_last_update_timestamp_seconds",
             "Unix time of each model key's last update.",
-            labels=key_labels,
         )
-        champion = GaugeMetricFamily(
-            f"{PREFIX}_model_champion", "1 for the learner serving each key.", labels=learner_labels
+        champion = _gauge(f"{PREFIX}_model_champion", "1 for the learner serving each key.")
+        failed = _gauge(
+            f"{PREFIX}_learner_failed", "1 while a learner is failed (reset, not serving)."
         )
-        failed = GaugeMetricFamily(
-            f"{PREFIX}_learner_failed",
-            "1 while a learner is failed (reset, not serving).",
-            labels=learner_labels,
-        )
-        coverage = GaugeMetricFamily(
+        coverage = _gauge(
             f"{PREFIX}_model_coverage",
             "Fraction of recent outcomes at or below each served quantile.",
-            labels=quantile_labels,
         )
-        pinball = GaugeMetricFamily(
+        pinball = _gauge(
             f"{PREFIX}_model_pinball_loss_seconds",
             "Recent mean pinball loss of each quantile, seconds.",
-            labels=quantile_labels,
         )
-        mae = GaugeMetricFamily(
-            f"{PREFIX}_model_mae_seconds",
-            "Recent MAE of the median, seconds.",
-            labels=learner_labels,
-        )
-        for model_set in self.model_sets():
-            key = [model_set.key.accelerator, model_set.key.target.value]
-            samples.add_metric(key, model_set.n_samples)
-            updated.add_metric(key, model_set.last_update or 0.0)
-            for slot in model_set.slots:
-                name = slot.learner.name
-                champion.add_metric([*key, name], float(model_set.champion == name))
-                failed.add_metric([*key, name], float(slot.health.state == "failed"))
-                scores = slot.evaluator.scores()
+        mae = _gauge(f"{PREFIX}_model_mae_seconds", "Recent MAE of the median, seconds.")
+        for status in self.statuses():
+            key = {"accelerator": status.key.accelerator, "target": status.key.target.value}
+            if status.key.model:
+                key["model"] = status.key.model
+            _add(samples, key, status.samples)
+            _add(updated, key, status.last_update or 0.0)
+            for learner in status.learners:
+                labels = {**key, "learner": learner.name}
+                _add(champion, labels, float(status.champion == learner.name))
+                _add(failed, labels, float(learner.failed))
+                scores = learner.scores
                 if scores.samples == 0:
                     continue
-                mae.add_metric([*key, name], scores.mae / 1e3)  # learners score in ms
+                _add(mae, labels, scores.mae / 1e3)  # learners score in ms
                 for q, cov, loss in zip(
-                    model_set.config.quantiles, scores.coverage, scores.pinball, strict=True
+                    status.quantiles, scores.coverage, scores.pinball, strict=True
                 ):
-                    label = predicted_quantile_label(q)
-                    coverage.add_metric([*key, name, label], cov)
-                    pinball.add_metric([*key, name, label], loss / 1e3)
+                    quantile = {**labels, "predicted_quantile": predicted_quantile_label(q)}
+                    _add(coverage, quantile, cov)
+                    _add(pinball, quantile, loss / 1e3)
         yield from (samples, updated, champion, failed, coverage, pinball, mae)
+
+
+def _gauge(name: str, documentation: str) -> Metric:
+    """A gauge family whose samples may differ in label names (``model`` only where set)."""
+    return Metric(name, documentation, "gauge")
+
+
+def _add(family: Metric, labels: dict[str, str], value: float) -> None:
+    family.add_sample(family.name, labels, value)

@@ -9,13 +9,15 @@ as a restart.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.keys import ModelKey
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -72,8 +74,18 @@ class KeyReview:
 
 
 def registered_model_name(key: ModelKey) -> str:
-    """MLflow registered-model names cannot contain '/': one name per key."""
-    return f"latency-oracle-{key.accelerator}-{key.target.value}"
+    """MLflow registered-model names cannot contain '/': one name per key.
+
+    A served model's name is made safe and suffixed with a digest of the exact name, so two
+    names that clean up alike (``org/m`` and ``org-m``) still get a registered model each;
+    keys naming no served model keep the names they always had.
+    """
+    name = f"latency-oracle-{key.accelerator}-{key.target.value}"
+    if not key.model:
+        return name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", key.model).strip("-")[:64]
+    digest = hashlib.sha256(key.model.encode()).hexdigest()[:8]
+    return f"{name}-{safe}-{digest}"
 
 
 def configure_http(timeout_s: float, retries: int) -> None:
@@ -225,8 +237,7 @@ class MlflowStore:
             label = run.data.tags.get(KEY_TAG)
             if label is None:
                 continue
-            accelerator, target = label.rsplit("/", 1)
-            key = ModelKey(accelerator, Target(target))
+            key = ModelKey.parse(label)
             versions = self.client.search_model_versions(f"name = '{registered_model_name(key)}'")
             rows.append(
                 KeyReview(

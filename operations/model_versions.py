@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from latency_oracle.features.accelerators import normalize_accelerator
-from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def parse_key(label: str) -> ModelKey:
-    """``H100/ttft`` -> the model key, with the accelerator named as observations name it."""
-    accelerator, _, target = label.rpartition("/")
-    if accelerator != GLOBAL_ACCELERATOR:
-        accelerator = normalize_accelerator(accelerator)
-    return ModelKey(accelerator, Target(target))
+    """``H100/ttft`` (or ``H100/ttft/<served model>``) -> the model key, with the
+    accelerator named as observations name it."""
+    key = ModelKey.parse(label)
+    if key.accelerator == GLOBAL_ACCELERATOR:
+        return key
+    return key._replace(accelerator=normalize_accelerator(key.accelerator))
 
 
 def open_store(settings: Settings) -> MlflowStore:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from latency_oracle.features.native import compute_paths
-from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.status import KeyStatus
 
 HTTP_OK = 200
 HTTP_SERVICE_UNAVAILABLE = 503
@@ -46,11 +46,9 @@ class Readiness:
         return {"status": self.status, "problems": self.problems, "compute": compute_paths()}
 
 
-def failed_learners(model_sets: Iterable[ModelSet]) -> list[str]:
-    """One problem per failed learner slot, naming the key, the learner and its error."""
-    return [
-        f"{model_set.key.label()} {slot.learner.name} failed: {slot.health.last_error}"
-        for model_set in model_sets
-        for slot in model_set.slots
-        if slot.health.state == "failed"
-    ]
+def failed_learners(statuses: Iterable[KeyStatus]) -> list[str]:
+    """One problem per failed learner slot, naming the key, the learner and its error.
+
+    Read from published statuses, never the live model sets the learning thread mutates.
+    """
+    return [problem for status in statuses for problem in status.problems()]

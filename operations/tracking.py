@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey
-from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.snapshot import encode_snapshot
+from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import PREFIX, quantile_label
 from latency_oracle.operations.mlflow_store import (
     CHALLENGER_ALIAS,
@@ -122,67 +122,43 @@ class ModelTracker:
             log.exception("could not collect tracking records")
 
     def _collect(self, report: LearnReport, models: ModelRegistry) -> None:
+        """Metrics from the published key statuses; a version's snapshot from its model set
+        (this runs on the learning thread, between batches, so the set is at rest)."""
         events: dict[ModelKey, list[ModelEvent]] = defaultdict(list)
         for event in report.events:
             events[event.key].append(event)
-        model_sets = models.export_state()
+        statuses = {status.key: status for status in models.statuses()}
         now = time.monotonic()
         if report.evicted:  # keys the registry's cap dropped: forget them here too
-            self._last_logged = {k: v for k, v in self._last_logged.items() if k in model_sets}
-            self._serving &= model_sets.keys()
+            self._last_logged = {k: v for k, v in self._last_logged.items() if k in statuses}
+            self._serving &= statuses.keys()
         for key in report.samples:
-            model_set = model_sets.get(key)
-            if model_set is None or model_set.champion is None:
+            status = statuses.get(key)
+            if status is None or status.champion is None:
                 continue
-            if key not in self._serving and models.serving(key) is not None:
+            if key not in self._serving and status.serving:
                 self._serving.add(key)
-                self._offer(self._version(model_set, "first serving champion", first=True))
+                self._offer(self._version(models, key, "first serving champion", first=True))
             for event in events[key]:
                 if event.kind == EventKind.PROMOTION:
-                    self._offer(self._version(model_set, event.detail, first=False))
+                    self._offer(self._version(models, key, event.detail, first=False))
             samples, at = self._last_logged.get(key, (-1, 0.0))
             due = (
                 samples < 0
-                or model_set.n_samples - samples >= self.settings.tracking_every_observations
+                or status.samples - samples >= self.settings.tracking_every_observations
                 or now - at >= self.settings.tracking_interval_s
                 or bool(events[key])
             )
-            if due and (record := self._metrics(model_set)) is not None:
-                self._last_logged[key] = (model_set.n_samples, now)
+            if due and (record := _metrics(status, self.config.headline_index)) is not None:
+                self._last_logged[key] = (status.samples, now)
                 self._offer(record)
 
-    def _metrics(self, model_set: ModelSet) -> RunMetrics | None:
-        champion = model_set.champion_slot()
-        if champion is None or champion.evaluator.scores().samples == 0:
-            return None
-        scores = champion.evaluator.scores()
-        metrics = {"samples": float(model_set.n_samples), "mae_ms": scores.mae}
-        for q, loss, coverage in zip(
-            model_set.config.quantiles, scores.pinball, scores.coverage, strict=True
-        ):
-            metrics[f"pinball_{quantile_label(q)}_ms"] = loss
-            metrics[f"coverage_{quantile_label(q)}"] = coverage
-        metrics["drift_events"] = float(model_set.drift.drifts)
-        metrics["promotions"] = float(model_set.drift.promotions)
-        # Every learner's headline scores on the same window: the review's champion vs
-        # challenger comparison (a drift race's challenger is a learner too, once promoted).
-        headline = model_set.config.headline_index
-        label = quantile_label(model_set.config.quantiles[headline])
-        for name, learner_scores in model_set.scores().items():
-            if learner_scores.samples:
-                metrics[f"{name}.pinball_{label}_ms"] = learner_scores.pinball[headline]
-                metrics[f"{name}.coverage_{label}"] = learner_scores.coverage[headline]
-        return RunMetrics(
-            key=model_set.key,
-            step=model_set.n_samples,
-            timestamp_ms=int(time.time() * 1000),
-            metrics=metrics,
-            tags={"champion": champion.learner.name},
-        )
-
-    def _version(self, model_set: ModelSet, description: str, first: bool) -> VersionRecord:
-        snapshot = encode_snapshot({model_set.key: model_set}, model_set.config.quantiles)
-        return VersionRecord(model_set.key, snapshot, description, first)
+    def _version(
+        self, models: ModelRegistry, key: ModelKey, description: str, first: bool
+    ) -> VersionRecord:
+        model_set = models.export_state()[key]
+        snapshot = encode_snapshot({key: model_set}, model_set.config.quantiles)
+        return VersionRecord(key, snapshot, description, first)
 
     def _offer(self, record: TrackingRecord) -> None:
         try:
@@ -233,6 +209,34 @@ class ModelTracker:
             log.info(
                 "registered %s version %s: %s", record.key.label(), version, record.description
             )
+
+
+def _metrics(status: KeyStatus, headline: int) -> RunMetrics | None:
+    """The champion's window scores and the key's drift counts, as one MLflow step."""
+    champion = status.champion_status()
+    if champion is None or champion.scores.samples == 0:
+        return None
+    scores = champion.scores
+    metrics = {"samples": float(status.samples), "mae_ms": scores.mae}
+    for q, loss, coverage in zip(status.quantiles, scores.pinball, scores.coverage, strict=True):
+        metrics[f"pinball_{quantile_label(q)}_ms"] = loss
+        metrics[f"coverage_{quantile_label(q)}"] = coverage
+    metrics["drift_events"] = float(status.drifts)
+    metrics["promotions"] = float(status.promotions)
+    # Every learner's headline scores on the same window: the review's champion vs
+    # challenger comparison (a drift race's challenger is a learner too, once promoted).
+    label = quantile_label(status.quantiles[headline])
+    for learner in status.learners:
+        if learner.scores.samples:
+            metrics[f"{learner.name}.pinball_{label}_ms"] = learner.scores.pinball[headline]
+            metrics[f"{learner.name}.coverage_{label}"] = learner.scores.coverage[headline]
+    return RunMetrics(
+        key=status.key,
+        step=status.samples,
+        timestamp_ms=int(time.time() * 1000),
+        metrics=metrics,
+        tags={"champion": champion.name},
+    )
 
 
 def _kind(record: TrackingRecord) -> str:

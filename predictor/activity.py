@@ -93,20 +93,20 @@ class Activity:
             self.sample(models)
 
     def sample(self, models: ModelRegistry) -> None:
-        """Record every model key's champion scores now."""
+        """Record every model key's champion scores now (from published statuses: this
+        runs on the sampler thread while the learning thread mutates the model sets)."""
         now = time.time()
-        self._forget_evicted({m.key.label() for m in models.model_sets()})
-        for model_set in models.model_sets():
-            slot = model_set.champion_slot()
-            if slot is None:
+        statuses = models.statuses()
+        self._forget_evicted({s.key.label() for s in statuses})
+        for status in statuses:
+            champion = status.champion_status()
+            if champion is None or champion.scores.samples == 0:
                 continue
-            scores = slot.evaluator.scores()
-            if scores.samples == 0:
-                continue
-            sample = QualitySample(now, slot.learner.name, scores.coverage, scores.pinball)
+            scores = champion.scores
+            sample = QualitySample(now, champion.name, scores.coverage, scores.pinball)
             with self._lock:
                 history = self._quality.setdefault(
-                    model_set.key.label(), deque(maxlen=self.history_len)
+                    status.key.label(), deque(maxlen=self.history_len)
                 )
                 history.append(sample)
 
@@ -120,7 +120,10 @@ class Activity:
     def record_learning(
         self, observations: Sequence[Observation], models: ModelRegistry, report: LearnReport
     ) -> None:
-        """Keep the champion's pre-learning predictions of this batch next to the outcomes."""
+        """Keep the champion's pre-learning predictions of this batch next to the outcomes.
+
+        Runs on the learning thread, between batches: the only reader of live slots here.
+        """
         model_sets = {m.key: m for m in models.model_sets()}
         for key in report.samples:
             model_set = model_sets.get(key)
@@ -159,11 +162,12 @@ def _outcomes_of(observations: Sequence[Observation], key: ModelKey) -> np.ndarr
     """The outcomes a model key learned from this batch, in the order the registry used."""
     field = "ttft_ms" if key.target == Target.TTFT else "tpot_ms"
     everyone = key.accelerator == GLOBAL_ACCELERATOR
+    own = (key.accelerator, key.model)
     return np.array(
         [
             value
             for o in observations
-            if (value := getattr(o, field)) and (everyone or o.accelerator == key.accelerator)
+            if (value := getattr(o, field)) and (everyone or (o.accelerator, o.model) == own)
         ],
         dtype=float,
     )

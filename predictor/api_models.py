@@ -30,13 +30,25 @@ class ModelsUsed(BaseModel):
     tpot: str = Field(description="learner@accelerator that answered TPOT, or 'prior'.")
 
 
+class KeysUsed(BaseModel):
+    ttft: str = Field(
+        description="Key that answered TTFT: its own (H100/ttft or H100/ttft/<served model>), "
+        "the global model scaled to the served model (global/ttft/<served model>), the "
+        "global model (global/ttft), or 'prior'."
+    )
+    tpot: str = Field(description="Key that answered TPOT, as for ttft.")
+
+
 class Prediction(BaseModel):
     pod: str
     accelerator: str
     ttft_ms: dict[str, float]
     tpot_ms: dict[str, float]
     model: ModelsUsed
-    cold: bool = Field(description="True until this accelerator's own model is trained.")
+    key: KeysUsed
+    cold: bool = Field(
+        description="True until the (accelerator, served model) key's own model is trained."
+    )
 
 
 class PredictionList(BaseModel):
@@ -65,12 +77,17 @@ class LearnerOut(BaseModel):
 
 
 class ModelOut(BaseModel):
+    key: str = Field(description="accelerator/target, then /served model when it names one.")
     accelerator: str
     target: str
+    served_model: str = Field(description="Served model of the key; '' for any.")
     samples: int
     champion: str | None
     last_update: float | None
     serving: bool
+    scaled_models: list[str] = Field(
+        description="Global keys: served models with their own scale over the global model."
+    )
     learners: list[LearnerOut]
 
 

@@ -16,8 +16,8 @@ from latency_oracle.features.plausibility import ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest
 from latency_oracle.features.store import StoreFull
 from latency_oracle.models.evaluation import WindowScores
-from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.registry import PredictionBatch
+from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import ServiceMetrics, quantile_label
 from latency_oracle.predictor.api_models import (
     Health,
@@ -135,14 +135,8 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
 
     @app.get("/v1/models", response_model=ModelList, summary="State and accuracy per model key")
     async def models() -> ModelList:
-        serving = {m.key for m in service.models.model_sets() if service.models.serving(m.key)}
-        return ModelList.model_validate(
-            {
-                "models": [
-                    _describe(m, m.key in serving, labels) for m in service.models.model_sets()
-                ]
-            }
-        )
+        statuses = service.models.statuses()  # published copies: never the live model sets
+        return ModelList.model_validate({"models": [_describe(s, labels) for s in statuses]})
 
     @app.get("/healthz", response_model=Health, summary="Liveness: the process answers")
     async def healthz() -> Health:
@@ -213,30 +207,34 @@ def _render(
             "ttft_ms": dict(zip(labels, ttft[i], strict=True)),
             "tpot_ms": dict(zip(labels, tpot[i], strict=True)),
             "model": {"ttft": batch.ttft_model[i], "tpot": batch.tpot_model[i]},
+            "key": {"ttft": batch.ttft_key[i], "tpot": batch.tpot_key[i]},
             "cold": cold[i],
         }
         for i, item in enumerate(items)
     ]
 
 
-def _describe(model_set: ModelSet, serving: bool, labels: list[str]) -> dict[str, object]:
+def _describe(status: KeyStatus, labels: list[str]) -> dict[str, object]:
     return {
-        "accelerator": model_set.key.accelerator,
-        "target": model_set.key.target.value,
-        "samples": model_set.n_samples,
-        "champion": model_set.champion,
-        "last_update": model_set.last_update,
-        "serving": serving,
+        "key": status.key.label(),
+        "accelerator": status.key.accelerator,
+        "target": status.key.target.value,
+        "served_model": status.key.model,
+        "samples": status.samples,
+        "champion": status.champion,
+        "last_update": status.last_update,
+        "serving": status.serving,
+        "scaled_models": list(status.served_models),
         "learners": [
             {
-                "name": slot.learner.name,
-                "state": slot.health.state,
-                "samples": slot.learner.n_samples,
-                "failures": slot.health.failures,
-                "last_error": slot.health.last_error,
-                "window": _scores(slot.evaluator.scores(), labels),
+                "name": learner.name,
+                "state": learner.state,
+                "samples": learner.samples,
+                "failures": learner.failures,
+                "last_error": learner.last_error,
+                "window": _scores(learner.scores, labels),
             }
-            for slot in model_set.slots
+            for learner in status.learners
         ],
     }
 

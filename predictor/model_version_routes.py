@@ -7,7 +7,7 @@ in its thread pool, away from the event loop that answers predictions.
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse, Response
 from latency_oracle.models.keys import Target
 from latency_oracle.models.redis_pins import FleetPins
@@ -29,6 +29,7 @@ class RollbackRequest(BaseModel):
 class RollbackResult(BaseModel):
     accelerator: str
     target: str
+    served_model: str
     version: int
     champion: str | None
     samples: int
@@ -56,10 +57,13 @@ def model_version_router(service: OracleService) -> APIRouter:
         accelerator: Annotated[str, Path(min_length=1, max_length=128)],
         target: Target,
         body: RollbackRequest,
+        model: Annotated[
+            str, Query(max_length=256, description="Served model of the key; none for any.")
+        ] = "",
     ) -> JSONResponse:
-        key = parse_key(f"{accelerator}/{target.value}")
+        key = parse_key(f"{accelerator}/{target.value}")._replace(model=model)
         try:
-            model_set = rollback(
+            rollback(
                 service.models, open_store(service.settings), key, body.version, _pins(service)
             )
         except KeyNotRegistered as exc:
@@ -72,13 +76,16 @@ def model_version_router(service: OracleService) -> APIRouter:
             return JSONResponse(
                 {"detail": f"MLflow unavailable: {exc}"}, status.HTTP_503_SERVICE_UNAVAILABLE
             )
+        # Its published status: the learning thread may already be training the set.
+        published = next(s for s in service.models.statuses() if s.key == key)
         return JSONResponse(
             {
                 "accelerator": key.accelerator,
                 "target": key.target.value,
+                "served_model": key.model,
                 "version": body.version,
-                "champion": model_set.champion,
-                "samples": model_set.n_samples,
+                "champion": published.champion,
+                "samples": published.samples,
                 "scope": "replica" if _pins(service) is None else "fleet",
             }
         )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.plausibility import Implausibility, ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest
@@ -73,7 +74,7 @@ class OracleService:
                 self.metrics.cardinality_capped.labels("pod").inc,
             )
         )
-        self.metrics.watch(self.models.model_sets)
+        self.metrics.watch(self.models.statuses)
         self.metrics.watch_backlog(self.store.pending)
         self.tracker = ModelTracker(settings, self.config, self.metrics.registry)
         self.activity = Activity(settings)
@@ -119,11 +120,15 @@ class OracleService:
     # -- requests ----------------------------------------------------------------------
 
     def predict(self, requests: Sequence[PredictionRequest]) -> PredictionBatch:
-        return self.predict_columns(RequestColumns.from_requests(requests))
+        served = np.array([r.model for r in requests], dtype=object)
+        return self.predict_columns(RequestColumns.from_requests(requests), served)
 
-    def predict_columns(self, columns: RequestColumns) -> PredictionBatch:
-        """Predictions for requests already in columns (the llm-d adapter builds them)."""
-        batch = self.models.predict(columns)
+    def predict_columns(
+        self, columns: RequestColumns, served_models: np.ndarray | None = None
+    ) -> PredictionBatch:
+        """Predictions for requests already in columns (the llm-d adapter builds them);
+        ``served_models`` names each request's served model, None for none."""
+        batch = self.models.predict(columns, served_models=served_models)
         cold = int(batch.cold.sum())
         if cold:
             self._cold_predictions.inc(cold)
@@ -234,7 +239,7 @@ class OracleService:
             blockers.append("model sync is not running")
         if self.replica is None and (self._thread is None or not self._thread.is_alive()):
             blockers.append("learning thread is not running")
-        problems = failed_learners(self.models.model_sets())
+        problems = failed_learners(self.models.statuses())
         if self.loop_error:
             problems.append(f"learning loop: {self.loop_error}")
         problems += self.version_problems

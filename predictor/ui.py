@@ -12,7 +12,7 @@ from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import quantile_label
 from latency_oracle.predictor.activity import ActivityView, Outcome, QualitySample, RouteRecord
 from latency_oracle.predictor.service import OracleService
@@ -51,8 +51,8 @@ def render_page(service: OracleService) -> str:
     quantiles = service.config.quantiles
     now = time.time()
     sections = [
-        _key_section(model_set, view, quantiles, now)
-        for model_set in sorted(service.models.model_sets(), key=lambda m: m.key.label())
+        _key_section(status, view, quantiles, now)
+        for status in sorted(service.models.statuses(), key=lambda s: s.key.label())
     ]
     refresh = service.settings.ui_refresh_s
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -70,9 +70,9 @@ def render_page(service: OracleService) -> str:
 
 
 def _key_section(
-    model_set: ModelSet, view: ActivityView, quantiles: tuple[float, ...], now: float
+    status: KeyStatus, view: ActivityView, quantiles: tuple[float, ...], now: float
 ) -> str:
-    label = model_set.key.label()
+    label = status.key.label()
     history = view.quality.get(label, [])
     outcomes = view.outcomes.get(label, [])
     charts = [
@@ -82,7 +82,7 @@ def _key_section(
     ]
     return (
         f"<h2>{escape(label)}</h2><div class='muted'>champion "
-        f"{escape(model_set.champion or 'none')} · {model_set.n_samples} samples</div>"
+        f"{escape(status.champion or 'none')} · {status.samples} samples</div>"
         f"<div class='row'>{''.join(charts)}</div>"
     )
 

@@ -13,6 +13,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -52,6 +53,7 @@ _LOADED_NUMBER = {
     DECODE_TOKENS: "decode_tokens_in_flight",
 }
 _LOAD_NUMBERS = [NUMBER_FIELDS.index(_LOADED_NUMBER[load]) for load in range(LOAD_FIELDS)]
+_MODEL_OF = attrgetter("model")
 
 
 class NoCandidates(LookupError):
@@ -126,7 +128,9 @@ class Router:
             pending = self.ledger.pending(names, [p.scraped_at for p in pods])
             columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
-            batch = self.models.predict(columns, through_headline=True)
+            batch = self.models.predict(
+                columns, through_headline=True, served_models=_served_models(request, pods)
+            )
             decision, placed = self._decide(request, pods, phases, columns, batch, pending)
             self._reserve(request, columns, placed)  # nothing when shed or queued
         return decision
@@ -250,6 +254,15 @@ def _columns(
         np.array(names, dtype=object),
         numbers,
     )
+
+
+def _served_models(request: RouteRequest, pods: Sequence[CandidatePod]) -> np.ndarray:
+    """Each candidate's served model: its own, else the one the request names."""
+    models = list(map(_MODEL_OF, pods))  # map with attrgetter: no Python frame per pod
+    first = models[0]
+    if models.count(first) == len(models):  # one pool, one model (list.count runs in C)
+        return np.full(len(models), first or request.model, dtype=object)
+    return np.array([m or request.model for m in models], dtype=object)
 
 
 def _relative_headroom(*targets: tuple[np.ndarray, float | None]) -> np.ndarray | None:

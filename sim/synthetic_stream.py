@@ -79,3 +79,27 @@ def generate_stream(
         for i in range(n)
     ]
     return SyntheticStream(observations, ttft_median, tpot_median)
+
+
+def served_model_stream(
+    n: int, *, seed: int, accelerator: str, model: str, slowdown: float
+) -> SyntheticStream:
+    """``generate_stream``'s requests served by ``model`` on ``accelerator``, ``slowdown``
+    times slower (a bigger model, a slower chip), on pods of their own."""
+    base = generate_stream(
+        n, seed=seed, accelerator=accelerator, id_prefix=f"{model}-{accelerator}"
+    )
+    observations = [
+        o.model_copy(
+            update={
+                "model": model,
+                "pod": f"{model}-{accelerator}-{o.pod}",
+                "ttft_ms": o.ttft_ms * slowdown,  # type: ignore[operator]
+                "tpot_ms": o.tpot_ms * slowdown,  # type: ignore[operator]
+            }
+        )
+        for o in base.observations
+    ]
+    return SyntheticStream(
+        observations, base.ttft_median_ms * slowdown, base.tpot_median_ms * slowdown
+    )

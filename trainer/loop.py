@@ -25,10 +25,10 @@ import redis
 from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis_store import connect
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import PREFIX, LearningMetrics, redis_errors
 from latency_oracle.operations.readiness import Readiness, failed_learners
 from latency_oracle.operations.tracking import ModelTracker
@@ -66,7 +66,7 @@ class Trainer:
         self.checkpoints = CheckpointStore(self.client, self.keys, self.config.quantiles)
         self.workers: dict[str, ShardWorker] = {}
         self.metrics = LearningMetrics(settings.max_accelerators)
-        self.metrics.watch(self.model_sets)
+        self.metrics.watch(self.statuses)
         self.redis_errors = redis_errors(self.metrics.registry).labels("train")
         Gauge(
             f"{PREFIX}_trainer_shards",
@@ -114,7 +114,7 @@ class Trainer:
             blockers.append("training loop is not running")
         if self.redis_error:
             blockers.append(f"redis unreachable: {self.redis_error}")
-        problems = failed_learners(self.model_sets())
+        problems = failed_learners(self.statuses())
         if not self.workers:
             shards, trainers = self._seen
             problems.append(
@@ -122,9 +122,9 @@ class Trainer:
             )
         return Readiness.judge(blockers, problems)
 
-    def model_sets(self) -> list[ModelSet]:
-        """The model sets of every shard this trainer owns (each shard learns its own)."""
-        return [m for worker in list(self.workers.values()) for m in worker.registry.model_sets()]
+    def statuses(self) -> list[KeyStatus]:
+        """The published key statuses of every shard this trainer owns (each learns its own)."""
+        return [s for worker in list(self.workers.values()) for s in worker.registry.statuses()]
 
     @contextmanager
     def _status_endpoint(self) -> Iterator[None]:

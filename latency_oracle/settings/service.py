@@ -55,8 +55,9 @@ class ServiceSettings(BaseModel):
     max_accelerators: int = Field(
         256,
         ge=1,
-        description="Accelerator types with their own models (and metric labels); beyond "
-        "it the least recently seen one's models are evicted (the global ones never).",
+        description="(Accelerator type, served model) pairs with their own models (and "
+        "metric labels), and served models with a scale in the global model; beyond it the "
+        "least recently seen one's are evicted (the global models never).",
     )
     max_live_pods: int = Field(
         10_000, ge=1, description="Live pod states kept; beyond it the stalest are evicted."

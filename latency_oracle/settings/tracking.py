@@ -6,10 +6,14 @@ from pydantic import BaseModel, Field, field_validator
 
 
 def check_model_version(label: str, version: int) -> None:
-    """A pinned registered version must name ``<accelerator>/<ttft|tpot>`` and be >= 1."""
-    accelerator, _, target = label.rpartition("/")
+    """A pinned registered version must name ``<accelerator>/<ttft|tpot>[/<served model>]``
+    and be >= 1."""
+    accelerator, _, rest = label.partition("/")
+    target = rest.partition("/")[0]
     if not accelerator or target not in ("ttft", "tpot") or version < 1:
-        raise ValueError(f"{label}={version}: expected <accelerator>/<ttft|tpot>=<n >= 1>")
+        raise ValueError(
+            f"{label}={version}: expected <accelerator>/<ttft|tpot>[/<model>]=<n >= 1>"
+        )
 
 
 class TrackingSettings(BaseModel):
