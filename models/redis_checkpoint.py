@@ -47,12 +47,20 @@ class LeaseLost(RuntimeError):
 
 
 class CheckpointStore:
-    """Reads and (lease-fenced) writes shard checkpoints."""
+    """Reads and (lease-fenced) writes shard checkpoints, signed with ``signing_key`` when
+    given: then only checkpoints signed with it are read (``models.snapshot``)."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, quantiles: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        quantiles: tuple[float, ...],
+        signing_key: bytes | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.quantiles = quantiles
+        self.signing_key = signing_key
         self._write = client.register_script(_WRITE_SCRIPT)
 
     def read(self, shard: str) -> ShardCheckpoint | None:
@@ -60,7 +68,7 @@ class CheckpointStore:
         return None if data is None else self.decode(data)
 
     def decode(self, data: bytes) -> ShardCheckpoint:
-        payload = decode_snapshot(data, self.quantiles)
+        payload = decode_snapshot(data, self.quantiles, self.signing_key)
         return ShardCheckpoint(payload["model_sets"], payload["extra"]["applied_id"])
 
     def write(
@@ -68,7 +76,10 @@ class CheckpointStore:
     ) -> int:
         """Store the checkpoint and count ``applied`` entries for ``trainer``; the version."""
         data = encode_snapshot(
-            checkpoint.model_sets, self.quantiles, {"applied_id": checkpoint.applied_id}
+            checkpoint.model_sets,
+            self.quantiles,
+            {"applied_id": checkpoint.applied_id},
+            self.signing_key,
         )
         keys = [
             self.keys.lease(shard),

@@ -38,6 +38,7 @@ __all__ = [
     "SnapshotSignatureError",
     "decode_snapshot",
     "encode_snapshot",
+    "refusal_reason",
     "write_atomically",
 ]
 
@@ -60,6 +61,14 @@ class SnapshotSignatureError(SnapshotError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason  # "unsigned" or "forged": a metric label
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why a snapshot was not loaded, as a metric label: unsigned, forged, corrupt (checksum
+    or format) or invalid (it decoded, but its content could not be used)."""
+    if isinstance(exc, SnapshotSignatureError):
+        return exc.reason
+    return "corrupt" if isinstance(exc, SnapshotError) else "invalid"
 
 
 def encode_snapshot(

@@ -36,9 +36,17 @@ def open_store(settings: Settings) -> MlflowStore:
     )
 
 
-def rollback(models: ModelRegistry, store: MlflowStore, key: ModelKey, version: int) -> ModelSet:
-    """Serve registered ``version`` of ``key`` from now on; raises if it cannot be loaded."""
-    payload = decode_snapshot(store.load_version(key, version), models.config.quantiles)
+def rollback(
+    models: ModelRegistry,
+    store: MlflowStore,
+    key: ModelKey,
+    version: int,
+    signing_key: bytes | None = None,
+) -> ModelSet:
+    """Serve registered ``version`` of ``key`` from now on; raises if it cannot be loaded
+    (or, given the snapshot key, is not signed with it)."""
+    data = store.load_version(key, version)
+    payload = decode_snapshot(data, models.config.quantiles, signing_key)
     model_set = payload["model_sets"].get(key)
     if model_set is None:
         raise SnapshotError(f"version {version} of {key.label()} holds no model set for it")
@@ -57,7 +65,7 @@ def apply_pinned_versions(models: ModelRegistry, settings: Settings) -> list[str
         store = open_store(settings)
         for label, version in settings.model_versions.items():
             try:
-                rollback(models, store, parse_key(label), version)
+                rollback(models, store, parse_key(label), version, settings.snapshot_signing_key)
             except (LookupError, SnapshotError) as exc:
                 problems.append(f"model version {label}={version}: {exc}")
     except Exception as exc:  # MLflow down: serve what the snapshot had, and say so

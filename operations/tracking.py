@@ -158,7 +158,11 @@ class ModelTracker:
         )
 
     def _version(self, model_set: ModelSet, description: str, first: bool) -> VersionRecord:
-        snapshot = encode_snapshot({model_set.key: model_set}, model_set.config.quantiles)
+        snapshot = encode_snapshot(
+            {model_set.key: model_set},
+            model_set.config.quantiles,
+            key=self.settings.snapshot_signing_key,
+        )
         return VersionRecord(model_set.key, snapshot, description, first)
 
     def _offer(self, record: TrackingRecord) -> None:

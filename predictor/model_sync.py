@@ -3,7 +3,9 @@
 A background thread polls the per-shard checkpoint versions (one small hash read) and
 decodes a shard's snapshot only when its version moved, then swaps its keys into the
 registry; predictions keep reading published models meanwhile. If Redis is unreachable
-the last good models keep serving and the error and staleness are reported.
+the last good models keep serving and the error and staleness are reported. A snapshot
+that is refused (unsigned, forged, corrupt or unusable) is reported and skipped: its
+shard keeps its last good models, and the next good checkpoint is loaded as usual.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 import redis
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import SnapshotError
+from latency_oracle.models.snapshot import refusal_reason
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,17 @@ class ModelSync:
         checkpoints: CheckpointStore,
         models: ModelRegistry,
         on_error: Callable[[Exception], None] = lambda _: None,
+        on_refused: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.checkpoints = checkpoints
         self.models = models
         self.on_error = on_error
+        self.on_refused = on_refused
         self.last_error: str | None = None
         self.last_success: float | None = None
         self.started = time.monotonic()
         self._versions: dict[str, int] = {}
-        # Shards whose newest checkpoint failed its checksum: their last good models serve.
+        # Shards whose newest checkpoint was refused: their last good models serve.
         self.corrupt: dict[str, str] = {}
 
     def sync_once(self) -> list[str]:
@@ -46,27 +50,39 @@ class ModelSync:
         for shard, version in self.checkpoints.versions().items():
             if self._versions.get(shard) == version:
                 continue
-            try:
-                checkpoint = self.checkpoints.read(shard)
-            except SnapshotError as exc:
-                log.error("ignoring unreadable checkpoint of shard %s: %s", shard, exc)
-                self.on_error(exc)
-                self.corrupt[shard] = str(exc)
-                checkpoint = None
             self._versions[shard] = version
-            if checkpoint is not None:
-                self.corrupt.pop(shard, None)
-                self.models.merge_state(checkpoint.model_sets)
+            if self._load(shard):
                 loaded.append(shard)
         self.last_success = time.monotonic()
         self.last_error = None
         return loaded
 
+    def _load(self, shard: str) -> bool:
+        """Load one shard's checkpoint; False (reported) if it is refused or missing."""
+        try:
+            checkpoint = self.checkpoints.read(shard)
+            if checkpoint is not None:
+                self.models.merge_state(checkpoint.model_sets)
+        except redis.RedisError:
+            del self._versions[shard]  # read it again once Redis answers
+            raise
+        except Exception as exc:  # anything in a snapshot must not stop the sync
+            reason = refusal_reason(exc)
+            log.error("refused checkpoint of shard %s (%s): %s", shard, reason, exc)
+            self.on_error(exc)
+            self.on_refused(reason)
+            self.corrupt[shard] = f"{reason}: {type(exc).__name__}: {exc}"[:300]
+            return False
+        if checkpoint is None:
+            return False
+        self.corrupt.pop(shard, None)
+        return True
+
     def poll(self) -> None:
-        """One sync; a Redis failure is recorded, and the current models keep serving."""
+        """One sync; a failure is recorded, and the current models keep serving."""
         try:
             self.sync_once()
-        except redis.RedisError as exc:
+        except Exception as exc:  # the sync thread must outlive any failure
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.on_error(exc)
 

@@ -52,7 +52,13 @@ def model_version_router(service: OracleService) -> APIRouter:
     ) -> JSONResponse:
         key = parse_key(f"{accelerator}/{target.value}")
         try:
-            model_set = rollback(service.models, open_store(service.settings), key, body.version)
+            model_set = rollback(
+                service.models,
+                open_store(service.settings),
+                key,
+                body.version,
+                service.settings.snapshot_signing_key,
+            )
         except KeyNotRegistered as exc:
             return _error(status.HTTP_404_NOT_FOUND, ["path", "accelerator"], str(exc))
         except VersionNotFound as exc:

@@ -185,7 +185,9 @@ class OracleService:
         if not state:
             return
         try:
-            data = encode_snapshot(state, self.config.quantiles)
+            data = encode_snapshot(
+                state, self.config.quantiles, key=self.settings.snapshot_signing_key
+            )
             write_atomically(self.settings.snapshot_path, data)
         except OSError:
             log.exception("could not write snapshot to %s", self.settings.snapshot_path)
@@ -195,7 +197,9 @@ class OracleService:
         if not path.exists():
             return False
         try:
-            payload = decode_snapshot(path.read_bytes(), self.config.quantiles)
+            payload = decode_snapshot(
+                path.read_bytes(), self.config.quantiles, self.settings.snapshot_signing_key
+            )
         except (SnapshotError, OSError) as exc:
             log.error("ignoring snapshot %s: %s", path, exc)
             return False

@@ -28,7 +28,12 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
 from latency_oracle.models.registry import LearnReport, ModelRegistry
-from latency_oracle.operations.metrics import PREFIX, LearningMetrics, redis_errors
+from latency_oracle.operations.metrics import (
+    PREFIX,
+    LearningMetrics,
+    redis_errors,
+    snapshots_refused,
+)
 from latency_oracle.operations.readiness import Readiness, failed_learners
 from latency_oracle.operations.tracking import ModelTracker
 from latency_oracle.trainer.endpoint import StatusEndpoint
@@ -62,11 +67,14 @@ class Trainer:
         self.leases = ShardLeases(
             self.client, self.keys, f"{self.name}:{uuid.uuid4().hex}", settings.trainer_lease_s
         )
-        self.checkpoints = CheckpointStore(self.client, self.keys, self.config.quantiles)
+        self.checkpoints = CheckpointStore(
+            self.client, self.keys, self.config.quantiles, settings.snapshot_signing_key
+        )
         self.workers: dict[str, ShardWorker] = {}
         self.metrics = LearningMetrics(settings.max_accelerators)
         self.metrics.watch(self.model_sets)
         self.redis_errors = redis_errors(self.metrics.registry).labels("train")
+        self.snapshots_refused = snapshots_refused(self.metrics.registry)
         Gauge(
             f"{PREFIX}_trainer_shards",
             "Shards whose lease this trainer holds.",
@@ -110,6 +118,12 @@ class Trainer:
         if self.redis_error:
             blockers.append(f"redis unreachable: {self.redis_error}")
         problems = failed_learners(self.model_sets())
+        problems += [
+            f"snapshot_refused: checkpoint of shard {shard} refused, learning it afresh: "
+            f"{worker.refused}"
+            for shard, worker in list(self.workers.items())
+            if worker.refused
+        ]
         if not self.workers:
             shards, trainers = self._seen
             problems.append(
@@ -194,6 +208,7 @@ class Trainer:
             self.name,
             self.leases.token,
             self._learned,
+            lambda reason: self.snapshots_refused.labels(reason).inc(),
         )
         self.workers[shard] = worker
         worker.take_over(self.settings.trainer_batch_size)
