@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis_store import RedisObservationStore, connect_as
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.operations.metrics import PREFIX, redis_errors, snapshots_refused
@@ -26,7 +26,7 @@ class RedisReplica:
 
     def __init__(self, settings: Settings, models: ModelRegistry) -> None:
         self.settings = settings
-        client = connect(settings.redis_url or "", settings.redis_timeout_s)
+        client = connect_as(settings)
         keys = RedisKeys(settings.redis_key_prefix)
         redis_store = RedisObservationStore(
             client,

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,10 +107,11 @@ def start_trainer(settings: Settings, name: str) -> subprocess.Popen[bytes]:
 class PrivateRedis:
     """A redis-server of our own (append-only file in a temp dir) that tests may stop."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.directory = directory
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -127,6 +128,7 @@ class PrivateRedis:
                 "yes",
                 "--save",
                 "",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -149,10 +151,26 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @contextmanager
-def private_redis(directory: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(directory)
+def private_redis(directory: Path, extra_args: Sequence[str] = ()) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(directory, extra_args)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+ACL_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "base" / "redis-users.acl"
+
+
+def render_acl(prefix: str, passwords: Mapping[str, str]) -> str:
+    """The deployed ACL users (``deploy/base/redis-users.acl``) for ``prefix``, rendered as
+    the Redis StatefulSet's start script does: comments dropped, placeholders filled."""
+    lines = []
+    for line in ACL_TEMPLATE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            line = line.replace("{prefix}", prefix)
+            for role, password in passwords.items():
+                line = line.replace("{" + role + "}", password)
+            lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import redis
 from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis_store import connect_as
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
@@ -61,7 +61,7 @@ class Trainer:
             raise ValueError("the trainer needs LATENCY_ORACLE_REDIS_URL")
         self.settings = settings
         self.config = model_config or ModelConfig.from_settings(settings)
-        self.client = client or connect(settings.redis_url or "", settings.redis_timeout_s)
+        self.client = client or connect_as(settings)
         self.keys = RedisKeys(settings.redis_key_prefix)
         self.name = settings.trainer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.leases = ShardLeases(

@@ -23,6 +23,16 @@ class FleetSettings(BaseModel):
         description="Redis URL (redis://host:6379/0). Set: observations go to Redis streams, "
         "trainers learn, predictors sync models. Unset: the embedded in-process default.",
     )
+    redis_username: str | None = Field(
+        None,
+        description="Redis ACL user of this process's role (sidecar, predictor or trainer); "
+        "unset: the default user.",
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        description="Password of the Redis ACL user (from a Kubernetes Secret, kept out of "
+        "the Redis URL and the settings ConfigMap).",
+    )
     snapshot_key: SecretStr | None = Field(
         None,
         min_length=32,
