@@ -96,10 +96,15 @@ class TypeRegistry:
         adapters: Iterable[Adapter] = (),
         functions: Iterable[Callable[..., Any]] = (),
     ) -> None:
-        self.classes = {qualified_name(c): c for c in classes}
+        self.classes: dict[str, type] = {}
         self.adapters = {qualified_name(a.cls): a for a in adapters}
         self.functions = {qualified_name(f): f for f in functions}
         self._function_names = {id(f): name for name, f in self.functions.items()}
+        self.register(*classes)
+
+    def register(self, *classes: type) -> None:
+        """Allow ``classes`` too (tests' own learners; extensions outside this package)."""
+        self.classes |= {qualified_name(c): c for c in classes}
 
     def encode(self, value: object) -> bytes:
         """``value``'s graph as bytes: the JSON document's length (u32, big-endian), the
