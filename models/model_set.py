@@ -161,11 +161,6 @@ class LearnerSlot:
             self.health.state = "ok"
         return None
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Slots from snapshots written before version histories existed get an empty one."""
-        self.__dict__.update(state)
-        self.__dict__.setdefault("versions", ServedHistory(ModelConfig().calibration_history))
-
     def _fail(self, error: str) -> str:
         self.health.state = "failed"
         self.health.failures += 1
