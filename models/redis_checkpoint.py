@@ -8,6 +8,7 @@ trainer that lost its lease while paused can never overwrite its successor's wor
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -15,6 +16,8 @@ from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
+
+log = logging.getLogger(__name__)
 
 NO_ENTRY_ID = "0-0"
 
@@ -61,6 +64,11 @@ class CheckpointStore:
         self.keys = keys
         self.quantiles = quantiles
         self.signing_key = signing_key
+        if signing_key is None:
+            log.warning(
+                "LATENCY_ORACLE_SNAPSHOT_KEY is not set: checkpoints in Redis are neither "
+                "signed nor verified, anyone able to write them can replace the models"
+            )
         self._write = client.register_script(_WRITE_SCRIPT)
 
     def read(self, shard: str) -> ShardCheckpoint | None:
