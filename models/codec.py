@@ -195,6 +195,8 @@ class _Encoder:
         if dataclasses.is_dataclass(value):
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
             return {"t": "dc", "c": name, "v": self._attributes(fields)}
+        if not hasattr(value, "__dict__"):
+            raise EncodeError(f"{name} keeps no __dict__: list it as a dataclass or an adapter")
         self._open.discard(id(value))  # rebuilt before its attributes: cycles are fine
         return {"t": "obj", "c": name, "v": self._attributes(vars(value))}
 
