@@ -4,6 +4,7 @@ and a forged snapshot written with admin credentials is refused by the predictor
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 
@@ -12,9 +13,11 @@ import redis
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect, connect_as
+from latency_oracle.features.redis_store import connect, connect_as
+from latency_oracle.features.schema import Observation
 from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.predictor.app import create_app
+from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
@@ -48,16 +51,6 @@ def _as(server: PrivateRedis, passwords: dict, role: str, **overrides: object) -
         snapshot_key=SNAPSHOT_KEY,
         trainer_checkpoint_interval_s=3600,
         **overrides,
-    )
-
-
-def _store(settings: Settings) -> RedisObservationStore:
-    return RedisObservationStore(
-        connect_as(settings),
-        RedisKeys(PREFIX),
-        stream_maxlen=settings.stream_maxlen,
-        id_ttl_s=settings.observation_id_ttl_s,
-        pod_ttl_s=settings.pod_ttl_s,
     )
 
 
@@ -104,10 +97,7 @@ def test_every_role_works_with_its_own_credentials(acl_redis: tuple[PrivateRedis
         _as(server, passwords, role) for role in ("sidecar", "predictor", "trainer", "admin")
     )
     observations = generate_stream(900, seed=5).observations
-    sidecar_store = _store(sidecar)
-    assert sidecar_store.append(observations[:600]).accepted == 600
-    assert sidecar_store.append(observations[:10]).accepted == 0  # idempotent by id
-    sidecar_store.put_pod_state(PodState(pod="acl-pod", accelerator="H100", model="llama"))
+    asyncio.run(_sidecar_delivers(sink_from_settings(sidecar), observations[:600]))
 
     trainer = Trainer(trainer_settings)
     try:
@@ -147,6 +137,16 @@ def test_every_role_works_with_its_own_credentials(acl_redis: tuple[PrivateRedis
     finally:
         trainer.shutdown()
         connect_as(admin).flushall()
+
+
+async def _sidecar_delivers(sink: ObservationSink, observations: list[Observation]) -> None:
+    """The sidecar's own sink: observations (retried ones included) and its pod's state."""
+    try:
+        await sink.write(observations)
+        await sink.write(observations[:10])  # idempotent by id: no second entry
+        await sink.publish(PodState(pod="acl-pod", accelerator="H100", model="llama"))
+    finally:
+        await sink.aclose()
 
 
 def _learned(trainer: Trainer) -> int:
