@@ -93,8 +93,13 @@ def trainer_env(settings: Settings, name: str) -> dict[str, str]:
     env["LATENCY_ORACLE_REDIS_KEY_PREFIX"] = settings.redis_key_prefix
     env["LATENCY_ORACLE_TRAINER_METRICS_PORT"] = str(settings.trainer_metrics_port)
     env["LATENCY_ORACLE_LOG_LEVEL"] = "warning"
-    if settings.snapshot_key is not None:
-        env["LATENCY_ORACLE_SNAPSHOT_KEY"] = settings.snapshot_key.get_secret_value()
+    secrets = {
+        "SNAPSHOT_KEY": settings.snapshot_key,
+        "REDIS_PASSWORD": settings.redis_password,
+    }
+    env |= {f"LATENCY_ORACLE_{k}": v.get_secret_value() for k, v in secrets.items() if v}
+    if settings.redis_username:
+        env["LATENCY_ORACLE_REDIS_USERNAME"] = settings.redis_username
     return env
 
 
