@@ -3,6 +3,13 @@ its last good models and keeps syncing: one bad snapshot never stops model sync.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -47,10 +54,32 @@ class _Shard:
         checkpoint = ShardCheckpoint(self.registry.export_state(), "1-0")
         store.write("H100", checkpoint, "token", "t", 1)
 
+    def publish_raw(self, data: bytes) -> None:
+        self.client.set(self.keys.snapshot("H100"), data)
+        self.client.hincrby(self.keys.versions, "H100", 1)
+
+
+class _Command:
+    """Unpickling this runs ``command``: what the old pickle format let a writer do."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.command,)
+
+
+def _pickle_running(command: str) -> bytes:
+    """A format-5 snapshot (header, valid checksum, zlib pickle) whose payload runs ``command``."""
+    body = zlib.compress(pickle.dumps({"model_sets": _Command(command)}))
+    return struct.pack(">6sH32s", b"LOSNAP", 5, hashlib.sha256(body).digest()) + body
+
 
 def test_forged_and_unsigned_snapshots_are_refused_and_a_later_good_one_loads(
-    stream: SyntheticStream,
+    stream: SyntheticStream, tmp_path: Path
 ) -> None:
+    """Also the reported exploit: a format-5 pickle with a valid header and checksum that
+    runs a shell command, written with admin credentials, is refused without running it."""
     settings = redis_settings(unique_prefix(), snapshot_key=SNAPSHOT_KEY)
     admin = connect(settings.redis_url or "", 1.0)
     registry = ModelRegistry(ModelConfig.from_settings(settings))
@@ -65,8 +94,14 @@ def test_forged_and_unsigned_snapshots_are_refused_and_a_later_good_one_loads(
             )
             good = http.post("/v1/predictions", json=probe).json()
             registry.learn(stream.observations[1_000:1_500], LearnScope.ACCELERATORS)
-            for store, reason in ((shard.intruder, "forged"), (shard.unsigned, "unsigned")):
-                shard.publish(store)  # written with admin credentials, version bumped
+            marker = tmp_path / "pwned"
+            writes = [
+                (lambda: shard.publish(shard.intruder), "forged"),
+                (lambda: shard.publish(shard.unsigned), "unsigned"),
+                (lambda: shard.publish_raw(_pickle_running(f"touch {marker}")), "corrupt"),
+            ]
+            for write, reason in writes:
+                write()  # with admin credentials, version bumped
                 metric = f'latency_oracle_snapshots_refused_total{{reason="{reason}"}} 1.0'
                 assert wait_until(lambda m=metric: m in http.get("/metrics").text, 5)
                 readiness = http.get("/readyz").json()
@@ -77,6 +112,7 @@ def test_forged_and_unsigned_snapshots_are_refused_and_a_later_good_one_loads(
                 ), readiness
                 assert http.post("/v1/predictions", json=probe).json() == good
 
+            assert not marker.exists()
             shard.publish(shard.trainer)  # the sync kept running: the next good one loads
             assert wait_until(lambda: http.get("/readyz").json()["status"] == "ready", 5)
             assert http.post("/v1/predictions", json=probe).json() != good
