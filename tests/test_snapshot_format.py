@@ -27,7 +27,10 @@ from latency_oracle.models.snapshot import (
     encode_snapshot,
 )
 from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
+
+from latency_oracle.settings import Settings
 
 QUANTILES = (0.5, 0.9, 0.99)
 KEY = b"k" * 32
@@ -173,3 +176,17 @@ def test_the_key_decides_what_is_read(trained: ModelRegistry) -> None:
     assert decode_snapshot(signed, QUANTILES, KEY)["features"] == tuple(FEATURE_NAMES)
     # without the key (a reviewer loading an MLflow version) a signed one still reads
     assert set(decode_snapshot(signed, QUANTILES)["model_sets"]) == set(state)
+
+
+def test_a_keyed_predictor_restores_only_its_own_signed_file(
+    settings: Settings, stream: SyntheticStream
+) -> None:
+    keyed = Settings(**{**settings.model_dump(), "snapshot_key": "p" * 32})
+    service = OracleService(keyed)
+    service.models.learn(stream.observations[:600])
+    service.save_snapshot()
+    assert OracleService(keyed).restore_snapshot()
+    unsigned = encode_snapshot(service.models.export_state(), keyed.quantiles)
+    keyed.snapshot_path.write_bytes(unsigned)
+    fresh = OracleService(keyed)
+    assert not fresh.restore_snapshot() and fresh.models.model_sets() == []
