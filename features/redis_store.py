@@ -11,12 +11,16 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import redis
 from latency_oracle.features.pod_state import PodState, select_pods
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.schema import Observation
 from latency_oracle.features.store import AppendResult
+
+if TYPE_CHECKING:
+    from latency_oracle.settings.fleet import FleetSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +48,28 @@ return accepted
 """
 
 
-def connect(url: str, timeout_s: float) -> redis.Redis:
+def connect(
+    url: str, timeout_s: float, username: str | None = None, password: str | None = None
+) -> redis.Redis:
     """A client whose calls fail fast while Redis is down, instead of hanging a caller."""
     return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=5
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=5,
+        username=username,
+        password=password,
+    )
+
+
+def connect_as(settings: FleetSettings) -> redis.Redis:
+    """A client logged in as this process's Redis ACL user (its role's permissions)."""
+    password = settings.redis_password
+    return connect(
+        settings.redis_url or "",
+        settings.redis_timeout_s,
+        settings.redis_username,
+        None if password is None else password.get_secret_value(),
     )
 
 

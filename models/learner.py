@@ -10,11 +10,11 @@ threads call without locks; a new function is swapped in by reference after each
 
 from __future__ import annotations
 
-import pickle
 from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from latency_oracle.models.codec import TypeRegistry
 from latency_oracle.models.residual import Offset, ResidualFunction
 
 
@@ -67,7 +67,7 @@ class NotFittedError(RuntimeError):
 
 
 class BaseLearner(ABC):
-    """Shared plumbing: one-row calls, prediction through the serving function, pickling,
+    """Shared plumbing: one-row calls, prediction through the serving function, snapshots,
     and fitting the residual over an ``offset`` baseline when given one (``models.residual``).
     """
 
@@ -122,10 +122,20 @@ class BaseLearner(ABC):
         return self._function
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        """The learner's attributes in the snapshot codec's format (``models.codec``)."""
+        return _snapshot_types().encode(self.__dict__)
 
     def restore(self, data: bytes) -> None:
-        state = pickle.loads(data)
+        state = _snapshot_types().decode(data)
+        if type(state) is not dict:
+            raise ValueError(f"snapshot of {self.name} is not a learner's state")
         if state.get("quantiles") != self.quantiles or state.get("n_features") != self.n_features:
             raise ValueError(f"snapshot of {self.name} does not match its quantiles/features")
         self.__dict__.update(state)
+
+
+def _snapshot_types() -> TypeRegistry:
+    """The snapshot allow-list, imported when used: it lists the learner classes."""
+    from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+
+    return SNAPSHOT_TYPES

@@ -172,11 +172,6 @@ class LearnerSlot:
             self.health.state = "ok"
         return None
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Slots from snapshots written before version histories existed get an empty one."""
-        self.__dict__.update(state)
-        self.__dict__.setdefault("versions", ServedHistory(ModelConfig().calibration_history))
-
     def _fail(self, error: str) -> str:
         self.health.state = "failed"
         self.health.failures += 1
@@ -217,12 +212,6 @@ class ModelSet:
         return ServedModelScale(
             self.config.max_accelerators, self.config.pod_calibration_min_samples
         )
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Sets from snapshots written before served models were keyed start with none."""
-        self.__dict__.update(state)
-        if "served_scales" not in state:
-            self.served_scales = self._new_served_scales()
 
     def _new_slot(self, learner: Learner) -> LearnerSlot:
         return LearnerSlot(

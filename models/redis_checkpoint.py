@@ -8,6 +8,7 @@ trainer that lost its lease while paused can never overwrite its successor's wor
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -15,6 +16,8 @@ from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
+
+log = logging.getLogger(__name__)
 
 NO_ENTRY_ID = "0-0"
 
@@ -47,12 +50,25 @@ class LeaseLost(RuntimeError):
 
 
 class CheckpointStore:
-    """Reads and (lease-fenced) writes shard checkpoints."""
+    """Reads and (lease-fenced) writes shard checkpoints, signed with ``signing_key`` when
+    given: then only checkpoints signed with it are read (``models.snapshot``)."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, quantiles: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        quantiles: tuple[float, ...],
+        signing_key: bytes | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.quantiles = quantiles
+        self.signing_key = signing_key
+        if signing_key is None:
+            log.warning(
+                "LATENCY_ORACLE_SNAPSHOT_KEY is not set: checkpoints in Redis are neither "
+                "signed nor verified, anyone able to write them can replace the models"
+            )
         self._write = client.register_script(_WRITE_SCRIPT)
 
     def read(self, shard: str) -> ShardCheckpoint | None:
@@ -60,7 +76,7 @@ class CheckpointStore:
         return None if data is None else self.decode(data)
 
     def decode(self, data: bytes) -> ShardCheckpoint:
-        payload = decode_snapshot(data, self.quantiles)
+        payload = decode_snapshot(data, self.quantiles, self.signing_key)
         return ShardCheckpoint(payload["model_sets"], payload["extra"]["applied_id"])
 
     def write(
@@ -68,7 +84,10 @@ class CheckpointStore:
     ) -> int:
         """Store the checkpoint and count ``applied`` entries for ``trainer``; the version."""
         data = encode_snapshot(
-            checkpoint.model_sets, self.quantiles, {"applied_id": checkpoint.applied_id}
+            checkpoint.model_sets,
+            self.quantiles,
+            {"applied_id": checkpoint.applied_id},
+            self.signing_key,
         )
         keys = [
             self.keys.lease(shard),

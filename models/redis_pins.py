@@ -33,16 +33,26 @@ class Pin:
 class FleetPins:
     """Reads and writes the pins every replica and trainer of one deployment shares."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, quantiles: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        quantiles: tuple[float, ...],
+        signing_key: bytes | None = None,
+    ) -> None:
+        """``signing_key``: the snapshot key pinned model sets are signed and checked with."""
         self.client = client
         self.keys = keys
         self.quantiles = quantiles
+        self.signing_key = signing_key
 
     def pin(self, model_set: ModelSet, version: int) -> Pin:
         """Make ``version`` (whose model set this is) what the whole fleet serves for its key."""
         key = model_set.key
         pin = Pin(key, version, time.time())
-        data = encode_snapshot({key: model_set}, self.quantiles, {"version": version})
+        data = encode_snapshot(
+            {key: model_set}, self.quantiles, {"version": version}, self.signing_key
+        )
         with self.client.pipeline(transaction=True) as tx:
             tx.set(self.keys.pinned(key.label()), data)
             tx.hset(
@@ -73,7 +83,8 @@ class FleetPins:
         data = self.client.get(self.keys.pinned(key.label()))
         if data is None:
             raise SnapshotError(f"pin of {key.label()} has no stored model set")
-        model_set = decode_snapshot(data, self.quantiles)["model_sets"].get(key)
+        payload = decode_snapshot(data, self.quantiles, self.signing_key)
+        model_set = payload["model_sets"].get(key)
         if model_set is None:
             raise SnapshotError(f"stored pin of {key.label()} holds no model set for it")
         return model_set

@@ -13,7 +13,6 @@ arrival: the one that could have answered for it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 import numpy as np
 from latency_oracle.models.learner import QuantileFunction
@@ -59,10 +58,3 @@ class ServedHistory:
             rows = version == index
             out[rows] = self._functions[int(index)](features[rows])
         return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Snapshots keep no history: old versions would bloat them and re-fill in minutes."""
-        return {"size": self.size}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["size"])  # type: ignore[misc]

@@ -182,6 +182,17 @@ def redis_errors(registry: CollectorRegistry) -> Counter:
     )
 
 
+def snapshots_refused(registry: CollectorRegistry) -> Counter:
+    """Snapshots a replica or trainer refused to load: a forged one is an attack alarm."""
+    return Counter(
+        f"{PREFIX}_snapshots_refused",
+        "Model snapshots refused, by reason: unsigned or forged (signature), corrupt "
+        "(checksum, format) or invalid (decoded but unusable). The last good models serve.",
+        ["reason"],
+        registry=registry,
+    )
+
+
 class _ModelCollector(Collector):
     """Model gauges from published key statuses: a scrape never walks live learner slots.
 

@@ -47,10 +47,12 @@ def rollback(
     key: ModelKey,
     version: int,
     pins: FleetPins | None = None,
+    signing_key: bytes | None = None,
 ) -> ModelSet:
     """Serve registered ``version`` of ``key`` from now on (fleet-wide with ``pins``);
-    raises if it cannot be loaded."""
-    payload = decode_snapshot(store.load_version(key, version), models.config.quantiles)
+    raises if it cannot be loaded (or, given the snapshot key, is not signed with it)."""
+    data = store.load_version(key, version)
+    payload = decode_snapshot(data, models.config.quantiles, signing_key)
     model_set = payload["model_sets"].get(key)
     if model_set is None:
         raise SnapshotError(f"version {version} of {key.label()} holds no model set for it")
@@ -82,7 +84,7 @@ def apply_pinned_versions(
             if key in pinned and pinned[key].version == version:
                 continue
             try:
-                rollback(models, store, key, version, pins)
+                rollback(models, store, key, version, pins, settings.snapshot_signing_key)
             except (LookupError, SnapshotError) as exc:
                 problems.append(f"model version {label}={version}: {exc}")
     except Exception as exc:  # MLflow or Redis down: serve what there is, and say so

@@ -157,7 +157,9 @@ class ModelTracker:
         self, models: ModelRegistry, key: ModelKey, description: str, first: bool
     ) -> VersionRecord:
         model_set = models.export_state()[key]
-        snapshot = encode_snapshot({key: model_set}, model_set.config.quantiles)
+        snapshot = encode_snapshot(
+            {key: model_set}, model_set.config.quantiles, key=self.settings.snapshot_signing_key
+        )
         return VersionRecord(key, snapshot, description, first)
 
     def _offer(self, record: TrackingRecord) -> None:

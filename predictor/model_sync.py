@@ -4,8 +4,10 @@ A background thread polls the per-shard checkpoint versions (one small hash read
 decodes a shard's snapshot only when its version moved, then swaps its keys into the
 registry; predictions keep reading published models meanwhile. Keys the fleet has pinned
 to a registered version (``models/redis_pins.py``) serve that version instead, whatever
-the trainers checkpoint, until the pin is released. If Redis is unreachable
-the last good models keep serving and the error and staleness are reported.
+the trainers checkpoint, until the pin is released. If Redis is unreachable the last good
+models keep serving and the error and staleness are reported. A snapshot that is refused
+(unsigned, forged, corrupt or unusable) is reported and skipped: its shard (or pin) keeps
+its last good models, and the next good one is loaded as usual.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import SnapshotError
+from latency_oracle.models.snapshot import refusal_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class ModelSync:
         models: ModelRegistry,
         pins: FleetPins | None = None,
         on_error: Callable[[Exception], None] = lambda _: None,
+        on_refused: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.checkpoints = checkpoints
         self.models = models
@@ -41,11 +44,12 @@ class ModelSync:
         # Keys the fleet serves a pinned version of, and which: checkpoints never replace them.
         self.pinned: dict[ModelKey, int] = {}
         self.on_error = on_error
+        self.on_refused = on_refused
         self.last_error: str | None = None
         self.last_success: float | None = None
         self.started = time.monotonic()
         self._versions: dict[str, int] = {}
-        # Shards whose newest checkpoint failed its checksum: their last good models serve.
+        # Shards whose newest checkpoint was refused: their last good models serve.
         self.corrupt: dict[str, str] = {}
 
     def sync_once(self) -> list[str]:
@@ -56,19 +60,8 @@ class ModelSync:
         for shard, version in self.checkpoints.versions().items():
             if self._versions.get(shard) == version:
                 continue
-            try:
-                checkpoint = self.checkpoints.read(shard)
-            except SnapshotError as exc:
-                log.error("ignoring unreadable checkpoint of shard %s: %s", shard, exc)
-                self.on_error(exc)
-                self.corrupt[shard] = str(exc)
-                checkpoint = None
             self._versions[shard] = version
-            if checkpoint is not None:
-                self.corrupt.pop(shard, None)
-                self.models.merge_state(
-                    {k: m for k, m in checkpoint.model_sets.items() if k not in self.pinned}
-                )
+            if self._load(shard):
                 loaded.append(shard)
         self.last_success = time.monotonic()
         self.last_error = None
@@ -83,10 +76,10 @@ class ModelSync:
             label = f"pin {key.label()}"
             try:
                 model_set = fleet.model_set(key)
-            except SnapshotError as exc:
-                log.error("ignoring unreadable %s: %s", label, exc)
-                self.on_error(exc)
-                self.corrupt[label] = str(exc)
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # a bad pin must not stop the sync either
+                self._refused(label, exc)
                 continue
             self.corrupt.pop(label, None)
             self.models.merge_state({key: model_set})
@@ -99,11 +92,38 @@ class ModelSync:
         if released:
             self._versions.clear()  # reload every shard, so the released keys come back
 
+    def _load(self, shard: str) -> bool:
+        """Load one shard's checkpoint, bar its pinned keys; False (reported) if it is
+        refused or missing."""
+        try:
+            checkpoint = self.checkpoints.read(shard)
+            if checkpoint is not None:
+                self.models.merge_state(
+                    {k: m for k, m in checkpoint.model_sets.items() if k not in self.pinned}
+                )
+        except redis.RedisError:
+            del self._versions[shard]  # read it again once Redis answers
+            raise
+        except Exception as exc:  # anything in a snapshot must not stop the sync
+            self._refused(shard, exc)
+            return False
+        if checkpoint is None:
+            return False
+        self.corrupt.pop(shard, None)
+        return True
+
+    def _refused(self, what: str, exc: Exception) -> None:
+        reason = refusal_reason(exc)
+        log.error("refused snapshot of %s (%s): %s", what, reason, exc)
+        self.on_error(exc)
+        self.on_refused(reason)
+        self.corrupt[what] = f"{reason}: {type(exc).__name__}: {exc}"[:300]
+
     def poll(self) -> None:
-        """One sync; a Redis failure is recorded, and the current models keep serving."""
+        """One sync; a failure is recorded, and the current models keep serving."""
         try:
             self.sync_once()
-        except redis.RedisError as exc:
+        except Exception as exc:  # the sync thread must outlive any failure
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.on_error(exc)
 

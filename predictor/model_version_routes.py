@@ -64,7 +64,12 @@ def model_version_router(service: OracleService) -> APIRouter:
         key = parse_key(f"{accelerator}/{target.value}")._replace(model=model)
         try:
             rollback(
-                service.models, open_store(service.settings), key, body.version, _pins(service)
+                service.models,
+                open_store(service.settings),
+                key,
+                body.version,
+                _pins(service),
+                service.settings.snapshot_signing_key,
             )
         except KeyNotRegistered as exc:
             return _error(status.HTTP_404_NOT_FOUND, ["path", "accelerator"], str(exc))

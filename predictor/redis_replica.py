@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis_store import RedisObservationStore, connect_as
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.operations.metrics import PREFIX, redis_errors
+from latency_oracle.operations.metrics import PREFIX, redis_errors, snapshots_refused
 from latency_oracle.predictor.model_sync import ModelSync
 from latency_oracle.predictor.outage_buffer import BufferedRedisStore
 from latency_oracle.predictor.pod_mirror import PodMirror
@@ -27,7 +27,7 @@ class RedisReplica:
 
     def __init__(self, settings: Settings, models: ModelRegistry) -> None:
         self.settings = settings
-        client = connect(settings.redis_url or "", settings.redis_timeout_s)
+        client = connect_as(settings)
         keys = RedisKeys(settings.redis_key_prefix)
         redis_store = RedisObservationStore(
             client,
@@ -47,20 +47,23 @@ class RedisReplica:
             settings.observation_buffer,
             on_error=lambda _: self._count_error("write"),
         )
-        self.pins = FleetPins(client, keys, models.config.quantiles)
+        self.pins = FleetPins(client, keys, models.config.quantiles, settings.snapshot_signing_key)
         self.sync = ModelSync(
-            CheckpointStore(client, keys, models.config.quantiles),
+            CheckpointStore(client, keys, models.config.quantiles, settings.snapshot_signing_key),
             models,
             self.pins,
             on_error=lambda _: self._count_error("sync"),
+            on_refused=self._count_refused,
         )
         self._errors: Counter | None = None
+        self._refused: Counter | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def expose(self, registry: CollectorRegistry) -> None:
         """Redis errors, sync staleness and the outage buffer on the service's /metrics."""
         self._errors = redis_errors(registry)
+        self._refused = snapshots_refused(registry)
         Gauge(
             f"{PREFIX}_model_sync_staleness_seconds",
             "Seconds since this replica last synced models from Redis.",
@@ -73,7 +76,8 @@ class RedisReplica:
         ).set_function(self.store.buffered)
         Gauge(
             f"{PREFIX}_corrupt_checkpoints",
-            "Shards whose newest checkpoint failed its checksum; their last good models serve.",
+            "Shards whose newest checkpoint was refused (corrupt, unsigned, forged or "
+            "unusable); their last good models serve.",
             registry=registry,
         ).set_function(lambda: len(self.sync.corrupt))
 
@@ -129,7 +133,8 @@ class RedisReplica:
                 f"last known pods: {self.pods.last_error}"
             )
         problems += [
-            f"checkpoint of shard {shard} unreadable, serving its last good models: {error}"
+            f"snapshot_refused: checkpoint of shard {shard} unreadable, serving its last "
+            f"good models: {error}"
             for shard, error in self.sync.corrupt.items()
         ]
         if self.store.buffered():
@@ -142,3 +147,7 @@ class RedisReplica:
     def _count_error(self, operation: str) -> None:
         if self._errors is not None:
             self._errors.labels(operation).inc()
+
+    def _count_refused(self, reason: str) -> None:
+        if self._refused is not None:
+            self._refused.labels(reason).inc()

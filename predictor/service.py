@@ -27,6 +27,7 @@ from latency_oracle.features.store import (
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.registry import ModelRegistry, PredictionBatch
 from latency_oracle.models.snapshot import (
+    EncodeError,
     SnapshotError,
     decode_snapshot,
     encode_snapshot,
@@ -83,6 +84,7 @@ class OracleService:
             self.replica.expose(self.metrics.registry)
         self.learned_total = 0
         self.loop_error: str | None = None
+        self.snapshot_error: str | None = None
         self._learned = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,22 +210,30 @@ class OracleService:
     # -- persistence -------------------------------------------------------------------
 
     def save_snapshot(self) -> None:
+        """Write the models to disk; a failure is logged and shown on /readyz, never raised
+        (an unlisted type in the state is a bug to fix, not a reason to stop serving)."""
         self._last_snapshot = time.monotonic()
         state = self.models.export_state()
         if not state:
             return
         try:
-            data = encode_snapshot(state, self.config.quantiles)
+            data = encode_snapshot(
+                state, self.config.quantiles, key=self.settings.snapshot_signing_key
+            )
             write_atomically(self.settings.snapshot_path, data)
-        except OSError:
+            self.snapshot_error = None
+        except (OSError, EncodeError) as exc:
             log.exception("could not write snapshot to %s", self.settings.snapshot_path)
+            self.snapshot_error = f"{type(exc).__name__}: {exc}"[:500]
 
     def restore_snapshot(self) -> bool:
         path = self.settings.snapshot_path
         if not path.exists():
             return False
         try:
-            payload = decode_snapshot(path.read_bytes(), self.config.quantiles)
+            payload = decode_snapshot(
+                path.read_bytes(), self.config.quantiles, self.settings.snapshot_signing_key
+            )
         except (SnapshotError, OSError) as exc:
             log.error("ignoring snapshot %s: %s", path, exc)
             return False
@@ -242,6 +252,8 @@ class OracleService:
         problems = failed_learners(self.models.statuses())
         if self.loop_error:
             problems.append(f"learning loop: {self.loop_error}")
+        if self.snapshot_error:
+            problems.append(f"model snapshot not saved: {self.snapshot_error}")
         problems += self.version_problems
         if self.replica is not None:
             problems += self.replica.problems()

@@ -16,7 +16,7 @@ import httpx
 import redis
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis_store import RedisObservationStore, connect_as
 from latency_oracle.features.schema import Observation
 
 from latency_oracle.settings import Settings
@@ -52,7 +52,7 @@ class RedisSink:
     def from_settings(cls, settings: Settings) -> RedisSink:
         return cls(
             RedisObservationStore(
-                connect(settings.redis_url or "", settings.redis_timeout_s),
+                connect_as(settings),
                 RedisKeys(settings.redis_key_prefix),
                 stream_maxlen=settings.stream_maxlen,
                 id_ttl_s=settings.observation_id_ttl_s,

@@ -8,6 +8,7 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.learner import Learner
 from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
 
 
 class ExplodingLearner(RiverQuantileLinear):
@@ -41,6 +42,9 @@ class GuardedConfig(ModelConfig):
             ExplodingLearner(self.quantiles, N_FEATURES),
             DivergingLearner(self.quantiles, N_FEATURES),
         ]
+
+
+SNAPSHOT_TYPES.register(ExplodingLearner, DivergingLearner, GuardedConfig)
 
 
 def guarded_config(fast: ModelConfig) -> GuardedConfig:

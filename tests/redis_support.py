@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,6 +101,13 @@ def trainer_env(settings: Settings, name: str) -> dict[str, str]:
     env["LATENCY_ORACLE_REDIS_KEY_PREFIX"] = settings.redis_key_prefix
     env["LATENCY_ORACLE_TRAINER_METRICS_PORT"] = str(settings.trainer_metrics_port)
     env["LATENCY_ORACLE_LOG_LEVEL"] = "warning"
+    secrets = {
+        "SNAPSHOT_KEY": settings.snapshot_key,
+        "REDIS_PASSWORD": settings.redis_password,
+    }
+    env |= {f"LATENCY_ORACLE_{k}": v.get_secret_value() for k, v in secrets.items() if v}
+    if settings.redis_username:
+        env["LATENCY_ORACLE_REDIS_USERNAME"] = settings.redis_username
     return env
 
 
@@ -198,3 +205,19 @@ def learn_and_checkpoint(trainer: Trainer, samples: int) -> float:
     for worker in trainer.workers.values():
         worker.checkpoint()
     return time.monotonic()
+
+
+ACL_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "base" / "redis-users.acl"
+
+
+def render_acl(prefix: str, passwords: Mapping[str, str]) -> str:
+    """The deployed ACL users (``deploy/base/redis-users.acl``) for ``prefix``, rendered as
+    the Redis StatefulSet's start script does: comments dropped, placeholders filled."""
+    lines = []
+    for line in ACL_TEMPLATE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            line = line.replace("{prefix}", prefix)
+            for role, password in passwords.items():
+                line = line.replace("{" + role + "}", password)
+            lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -4,8 +4,6 @@ model is still answered, and every answer names the key that gave it."""
 
 from __future__ import annotations
 
-import copy
-import pickle
 from collections.abc import Iterator
 
 import numpy as np
@@ -146,12 +144,3 @@ def test_the_api_names_the_key_that_answered(client: tuple[TestClient, OracleSer
         in metrics
     )
     assert 'latency_oracle_model_samples{accelerator="global",target="ttft"} 600.0' in metrics
-
-
-def test_model_sets_from_before_served_models_get_a_scale(registry: ModelRegistry) -> None:
-    """A global set pickled before it had scales restores with a fresh one."""
-    model_set = registry.export_state()[ModelKey("global", Target.TTFT)]
-    old = copy.copy(model_set)
-    del old.__dict__["served_scales"]
-    restored = pickle.loads(pickle.dumps(old))
-    assert restored.served_scales is not None and len(restored.served_scales) == 0

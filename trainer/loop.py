@@ -23,13 +23,18 @@ from contextlib import contextmanager
 
 import redis
 from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis_store import connect_as
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.status import KeyStatus
-from latency_oracle.operations.metrics import PREFIX, LearningMetrics, redis_errors
+from latency_oracle.operations.metrics import (
+    PREFIX,
+    LearningMetrics,
+    redis_errors,
+    snapshots_refused,
+)
 from latency_oracle.operations.readiness import Readiness, failed_learners
 from latency_oracle.operations.tracking import ModelTracker
 from latency_oracle.trainer.endpoint import StatusEndpoint
@@ -57,24 +62,29 @@ class Trainer:
             raise ValueError("the trainer needs LATENCY_ORACLE_REDIS_URL")
         self.settings = settings
         self.config = model_config or ModelConfig.from_settings(settings)
-        self.client = client or connect(settings.redis_url or "", settings.redis_timeout_s)
+        self.client = client or connect_as(settings)
         self.keys = RedisKeys(settings.redis_key_prefix)
         self.name = settings.trainer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.leases = ShardLeases(
             self.client, self.keys, f"{self.name}:{uuid.uuid4().hex}", settings.trainer_lease_s
         )
-        self.checkpoints = CheckpointStore(self.client, self.keys, self.config.quantiles)
+        self.checkpoints = CheckpointStore(
+            self.client, self.keys, self.config.quantiles, settings.snapshot_signing_key
+        )
         self.workers: dict[str, ShardWorker] = {}
         self.metrics = LearningMetrics(settings.max_accelerators)
         self.metrics.watch(self.statuses)
         self.redis_errors = redis_errors(self.metrics.registry).labels("train")
+        self.snapshots_refused = snapshots_refused(self.metrics.registry)
         Gauge(
             f"{PREFIX}_trainer_shards",
             "Shards whose lease this trainer holds.",
             registry=self.metrics.registry,
         ).set_function(lambda: len(self.workers))
         # A pinned key's learning is a challenger: its versions never take the champion alias.
-        self.pins = FleetPins(self.client, self.keys, self.config.quantiles)
+        self.pins = FleetPins(
+            self.client, self.keys, self.config.quantiles, settings.snapshot_signing_key
+        )
         self.tracker = ModelTracker(
             settings, self.config, self.metrics.registry, lambda key: key in self.pins.pins()
         )
@@ -115,6 +125,12 @@ class Trainer:
         if self.redis_error:
             blockers.append(f"redis unreachable: {self.redis_error}")
         problems = failed_learners(self.statuses())
+        problems += [
+            f"snapshot_refused: checkpoint of shard {shard} refused, learning it afresh: "
+            f"{worker.refused}"
+            for shard, worker in list(self.workers.items())
+            if worker.refused
+        ]
         if not self.workers:
             shards, trainers = self._seen
             problems.append(
@@ -199,6 +215,7 @@ class Trainer:
             self.name,
             self.leases.token,
             self._learned,
+            lambda reason: self.snapshots_refused.labels(reason).inc(),
         )
         self.workers[shard] = worker
         worker.take_over(self.settings.trainer_batch_size)

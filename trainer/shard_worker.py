@@ -23,6 +23,7 @@ from latency_oracle.models.redis_checkpoint import (
     entry_order,
 )
 from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
+from latency_oracle.models.snapshot import refusal_reason
 from latency_oracle.trainer.leases import StreamEntry
 from pydantic import ValidationError
 
@@ -46,6 +47,7 @@ class ShardWorker:
         consumer: str,
         lease_token: str,
         on_learned: Callable[[LearnReport, ModelRegistry], None],
+        on_refused: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.shard = shard
         self.client = client
@@ -54,6 +56,9 @@ class ShardWorker:
         self.consumer = consumer
         self.lease_token = lease_token
         self.on_learned = on_learned
+        self.on_refused = on_refused
+        # Why the shard's checkpoint was refused at take-over, until a new one replaces it.
+        self.refused: str | None = None
         self.registry = ModelRegistry(config)
         self.scope = LearnScope.GLOBAL if shard == GLOBAL_SHARD else LearnScope.ACCELERATORS
         self.applied_id = NO_ENTRY_ID
@@ -67,7 +72,7 @@ class ShardWorker:
         The lease guarantees no one else consumes this stream, so every pending entry is
         an orphan of a previous owner (or of this trainer's previous life), idle or not.
         """
-        checkpoint = self.checkpoints.read(self.shard)
+        checkpoint = self._restorable_checkpoint()
         if checkpoint is not None:
             self.registry.import_state(checkpoint.model_sets)
             self.applied_id = checkpoint.applied_id
@@ -127,6 +132,21 @@ class ShardWorker:
         self.applied_since_checkpoint += len(fresh)
         return len(fresh)
 
+    def _restorable_checkpoint(self) -> ShardCheckpoint | None:
+        """The shard's checkpoint, or None (reported) when it is refused: the shard then
+        learns afresh from the entries still pending, and its next checkpoint replaces
+        the refused one."""
+        try:
+            return self.checkpoints.read(self.shard)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # a forged or broken snapshot must not stop the trainer
+            reason = refusal_reason(exc)
+            log.error("refused checkpoint of shard %s (%s): %s", self.shard, reason, exc)
+            self.refused = f"{reason}: {type(exc).__name__}: {exc}"[:300]
+            self.on_refused(reason)
+            return None
+
     def checkpoint_due(self, interval_s: float) -> bool:
         return bool(self._unacked) and time.monotonic() - self.last_checkpoint >= interval_s
 
@@ -140,6 +160,7 @@ class ShardWorker:
                 self.consumer,
                 self.applied_since_checkpoint,
             )
+            self.refused = None
         for start in range(0, len(self._unacked), ACK_CHUNK):
             self.client.xack(self.stream, TRAINER_GROUP, *self._unacked[start : start + ACK_CHUNK])
         self._unacked = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class FleetSettings(BaseModel):
@@ -22,6 +22,23 @@ class FleetSettings(BaseModel):
         None,
         description="Redis URL (redis://host:6379/0). Set: observations go to Redis streams, "
         "trainers learn, predictors sync models. Unset: the embedded in-process default.",
+    )
+    redis_username: str | None = Field(
+        None,
+        description="Redis ACL user of this process's role (sidecar, predictor or trainer); "
+        "unset: the default user.",
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        description="Password of the Redis ACL user (from a Kubernetes Secret, kept out of "
+        "the Redis URL and the settings ConfigMap).",
+    )
+    snapshot_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="Secret (32+ characters, from a Kubernetes Secret) that trainers sign model "
+        "snapshots with (HMAC-SHA256) and predictors verify them with: set, an unsigned or "
+        "forged snapshot is refused. Unset: snapshots are unsigned (checksum only).",
     )
     redis_key_prefix: str = Field(
         "latency-oracle", min_length=1, description="Prefix of every Redis key this service uses."
@@ -83,3 +100,8 @@ class FleetSettings(BaseModel):
         "decisions /ui keeps.",
     )
     ui_refresh_s: int = Field(10, ge=1, description="Seconds between /ui's automatic reloads.")
+
+    @property
+    def snapshot_signing_key(self) -> bytes | None:
+        """The snapshot key as HMAC key bytes, or None when snapshots are unsigned."""
+        return None if self.snapshot_key is None else self.snapshot_key.get_secret_value().encode()
