@@ -83,12 +83,16 @@ def test_predictors_and_trainers_log_in_as_their_own_user(deployment: str) -> No
 @needs_kubectl
 def test_sidecars_log_in_as_sidecar_and_only_labelled_roles_reach_redis() -> None:
     docs = rendered("examples/vllm-sidecar")
-    [vllm] = [d for d in docs if d["kind"] == "Deployment"]
-    pod = vllm["spec"]["template"]
-    [sidecar] = [c for c in pod["spec"]["containers"] if c["name"] == "latency-oracle-sidecar"]
-    env = _env(sidecar)
-    assert env["LATENCY_ORACLE_REDIS_USERNAME"]["value"] == "sidecar"
-    assert _secret_ref(env["LATENCY_ORACLE_REDIS_PASSWORD"])[1] == "password"
+    pools = [d for d in docs if d["kind"] == "Deployment"]
+    assert pools  # one Deployment per GPU pool
+    for vllm in pools:
+        pod = vllm["spec"]["template"]
+        [sidecar] = [
+            c for c in pod["spec"]["initContainers"] if c["name"] == "latency-oracle-sidecar"
+        ]
+        env = _env(sidecar)
+        assert env["LATENCY_ORACLE_REDIS_USERNAME"]["value"] == "sidecar"
+        assert _secret_ref(env["LATENCY_ORACLE_REDIS_PASSWORD"])[1] == "password"
 
     base = rendered("overlays/dev")
     policy = find(base, "NetworkPolicy", "latency-oracle-redis")["spec"]

@@ -16,6 +16,7 @@ from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
 from latency_oracle.features.redis_store import connect, connect_as
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.predictor.app import create_app
 from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from latency_oracle.sim.synthetic_stream import generate_stream
@@ -79,7 +80,12 @@ def test_sidecars_and_predictors_cannot_write_a_model(
         lambda: client.get("other-app:secret"),
     ]
     if role == "sidecar":
-        denied += [lambda: client.get(keys.snapshot("H100")), lambda: client.hgetall(keys.pod("x"))]
+        denied += [
+            lambda: client.get(keys.snapshot("H100")),
+            lambda: client.hgetall(keys.pod("x")),
+            lambda: client.hset(keys.pins, "H100/ttft", "{}"),
+            lambda: client.set(keys.pinned("H100/ttft"), b"LOSNAP"),
+        ]
     for call in denied:
         with pytest.raises(redis.exceptions.NoPermissionError):
             call()
@@ -123,6 +129,20 @@ def test_every_role_works_with_its_own_credentials(acl_redis: tuple[PrivateRedis
                 lambda: not http.post("/v1/predictions", json=probe).json()["cold"], 5
             )
             assert http.get("/readyz").json()["status"] == "ready", http.get("/readyz").text
+
+            # A fleet-wide pin: the predictor writes it, the trainer reads it.
+            pins = FleetPins(
+                connect_as(predictor), RedisKeys(PREFIX), predictor.quantiles, SNAPSHOT_KEY.encode()
+            )
+            [global_ttft] = [
+                m
+                for m in trainer.workers[GLOBAL_SHARD].registry.model_sets()
+                if m.key.target.value == "ttft"
+            ]
+            pins.pin(global_ttft, 1)
+            assert trainer.tracker.is_pinned(global_ttft.key)
+            assert pins.model_set(global_ttft.key).n_samples == global_ttft.n_samples
+            assert pins.unpin(global_ttft.key) and not trainer.tracker.is_pinned(global_ttft.key)
 
             forged = CheckpointStore(
                 connect_as(admin), RedisKeys(PREFIX), predictor.quantiles, b"f" * 40
