@@ -66,6 +66,7 @@ def baseline(
             f["kv_cache_usage"],
             f["prefix_cache_hit_tokens"],
             f["input_tokens"],
+            strict=True,
         )
     ]
     ttft, tpot = run_baseline(features, stream.ttft_ms, stream.tpot_ms, buckets, stream.timestamp)

@@ -155,6 +155,7 @@ def feed_llmd(stream: Stream, features: np.ndarray, batch: int = 100) -> Served:
         }
         for client, _ in doors.values():
             running.enter_context(client)
+        sent = dict.fromkeys(doors, 0)
         for start in range(0, len(stream), batch):
             rows = np.arange(start, min(start + batch, len(stream)))
             for accelerator, (client, service) in doors.items():
@@ -177,7 +178,8 @@ def feed_llmd(stream: Stream, features: np.ndarray, batch: int = 100) -> Served:
                 ]
                 response = client.post("/add_training_data_bulk", json={"entries": entries})
                 assert response.status_code == 202, response.text
-                _learned(service, service.learned_total + len(entries))
+                sent[accelerator] += len(entries)
+                _learned(service, sent[accelerator])
     return out
 
 

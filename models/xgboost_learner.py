@@ -7,8 +7,10 @@ reaches ``max_rounds`` it is refitted from scratch on the window, which bounds i
 (and so prediction cost) and forgets stale structure.
 
 Trees predict flat beyond the feature range of their window. Given an ``offset`` (a
-physics baseline, see ``models.prior``), they fit the residual over it instead, so their
-predictions keep growing with the baseline past the deepest queue they have seen.
+physics baseline, see ``models.prior``), they fit the residual over it instead, its scale
+and floor fitted on the window whenever the forest is built anew (``models.baseline_fit``),
+so their predictions keep growing with the baseline past the deepest queue they have
+seen, as steeply as the data says, and a baseline the data does not follow costs nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class IncrementalXGBoost(BaseLearner):
         self._booster: xgb.Booster | None = None
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
+        self._forget_offset()
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
         self._recent.extend(np.column_stack([features, y]))
@@ -82,14 +85,17 @@ class IncrementalXGBoost(BaseLearner):
 
     def _boost(self) -> None:
         recent = self._recent.view()
-        features = recent[:, :-1]
-        data = xgb.DMatrix(features, self._residual(features, recent[:, -1]), nthread=1)
+        features, y = recent[:, :-1], recent[:, -1]
         booster = self._booster
         full = booster is not None and (
             booster.num_boosted_rounds() + self.rounds_per_boost > self.max_rounds
         )
+        refit = booster is None or full or self._forest is None
+        if refit and self.offset is not None:  # new trees, so a new baseline may be fitted
+            self._fit_offset(self.offset(features), y)
+        data = xgb.DMatrix(features, self._residual(features, y), nthread=1)
         n_outputs, depth = len(self.quantiles), self.params["max_depth"]
-        if booster is None or full or self._forest is None:
+        if refit:
             booster = xgb.train(self.params, data, num_boost_round=self.refit_rounds)
             forest = CompiledForest.from_booster(booster, n_outputs, depth)
         else:
