@@ -181,8 +181,8 @@ class LearnerSlot:
     def eligible(self) -> bool:
         return self.health.state == "ok" and self.learner.is_fitted
 
-    def headline_loss(self, config: ModelConfig) -> float:
-        return self.evaluator.scores().pinball[config.headline_index]
+    def headline_loss(self, config: ModelConfig, latest: int | None = None) -> float:
+        return self.evaluator.scores(latest).pinball[config.headline_index]
 
 
 class ModelSet:
@@ -249,13 +249,19 @@ class ModelSet:
         self.champion = name
 
     def _elect(self) -> None:
-        """Champion: lowest recent headline pinball loss, with a margin against flapping."""
+        """Champion: lowest recent headline pinball loss, with a margin against flapping.
+
+        Losses are compared over the samples every eligible learner has been scored on:
+        a challenger promoted after a drift has scored only post-drift samples, whose
+        losses are larger, and would otherwise lose to a stale learner's calm past.
+        """
         eligible = [s for s in self.slots if s.eligible()]
         if not eligible:
             fitted = [s for s in self.slots if s.learner.is_fitted and s.health.state != "failed"]
             self.champion = fitted[0].learner.name if fitted else None
             return
-        losses = {s.learner.name: s.headline_loss(self.config) for s in eligible}
+        common = min(len(s.evaluator) for s in eligible)
+        losses = {s.learner.name: s.headline_loss(self.config, common) for s in eligible}
         best = min(losses, key=losses.__getitem__)
         current = losses.get(self.champion or "")
         if current is None or losses[best] < current * (1.0 - self.config.champion_margin):
