@@ -46,6 +46,9 @@ class Learner(Protocol):
     @property
     def is_fitted(self) -> bool: ...
 
+    def forget(self, keep: int) -> None:
+        """Online learners keep no samples to drop; they follow the drift as they learn."""
+
     def learn_one(self, x: np.ndarray, y: float) -> None: ...
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None: ...
@@ -61,6 +64,11 @@ class Learner(Protocol):
     def restore(self, data: bytes) -> None: ...
 
     def reset(self) -> None: ...
+
+    def forget(self, keep: int) -> None:
+        """After a drift: drop what was learned before the last ``keep`` samples, if the
+        learner keeps samples at all (an online learner just goes on adapting)."""
+        ...
 
 
 class NotFittedError(RuntimeError):
@@ -118,6 +126,9 @@ class BaseLearner(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget everything (used when the learner failed or diverged)."""
+
+    def forget(self, keep: int) -> None:
+        """Online learners keep no samples to drop; they follow the drift as they learn."""
 
     def learn_one(self, x: np.ndarray, y: float) -> None:
         self.learn_many(np.asarray(x, dtype=np.float64).reshape(1, -1), np.array([y], float))

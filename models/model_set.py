@@ -166,6 +166,14 @@ class LearnerSlot:
         self.__dict__.update(state)
         self.__dict__.setdefault("versions", ServedHistory(ModelConfig().calibration_history))
 
+    def forget(self, keep: int) -> None:
+        """After a drift: the learner keeps only the last ``keep`` samples; calibration,
+        pod corrections and scores start over, so learners are compared after the drift."""
+        self.learner.forget(keep)
+        self.calibrator.forget()
+        self.pod_offsets.reset()
+        self.evaluator.reset()
+
     def _fail(self, error: str) -> str:
         self.health.state = "failed"
         self.health.failures += 1
@@ -253,7 +261,8 @@ class ModelSet:
 
         Losses are compared over the samples every eligible learner has been scored on:
         a challenger promoted after a drift has scored only post-drift samples, whose
-        losses are larger, and would otherwise lose to a stale learner's calm past.
+        losses are larger, and would otherwise lose to a stale learner's calm past. After
+        a drift (scores start over) the champion stays until there are enough of them.
         """
         eligible = [s for s in self.slots if s.eligible()]
         if not eligible:
@@ -261,6 +270,10 @@ class ModelSet:
             self.champion = fitted[0].learner.name if fitted else None
             return
         common = min(len(s.evaluator) for s in eligible)
+        if common < self.config.min_eval_samples and self.champion in {
+            s.learner.name for s in eligible
+        }:
+            return  # too few common samples since a drift to change horses
         losses = {s.learner.name: s.headline_loss(self.config, common) for s in eligible}
         best = min(losses, key=losses.__getitem__)
         current = losses.get(self.champion or "")

@@ -24,6 +24,8 @@ from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
 
+MIN_REBUILD = 64  # samples a forest is rebuilt on (and between rebuilds) while the window fills
+
 
 class IncrementalXGBoost(BaseLearner):
     """Sliding-window continued boosting with one output per served quantile."""
@@ -75,11 +77,26 @@ class IncrementalXGBoost(BaseLearner):
         self._since_boost = 0
         self._forget_offset()
 
+    def forget(self, keep: int) -> None:
+        """Keep the last ``keep`` samples (at least ``MIN_REBUILD``) and rebuild the forest
+        on them alone now; it is rebuilt each ``MIN_REBUILD`` samples till the window fills."""
+        recent = self._recent.latest(max(keep, MIN_REBUILD))
+        self._recent = RingBuffer(self.window, self.n_features + 1)
+        self._recent.extend(recent)
+        self._booster = None
+        if len(recent) >= MIN_REBUILD:
+            self._boost()
+        self._since_boost = 0
+
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
         self._recent.extend(np.column_stack([features, y]))
         self._n_samples += len(y)
         self._since_boost += len(y)
-        if self._since_boost >= self.boost_every and len(self._recent) >= min(64, self.window):
+        filling = len(self._recent) < self.window
+        due = min(self.boost_every, MIN_REBUILD) if filling else self.boost_every
+        if self._since_boost >= due and len(self._recent) >= min(MIN_REBUILD, self.window):
+            if filling:
+                self._booster = None  # rebuilt on all it has: not yet a window to boost on
             self._boost()
             self._since_boost = 0
 
