@@ -46,9 +46,6 @@ class Learner(Protocol):
     @property
     def is_fitted(self) -> bool: ...
 
-    def forget(self, keep: int) -> None:
-        """Online learners keep no samples to drop; they follow the drift as they learn."""
-
     def learn_one(self, x: np.ndarray, y: float) -> None: ...
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None: ...
@@ -129,6 +126,7 @@ class BaseLearner(ABC):
 
     def forget(self, keep: int) -> None:
         """Online learners keep no samples to drop; they follow the drift as they learn."""
+        del keep
 
     def learn_one(self, x: np.ndarray, y: float) -> None:
         self.learn_many(np.asarray(x, dtype=np.float64).reshape(1, -1), np.array([y], float))
