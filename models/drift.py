@@ -1,13 +1,13 @@
 """Drift response of one model set: detect a regime change, race a challenger, promote it.
 
-The champion keeps serving through a drift: its conformal offsets keep coverage honest
-while it is stale. On a drift every slot first forgets what came before it (its learner's
-window and its calibration scores, down to the samples ADWIN places after the change),
-so sliding-window learners rebuild on the new regime at once. What drift adds is a
-challenger too, a fresh learner of the champion's kind that sees post-drift data only,
-so it is not dragged by the old regime the way an incremental learner (or a tree window
-still holding old samples) is. Champion and challenger are scored on the same post-drift samples; the challenger replaces the
-champion once its recent headline pinball loss is lower by the election margin.
+The champion keeps serving through a drift. Every slot first forgets what came before
+it: the learner keeps only the samples ADWIN places after the change (sliding-window
+learners rebuild on them at once), and calibration, pod corrections and scores start
+over. What drift adds too is a challenger, a fresh learner of the champion's kind that
+sees post-drift data only, so it is not dragged by the old regime the way an incremental
+learner is. Champion and challenger are scored on the same post-drift samples; the
+challenger replaces the champion once its recent headline pinball loss is lower by the
+election margin.
 
 Detection watches the champion's raw median log-residual with ADWIN: raw, because the
 calibrated residual is pulled back within tens of samples by adaptive conformal and would
