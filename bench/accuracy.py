@@ -1,14 +1,15 @@
 """Accuracy on independent streams: LO's served p90s against the truth and a batch baseline.
 
-For every zoo stream (``bench/zoo``, worlds written apart from ``sim/``), predict then
-train in batches of 100, side by side in one process: the world's true p90 (the limit),
+For every zoo stream (``bench/zoo``, worlds written apart from ``sim/``), predict each
+batch of 100 arrivals, learning each outcome once its request has finished (stream time,
+200 requests/s), side by side in one process: the world's true p90 (the limit),
 the llm-d-style batch baseline (``batch_baseline``), and Latency Oracle through its native
 API and through llm-d's. Prints a markdown table of p90 pinball loss (ms) per stream,
 target and window (before the drift, the first 2k samples after it, after that), with
 LO's coverage and its champions' raw (pre-conformal) loss beside the served one.
 
     .venv/bin/python bench/accuracy.py            # 9 streams x 20k samples (~1 h on 1 core)
-    .venv/bin/python bench/accuracy.py --quick    # 9 streams x 6k samples
+    .venv/bin/python bench/accuracy.py --quick    # 9 streams x 8k samples
 
 The baseline's predictions depend only on the stream, so they are cached on disk
 (``--no-cache`` recomputes them).
@@ -69,7 +70,9 @@ def baseline(
             strict=True,
         )
     ]
-    ttft, tpot = run_baseline(features, stream.ttft_ms, stream.tpot_ms, buckets, stream.timestamp)
+    ttft, tpot = run_baseline(
+        features, (stream.ttft_ms, stream.tpot_ms), buckets, stream.timestamp, stream.schedule()
+    )
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(path, ttft=ttft, tpot=tpot)
     return ttft, tpot
@@ -145,21 +148,21 @@ HEADER = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6k samples per stream")
+    parser.add_argument("--quick", action="store_true", help="8k samples per stream")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--streams", default=",".join(WORLDS), help="comma-separated names")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args()
-    n = args.samples or (6_000 if args.quick else 20_000)
-    warmup = min(2_000, n // 6)
+    n = args.samples or (8_000 if args.quick else 20_000)
+    warmup = min(2_000, n // 4)
     table = []
     for name in args.streams.split(","):
         world = WORLDS[name]
         started = time.perf_counter()
         stream = generate(world, n, args.seed)
         features = features_of(stream)
-        key = hashlib.sha256(f"{world!r}|{n}|{args.seed}|v1".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{world!r}|{n}|{args.seed}|v2".encode()).hexdigest()[:16]
         base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache)
         native = feed_native(stream, features)
         llmd = feed_llmd(stream, features_of(stream, llmd=True))

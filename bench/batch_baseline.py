@@ -10,6 +10,7 @@ the bar issue 19 sets for LO's sharpness. It is written here from that descripti
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 
 import numpy as np
 import xgboost as xgb
@@ -69,31 +70,22 @@ class BucketedQuantileForest:
 
 def run_baseline(
     features: np.ndarray,
-    ttft_ms: np.ndarray,
-    tpot_ms: np.ndarray,
+    targets: tuple[np.ndarray, np.ndarray],
     buckets: list[tuple[int, int, int]],
     timestamp: np.ndarray,
-    batch: int = 100,
+    schedule: Iterator[tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predict-then-train over a stream in batches; each target refitted every stream second.
-
-    TPOT is learned only where the sample has one (NaN otherwise), as llm-d skips a 0.
-    """
-    predictions = (np.empty(len(ttft_ms)), np.empty(len(tpot_ms)))
+    """Predict each batch, learning outcomes as ``schedule`` reveals them; each target's
+    forest refitted every second of stream time. TTFT and TPOT models alike."""
+    predictions = (np.empty(len(timestamp)), np.empty(len(timestamp)))
     models = (BucketedQuantileForest(), BucketedQuantileForest())
     next_refit = float(timestamp[0]) + 1.0
-    for start in range(0, len(ttft_ms), batch):
-        rows = slice(start, start + batch)
-        for model, target, out in zip(models, (ttft_ms, tpot_ms), predictions, strict=True):
-            out[rows] = model.predict(features[rows])
-            known = ~np.isnan(target[rows])
-            model.add(
-                features[rows][known],
-                target[rows][known],
-                [b for b, k in zip(buckets[rows], known, strict=True) if k],
-            )
-        if timestamp[min(start + batch, len(ttft_ms)) - 1] >= next_refit:
+    for rows, known in schedule:
+        if timestamp[rows[0]] >= next_refit:
             for model in models:
                 model.refit()
-            next_refit = float(timestamp[min(start + batch, len(ttft_ms)) - 1]) + 1.0
+            next_refit = float(timestamp[rows[0]]) + 1.0
+        for model, target, out in zip(models, targets, predictions, strict=True):
+            out[rows] = model.predict(features[rows])
+            model.add(features[known], target[known], [buckets[i] for i in known.tolist()])
     return predictions

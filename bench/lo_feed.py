@@ -1,10 +1,11 @@
-"""Feed a zoo stream through Latency Oracle's APIs, predict then train, in one process.
+"""Feed a zoo stream through Latency Oracle's APIs in one process: learn what finished,
+then predict the next batch of arrivals (``Stream.schedule``).
 
 Two doors, each its own service (so neither learns from the other's copy of the data):
 the native API (``/v1/predictions`` then ``/v1/observations``) and llm-d's
 (``/predict/bulk/strict`` then ``/add_training_data_bulk``), both through the ASGI app.
-After each batch the feed waits until the service's learning thread has learned it, so
-every batch is learned before the next is predicted, however slow the machine.
+The feed waits until the service's learning thread has learned what it sent before it
+predicts the next batch, however slow the machine.
 llm-d's API carries no accelerator type (an llm-d pool is one type), so a stream with
 several types gets one llm-d service per type, as such a fleet would run them.
 """
@@ -64,7 +65,7 @@ def _raw_p90(
     return np.exp(serving.function(features)[:, q])
 
 
-def _records(stream: Stream, rows: range) -> list[dict[str, object]]:
+def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     f = stream.fields
     return [
         {
@@ -79,54 +80,52 @@ def _records(stream: Stream, rows: range) -> list[dict[str, object]]:
             "prefill_tokens_in_flight": int(f["prefill_tokens_in_flight"][i]),
             "decode_tokens_in_flight": int(f["decode_tokens_in_flight"][i]),
         }
-        for i in rows
+        for i in rows.tolist()
     ]
 
 
-def _finished(stream: Stream, i: int) -> float:
-    out = stream.fields["output_tokens"][i]
-    return float(stream.timestamp[i] + (stream.ttft_ms[i] + stream.tpot_ms[i] * (out - 1)) / 1e3)
-
-
-def feed_native(stream: Stream, features: np.ndarray, batch: int = 100) -> Served:
-    """Predict each batch through ``/v1/predictions``, then learn it via ``/v1/observations``."""
+def feed_native(stream: Stream, features: np.ndarray) -> Served:
+    """Predict each batch through ``/v1/predictions``; learn finished requests first via
+    ``/v1/observations``."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
+    finished = stream.finished
     with tempfile.TemporaryDirectory() as state:
         client, service = _service(Path(state))
         with client:
-            for start in range(0, len(stream), batch):
-                rows = range(start, min(start + batch, len(stream)))
-                requests = _records(stream, rows)
-                body = client.post("/v1/predictions", json=requests).json()["predictions"]
-                out.ttft[start : rows.stop] = [p["ttft_ms"][HEADLINE] for p in body]
-                out.tpot[start : rows.stop] = [p["tpot_ms"][HEADLINE] for p in body]
+            sent = 0
+            for rows, known in stream.schedule():
+                if len(known):
+                    observations = [
+                        {
+                            **record,
+                            "observation_id": f"{stream.name}-{i}",
+                            "timestamp": float(finished[i]),
+                            "output_tokens": int(stream.fields["output_tokens"][i]),
+                            "ttft_ms": float(stream.ttft_ms[i]),
+                            "tpot_ms": float(stream.tpot_ms[i]),
+                        }
+                        for i, record in zip(known.tolist(), _records(stream, known), strict=True)
+                    ]
+                    response = client.post("/v1/observations", json=observations)
+                    assert response.status_code in (200, 202), response.text
+                    sent += len(known)
+                    _learned(service, sent)
+                body = client.post("/v1/predictions", json=_records(stream, rows))
+                predictions = body.json()["predictions"]
+                out.ttft[rows] = [p["ttft_ms"][HEADLINE] for p in predictions]
+                out.tpot[rows] = [p["tpot_ms"][HEADLINE] for p in predictions]
                 _raw_into(out, service, stream, features, rows)
-                observations = [
-                    {
-                        **request,
-                        "observation_id": f"{stream.name}-{i}",
-                        "timestamp": _finished(stream, i),
-                        "output_tokens": int(stream.fields["output_tokens"][i]),
-                        "ttft_ms": float(stream.ttft_ms[i]),
-                        "tpot_ms": float(stream.tpot_ms[i]),
-                    }
-                    for i, request in zip(rows, requests, strict=True)
-                ]
-                response = client.post("/v1/observations", json=observations)
-                assert response.status_code in (200, 202), response.text
-                _learned(service, rows.stop)
     return out
 
 
 def _raw_into(
-    out: Served, service: OracleService, stream: Stream, features: np.ndarray, rows: range
+    out: Served, service: OracleService, stream: Stream, features: np.ndarray, rows: np.ndarray
 ) -> None:
-    sl = slice(rows.start, rows.stop)
-    accelerators = stream.accelerator[sl]
+    accelerators = stream.accelerator[rows]
     for accelerator in np.unique(accelerators):
-        mask = np.flatnonzero(accelerators == accelerator) + rows.start
-        out.raw_ttft[mask] = _raw_p90(service, features[mask], str(accelerator), Target.TTFT)
-        out.raw_tpot[mask] = _raw_p90(service, features[mask], str(accelerator), Target.TPOT)
+        mine = rows[accelerators == accelerator]
+        out.raw_ttft[mine] = _raw_p90(service, features[mine], str(accelerator), Target.TTFT)
+        out.raw_tpot[mine] = _raw_p90(service, features[mine], str(accelerator), Target.TPOT)
 
 
 def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
@@ -142,13 +141,15 @@ def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
             "prefill_tokens_in_flight": int(f["prefill_tokens_in_flight"][i]),
             "decode_tokens_in_flight": int(f["decode_tokens_in_flight"][i]),
         }
-        for i in rows
+        for i in rows.tolist()
     ]
 
 
-def feed_llmd(stream: Stream, features: np.ndarray, batch: int = 100) -> Served:
-    """Predict via ``/predict/bulk/strict``, then learn via ``/add_training_data_bulk``."""
+def feed_llmd(stream: Stream, features: np.ndarray) -> Served:
+    """Predict via ``/predict/bulk/strict``; learn finished requests first via
+    ``/add_training_data_bulk``."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
+    finished = stream.finished
     with tempfile.TemporaryDirectory() as state, ExitStack() as running:
         doors = {
             str(a): _service(Path(state) / str(a), str(a)) for a in np.unique(stream.accelerator)
@@ -156,30 +157,31 @@ def feed_llmd(stream: Stream, features: np.ndarray, batch: int = 100) -> Served:
         for client, _ in doors.values():
             running.enter_context(client)
         sent = dict.fromkeys(doors, 0)
-        for start in range(0, len(stream), batch):
-            rows = np.arange(start, min(start + batch, len(stream)))
+        for rows, known in stream.schedule():
             for accelerator, (client, service) in doors.items():
+                learn = known[stream.accelerator[known] == accelerator]
+                if len(learn):
+                    entries = [
+                        {
+                            **entry,
+                            "num_tokens_generated": int(stream.fields["output_tokens"][i]),
+                            "actual_ttft_ms": float(stream.ttft_ms[i]),
+                            "actual_tpot_ms": float(stream.tpot_ms[i]),
+                            "timestamp": float(finished[i]),
+                        }
+                        for i, entry in zip(
+                            learn.tolist(), _llmd_entries(stream, learn), strict=True
+                        )
+                    ]
+                    response = client.post("/add_training_data_bulk", json={"entries": entries})
+                    assert response.status_code == 202, response.text
+                    sent[accelerator] += len(entries)
+                    _learned(service, sent[accelerator])
                 mine = rows[stream.accelerator[rows] == accelerator]
-                if len(mine) == 0:
-                    continue
-                requests = _llmd_entries(stream, mine)
-                _predict_llmd(client, requests, out, mine)
-                out.raw_ttft[mine] = _raw_p90(service, features[mine], accelerator, Target.TTFT)
-                out.raw_tpot[mine] = _raw_p90(service, features[mine], accelerator, Target.TPOT)
-                entries = [
-                    {
-                        **request,
-                        "num_tokens_generated": int(stream.fields["output_tokens"][i]),
-                        "actual_ttft_ms": float(stream.ttft_ms[i]),
-                        "actual_tpot_ms": float(stream.tpot_ms[i]),
-                        "timestamp": _finished(stream, i),
-                    }
-                    for i, request in zip(mine.tolist(), requests, strict=True)
-                ]
-                response = client.post("/add_training_data_bulk", json={"entries": entries})
-                assert response.status_code == 202, response.text
-                sent[accelerator] += len(entries)
-                _learned(service, sent[accelerator])
+                if len(mine):
+                    _predict_llmd(client, _llmd_entries(stream, mine), out, mine)
+                    out.raw_ttft[mine] = _raw_p90(service, features[mine], accelerator, Target.TTFT)
+                    out.raw_tpot[mine] = _raw_p90(service, features[mine], accelerator, Target.TPOT)
     return out
 
 

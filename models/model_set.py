@@ -173,6 +173,7 @@ class LearnerSlot:
         self.calibrator.forget()
         self.pod_offsets.reset()
         self.evaluator.reset()
+        self.versions.clear()  # versions before the rebuild served another model
 
     def _fail(self, error: str) -> str:
         self.health.state = "failed"

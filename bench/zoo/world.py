@@ -10,6 +10,7 @@ p90 is known, so the true p90 of each sample is its latent mean times that p90.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -129,6 +130,24 @@ class Stream:
 
     def __len__(self) -> int:
         return len(self.ttft_ms)
+
+    @property
+    def finished(self) -> np.ndarray:
+        """When each request finished (s): its arrival plus TTFT plus the decode."""
+        decode_ms = self.tpot_ms * (self.fields["output_tokens"] - 1)
+        return self.timestamp + (self.ttft_ms + decode_ms) / 1e3
+
+    def schedule(self, batch: int = 100) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows to predict, rows to learn first): batches of arrivals in order, each
+        preceded by the outcomes that finished before its first request arrived. A model
+        learns an outcome only once it is known, as a served one would."""
+        finished = self.finished
+        order = np.argsort(finished, kind="stable")
+        done = 0
+        for start in range(0, len(self), batch):
+            known = int(np.searchsorted(finished[order], self.timestamp[start], side="right"))
+            yield np.arange(start, min(start + batch, len(self))), order[done:known]
+            done = known
 
 
 def _mix(base: float, drifted: float, w: np.ndarray) -> np.ndarray:
