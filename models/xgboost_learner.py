@@ -24,7 +24,7 @@ from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
 
-MIN_REBUILD = 64  # samples a forest is rebuilt on (and between rebuilds) while the window fills
+MIN_REBUILD = 64  # fewest samples a forest is rebuilt on while its window fills
 
 
 class IncrementalXGBoost(BaseLearner):
@@ -75,30 +75,39 @@ class IncrementalXGBoost(BaseLearner):
         self._booster: xgb.Booster | None = None
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
+        self._rebuild_at = MIN_REBUILD
         self._forget_offset()
 
     def forget(self, keep: int) -> None:
         """Keep the last ``keep`` samples (at least ``MIN_REBUILD``) and rebuild the forest
-        on them alone now; it is rebuilt each ``MIN_REBUILD`` samples till the window fills."""
+        on them alone now, then again each time they double, till the window is full."""
         recent = self._recent.latest(max(keep, MIN_REBUILD))
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._recent.extend(recent)
-        self._booster = None
-        if len(recent) >= MIN_REBUILD:
-            self._boost()
-        self._since_boost = 0
+        self._rebuild_at = MIN_REBUILD
+        self._rebuild_if_due()
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
         self._recent.extend(np.column_stack([features, y]))
         self._n_samples += len(y)
         self._since_boost += len(y)
-        filling = len(self._recent) < self.window
-        due = min(self.boost_every, MIN_REBUILD) if filling else self.boost_every
-        if self._since_boost >= due and len(self._recent) >= min(MIN_REBUILD, self.window):
-            if filling:
-                self._booster = None  # rebuilt on all it has: not yet a window to boost on
+        if self._rebuild_if_due():
+            return
+        if self._since_boost >= self.boost_every and len(self._recent) >= min(64, self.window):
             self._boost()
             self._since_boost = 0
+
+    def _rebuild_if_due(self) -> bool:
+        """While the window fills (from cold, or after a forget) rebuild the forest on all
+        it holds each time that doubles: a few rebuilds, each on twice the data."""
+        if self._rebuild_at > self.window or len(self._recent) < self._rebuild_at:
+            return False
+        self._booster = None
+        self._boost()
+        self._since_boost = 0
+        while self._rebuild_at <= len(self._recent) and self._rebuild_at <= self.window:
+            self._rebuild_at *= 2
+        return True
 
     def _boost(self) -> None:
         recent = self._recent.view()
