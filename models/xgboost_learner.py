@@ -75,7 +75,7 @@ class IncrementalXGBoost(BaseLearner):
         self._booster: xgb.Booster | None = None
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
-        self._rebuild_at = MIN_REBUILD
+        self._rebuild_at = self.window + 1  # none from cold: boosting builds the first forest
         self._forget_offset()
 
     def forget(self, keep: int) -> None:
@@ -98,8 +98,8 @@ class IncrementalXGBoost(BaseLearner):
             self._since_boost = 0
 
     def _rebuild_if_due(self) -> bool:
-        """While the window fills (from cold, or after a forget) rebuild the forest on all
-        it holds each time that doubles: a few rebuilds, each on twice the data."""
+        """While the window fills again after a forget, rebuild the forest on all it holds
+        each time that doubles: a few rebuilds, each on twice the data."""
         if self._rebuild_at > self.window or len(self._recent) < self._rebuild_at:
             return False
         self._booster = None
