@@ -53,7 +53,7 @@ def features_of(stream: Stream, llmd: bool = False) -> np.ndarray:
 
 
 def baseline(
-    stream: Stream, features: np.ndarray, key: str, use_cache: bool
+    stream: Stream, features: np.ndarray, key: str, use_cache: bool, instant: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     path = CACHE / f"{key}.npz"
     if use_cache and path.exists():
@@ -71,7 +71,11 @@ def baseline(
         )
     ]
     ttft, tpot = run_baseline(
-        features, (stream.ttft_ms, stream.tpot_ms), buckets, stream.timestamp, stream.schedule()
+        features,
+        (stream.ttft_ms, stream.tpot_ms),
+        buckets,
+        stream.timestamp,
+        stream.schedule(instant=instant),
     )
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(path, ttft=ttft, tpot=tpot)
@@ -153,6 +157,11 @@ def main() -> None:
     parser.add_argument("--streams", default=",".join(WORLDS), help="comma-separated names")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--instant",
+        action="store_true",
+        help="learn each batch right after predicting it, not when its requests finish",
+    )
     args = parser.parse_args()
     n = args.samples or (8_000 if args.quick else 20_000)
     warmup = min(2_000, n // 4)
@@ -162,10 +171,12 @@ def main() -> None:
         started = time.perf_counter()
         stream = generate(world, n, args.seed)
         features = features_of(stream)
-        key = hashlib.sha256(f"{world!r}|{n}|{args.seed}|v2".encode()).hexdigest()[:16]
-        base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache)
-        native = feed_native(stream, features)
-        llmd = feed_llmd(stream, features_of(stream, llmd=True))
+        key = hashlib.sha256(
+            f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v2".encode()
+        ).hexdigest()[:16]
+        base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache, args.instant)
+        native = feed_native(stream, features, args.instant)
+        llmd = feed_llmd(stream, features_of(stream, llmd=True), args.instant)
         truth = {"ttft": stream.true_ttft_p90, "tpot": stream.true_tpot_p90}
         table += rows_of(
             stream, truth, {"ttft": base_ttft, "tpot": base_tpot}, native, llmd, warmup

@@ -84,7 +84,7 @@ def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
-def feed_native(stream: Stream, features: np.ndarray) -> Served:
+def feed_native(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
     """Predict each batch through ``/v1/predictions``; learn finished requests first via
     ``/v1/observations``."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
@@ -93,7 +93,7 @@ def feed_native(stream: Stream, features: np.ndarray) -> Served:
         client, service = _service(Path(state))
         with client:
             sent = 0
-            for rows, known in stream.schedule():
+            for rows, known in stream.schedule(instant=instant):
                 if len(known):
                     observations = [
                         {
@@ -145,7 +145,7 @@ def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
-def feed_llmd(stream: Stream, features: np.ndarray) -> Served:
+def feed_llmd(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
     """Predict via ``/predict/bulk/strict``; learn finished requests first via
     ``/add_training_data_bulk``."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
@@ -157,7 +157,7 @@ def feed_llmd(stream: Stream, features: np.ndarray) -> Served:
         for client, _ in doors.values():
             running.enter_context(client)
         sent = dict.fromkeys(doors, 0)
-        for rows, known in stream.schedule():
+        for rows, known in stream.schedule(instant=instant):
             for accelerator, (client, service) in doors.items():
                 learn = known[stream.accelerator[known] == accelerator]
                 if len(learn):

@@ -137,10 +137,20 @@ class Stream:
         decode_ms = self.tpot_ms * (self.fields["output_tokens"] - 1)
         return self.timestamp + (self.ttft_ms + decode_ms) / 1e3
 
-    def schedule(self, batch: int = 100) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def schedule(
+        self, batch: int = 100, instant: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows to predict, rows to learn first): batches of arrivals in order, each
         preceded by the outcomes that finished before its first request arrived. A model
-        learns an outcome only once it is known, as a served one would."""
+        learns an outcome only once it is known, as a served one would. ``instant``: each
+        batch's outcomes are learned right after it is predicted (issue 19's protocol)."""
+        if instant:
+            previous = np.arange(0)
+            for start in range(0, len(self), batch):
+                rows = np.arange(start, min(start + batch, len(self)))
+                yield rows, previous
+                previous = rows
+            return
         finished = self.finished
         order = np.argsort(finished, kind="stable")
         done = 0
