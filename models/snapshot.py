@@ -20,9 +20,10 @@ from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 5  # 2: drift state; 3: monotone constraints; 4: forest sibling layout;
+FORMAT_VERSION = 6  # 2: drift state; 3: monotone constraints; 4: forest sibling layout;
 # 5: forest trees name their output column (int32 arrays for the C walk), and TTFT
-# learners fit the residual over the prefill backlog (models.residual)
+# learners fit the residual over the prefill backlog (models.residual); 6: the backlog's
+# fitted scale and floor (models.baseline_fit), pods' peer miss rates, rebuild cadence
 _HEADER = struct.Struct(f">{len(MAGIC)}sH32s")
 
 
