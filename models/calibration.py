@@ -27,6 +27,12 @@ class AdaptiveConformal:
         self.offsets = np.zeros(len(self.targets))
         self._scores = RingBuffer(self.window, len(self.targets))
 
+    def forget(self) -> None:
+        """Start over after a drift, trusting the rebuilt learner's own quantiles: the
+        residuals kept describe the model before the rebuild (they widened the new one
+        to cover the old one's misses) and the misses that moved the levels are its too."""
+        self.reset()
+
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated log-quantiles for raw (n, q) learner output."""
         return raw + self.offsets

@@ -78,9 +78,10 @@ class ModelConfig:
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
         model cannot express, and it learns from every observation, so it must be cheap.
         TTFT learners fit the residual over the drain time of the queued prefill work
-        (``models.prior``): the trees then keep rising past the deepest queue in their
-        window instead of predicting flat, and under the monotone constraints neither
-        learner's TTFT rises slower with the queue than that drain time.
+        (``models.prior``), its scale and floor fitted to their data (``models.baseline_fit``):
+        the trees then keep rising past the deepest queue in their window instead of
+        predicting flat, as steeply as the data says, and in-flight counts that are not
+        the work ahead of the request get a scale near zero instead of a cost.
         """
         monotone = monotone_signs(key.target.value)
         offset = prefill_backlog_log_ms if key.target == Target.TTFT else None

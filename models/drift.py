@@ -1,11 +1,13 @@
 """Drift response of one model set: detect a regime change, race a challenger, promote it.
 
-The champion keeps serving through a drift: its conformal offsets keep coverage honest
-while it is stale. What drift adds is a challenger, a fresh learner of the champion's
-kind that sees post-drift data only, so it is not dragged by the old regime the way an
-incremental learner (or a tree window still holding old samples) is. Champion and
-challenger are scored on the same post-drift samples; the challenger replaces the
-champion once its recent headline pinball loss is lower by the election margin.
+The champion keeps serving through a drift. Every slot first forgets what came before
+it: the learner keeps only the samples ADWIN places after the change (sliding-window
+learners rebuild on them at once), and calibration, pod corrections and scores start
+over. What drift adds too is a challenger, a fresh learner of the champion's kind that
+sees post-drift data only, so it is not dragged by the old regime the way an incremental
+learner is. Champion and challenger are scored on the same post-drift samples; the
+challenger replaces the champion once its recent headline pinball loss is lower by the
+election margin.
 
 Detection watches the champion's raw median log-residual with ADWIN: raw, because the
 calibrated residual is pulled back within tens of samples by adaptive conformal and would
@@ -63,14 +65,16 @@ class ResidualDriftDetector:
     def reset(self) -> None:
         self._adwin = drift.ADWIN(delta=self.delta, grace_period=self.grace)
 
-    def update(self, residuals: np.ndarray) -> bool:
-        """Feed a batch; True (and a fresh detector) if the mean changed within it."""
-        for residual in residuals.tolist():
+    def update(self, residuals: np.ndarray) -> int:
+        """Feed a batch; 0, or (with a fresh detector) the samples ADWIN kept when the
+        mean changed within it: its estimate of how many came after the change."""
+        for i, residual in enumerate(residuals.tolist()):
             self._adwin.update(residual)
             if self._adwin.drift_detected:
+                kept = int(self._adwin.width) + len(residuals) - i - 1
                 self.reset()
-                return True
-        return False
+                return max(kept, 1)
+        return 0
 
 
 class ChallengerRace:
@@ -136,8 +140,11 @@ class DriftWatch:
         if champion.last_raw is None or model_set.n_samples < model_set.config.min_samples:
             return None
         median = int(np.argmin(np.abs(np.asarray(model_set.config.quantiles) - 0.5)))
-        if self.detector.update(y_log - champion.last_raw[:, median]):
+        after = self.detector.update(y_log - champion.last_raw[:, median])
+        if after:
             self.drifts += 1
+            for slot in model_set.slots:
+                slot.forget(after)
             self._record(model_set, EventKind.DRIFT, champion.learner.name, "ADWIN, p50 residual")
             self.race = ChallengerRace(model_set.spawn_challenger(), model_set.config)
         return None

@@ -53,14 +53,17 @@ class PrequentialEvaluator:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def scores(self) -> WindowScores:
+    def scores(self, latest: int | None = None) -> WindowScores:
+        """Means over the window, or over its ``latest`` samples only: learners compared
+        on the same recent samples, not one on a calm past and the other on a drift."""
         q = len(self.quantiles)
         if len(self._rows) == 0:
             nan = (float("nan"),) * q
             return WindowScores(0, nan, nan, float("nan"))
-        means = self._rows.view().mean(axis=0)
+        rows = self._rows.view() if latest is None else self._rows.latest(latest)
+        means = rows.mean(axis=0)
         return WindowScores(
-            samples=len(self._rows),
+            samples=len(rows),
             pinball=tuple(means[:q].tolist()),
             coverage=tuple(means[q : 2 * q].tolist()),
             mae=float(means[-1]),

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
 from latency_oracle.models.codec import TypeRegistry
 from latency_oracle.models.residual import Offset, ResidualFunction
 
@@ -61,6 +62,11 @@ class Learner(Protocol):
 
     def reset(self) -> None: ...
 
+    def forget(self, keep: int) -> None:
+        """After a drift: drop what was learned before the last ``keep`` samples, if the
+        learner keeps samples at all (an online learner just goes on adapting)."""
+        ...
+
 
 class NotFittedError(RuntimeError):
     """Raised when a learner is asked to predict before it has learned anything."""
@@ -68,7 +74,8 @@ class NotFittedError(RuntimeError):
 
 class BaseLearner(ABC):
     """Shared plumbing: one-row calls, prediction through the serving function, snapshots,
-    and fitting the residual over an ``offset`` baseline when given one (``models.residual``).
+    and fitting the residual over an ``offset`` baseline when given one (``models.residual``),
+    its scale and floor fitted to the data (``models.baseline_fit``).
     """
 
     name: str = "base"
@@ -81,14 +88,25 @@ class BaseLearner(ABC):
         self.offset = offset
         self._n_samples = 0
         self._function: QuantileFunction | None = None
+        self._forget_offset()
+
+    def _forget_offset(self) -> None:
+        """Back to the baseline as imposed (scale 1, no floor) until samples refit it."""
+        self._fitted = None if self.offset is None else FittedOffset(self.offset)
+
+    def _fit_offset(self, base_log: np.ndarray, y: np.ndarray) -> None:
+        """Refit the baseline's scale and floor to samples (``base_log``: the offset's values)."""
+        if self.offset is not None and len(y):
+            self._fitted = fit_offset(self.offset, base_log, y)
 
     def _residual(self, features: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """What the model itself fits: ``y``, less the baseline when there is one."""
-        return y if self.offset is None else y - self.offset(features)
+        """What the model itself fits: ``y``, less the fitted baseline when there is one."""
+        return y if self._fitted is None else y - self._fitted(features)
 
     def _publish(self, model: QuantileFunction) -> None:
-        """Serve ``model``, with the baseline added back when there is one."""
-        self._function = model if self.offset is None else ResidualFunction(model, self.offset)
+        """Serve ``model``, with the fitted baseline added back when there is one."""
+        fitted = self._fitted
+        self._function = model if fitted is None else ResidualFunction(model, fitted)
 
     @property
     def n_samples(self) -> int:
@@ -105,6 +123,10 @@ class BaseLearner(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget everything (used when the learner failed or diverged)."""
+
+    def forget(self, keep: int) -> None:
+        """Online learners keep no samples to drop; they follow the drift as they learn."""
+        del keep
 
     def learn_one(self, x: np.ndarray, y: float) -> None:
         self.learn_many(np.asarray(x, dtype=np.float64).reshape(1, -1), np.array([y], float))

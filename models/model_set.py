@@ -172,6 +172,15 @@ class LearnerSlot:
             self.health.state = "ok"
         return None
 
+    def forget(self, keep: int) -> None:
+        """After a drift: the learner keeps only the last ``keep`` samples; calibration,
+        pod corrections and scores start over, so learners are compared after the drift."""
+        self.learner.forget(keep)
+        self.calibrator.forget()
+        self.pod_offsets.reset()
+        self.evaluator.reset()
+        self.versions.clear()  # versions before the rebuild served another model
+
     def _fail(self, error: str) -> str:
         self.health.state = "failed"
         self.health.failures += 1
@@ -187,8 +196,8 @@ class LearnerSlot:
     def eligible(self) -> bool:
         return self.health.state == "ok" and self.learner.is_fitted
 
-    def headline_loss(self, config: ModelConfig) -> float:
-        return self.evaluator.scores().pinball[config.headline_index]
+    def headline_loss(self, config: ModelConfig, latest: int | None = None) -> float:
+        return self.evaluator.scores(latest).pinball[config.headline_index]
 
 
 class ModelSet:
@@ -279,13 +288,24 @@ class ModelSet:
         self.champion = name
 
     def _elect(self) -> None:
-        """Champion: lowest recent headline pinball loss, with a margin against flapping."""
+        """Champion: lowest recent headline pinball loss, with a margin against flapping.
+
+        Losses are compared over the samples every eligible learner has been scored on:
+        a challenger promoted after a drift has scored only post-drift samples, whose
+        losses are larger, and would otherwise lose to a stale learner's calm past. After
+        a drift (scores start over) the champion stays until there are enough of them.
+        """
         eligible = [s for s in self.slots if s.eligible()]
         if not eligible:
             fitted = [s for s in self.slots if s.learner.is_fitted and s.health.state != "failed"]
             self.champion = fitted[0].learner.name if fitted else None
             return
-        losses = {s.learner.name: s.headline_loss(self.config) for s in eligible}
+        common = min(len(s.evaluator) for s in eligible)
+        if common < self.config.min_eval_samples and self.champion in {
+            s.learner.name for s in eligible
+        }:
+            return  # too few common samples since a drift to change horses
+        losses = {s.learner.name: s.headline_loss(self.config, common) for s in eligible}
         best = min(losses, key=losses.__getitem__)
         current = losses.get(self.champion or "")
         if current is None or losses[best] < current * (1.0 - self.config.champion_margin):

@@ -5,7 +5,8 @@ misconfigured or holds a hot prefix, and nothing in the features says which. Sha
 offsets then over-cover the others and under-cover it (measured: 4% coverage on a pod
 slowed to half speed, for a minute). Each pod keeps its last ``window`` conformal scores
 against the model's calibrated prediction for it. Once it has ``min_samples`` and misses
-clearly more often than the target allows (``SIGNIFICANCE`` binomial standard deviations),
+clearly more often than the target allows and than its peers lately do (``SIGNIFICANCE``
+binomial standard deviations above the larger rate),
 its offset is the empirical quantile of those scores, so its own p90 covers 90% again
 within a few dozen outcomes.
 
@@ -41,14 +42,21 @@ class PodOffsets:
         self.min_samples = min(min_samples, window)
         self.max_pods = max_pods
         # Misses a healthy pod stays within, by how many scores it holds (row n: n scores).
-        n = np.arange(window + 1)[:, None]
-        q = self.targets
-        self._miss_limit = n * (1 - q) + SIGNIFICANCE * np.sqrt(n * q * (1 - q))
         self.reset()
 
     def reset(self) -> None:
         self._scores: OrderedDict[str, RingBuffer] = OrderedDict()
         self._offsets: dict[str, np.ndarray] = {}
+        # Per pod, how often the other pods of the key missed lately (per quantile).
+        self._peer_miss_rate: dict[str, np.ndarray] = {}
+
+    def _miss_limit(self, pod: str, n: int) -> np.ndarray:
+        """Misses of ``n`` scores a pod stays within while it is no worse than the target
+        allows and than its peers do: a drift every pod shares is the shared calibration's
+        to follow; correcting each pod on top of it over-widened them all."""
+        floor = 1.0 - self.targets
+        rate = np.clip(np.maximum(self._peer_miss_rate.get(pod, floor), floor), 1e-6, 1 - 1e-6)
+        return n * rate + SIGNIFICANCE * np.sqrt(n * rate * (1 - rate))
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -58,24 +66,39 @@ class PodOffsets:
         names, inverse = np.unique(pods.astype(str), return_inverse=True)
         order = np.argsort(inverse, kind="stable")  # rows grouped by pod, in arrival order
         bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1)).tolist()
+        misses = scores > 0
+        total_misses = misses.sum(axis=0)
         for index, name in enumerate(names.tolist()):
             if not name:
                 continue
+            rows = order[bounds[index] : bounds[index + 1]]
+            self._follow_peers(
+                name, total_misses - misses[rows].sum(axis=0), len(scores) - len(rows)
+            )
             ring = self._scores.pop(name, None) or RingBuffer(
                 self.window,
                 len(self.targets),
                 np.float32,  # thousands of pods: keep them small
             )
             self._scores[name] = ring  # re-inserted last: most recently seen
-            ring.extend(scores[order[bounds[index] : bounds[index + 1]]])
+            ring.extend(scores[rows])
             if len(ring) >= self.min_samples:
                 self._refit(name, ring.view())
         while len(self._scores) > self.max_pods:
             evicted, _ = self._scores.popitem(last=False)
             self._offsets.pop(evicted, None)
+            self._peer_miss_rate.pop(evicted, None)
+
+    def _follow_peers(self, pod: str, misses: np.ndarray, n: int) -> None:
+        """Fold the other pods' misses in this batch into ``pod``'s view of its peers."""
+        if n == 0:
+            return
+        weight = min(1.0, n / (4.0 * self.window))
+        before = self._peer_miss_rate.get(pod, 1.0 - self.targets)
+        self._peer_miss_rate[pod] = (1 - weight) * before + weight * misses / n
 
     def _refit(self, pod: str, scores: np.ndarray) -> None:
-        under = (scores > 0).sum(axis=0) > self._miss_limit[len(scores)]
+        under = (scores > 0).sum(axis=0) > self._miss_limit(pod, len(scores))
         if under.any():
             corrections = conformal_quantiles(scores, self.targets)
             self._offsets[pod] = np.where(under, corrections, 0.0).astype(float)

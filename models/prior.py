@@ -6,7 +6,8 @@ once at 60% of peak HBM bandwidth, slowed by the running batch. Spread is a logn
 sigma 0.5. It only ranks pods sensibly until real models take over after ``min_samples``.
 
 Its prefill term is also the baseline the trained TTFT learners fit the residual over
-(``prefill_backlog_log_ms``): trees predict flat beyond the queue depths they have seen,
+(``prefill_backlog_log_ms``, scaled and floored per learner, ``models.baseline_fit``):
+trees predict flat beyond the queue depths they have seen,
 while the backlog's drain time keeps growing with the queue, so a residual over it
 extrapolates along the physics instead of stopping at the deepest queue in the window.
 """

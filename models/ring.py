@@ -27,3 +27,8 @@ class RingBuffer:
     def view(self) -> np.ndarray:
         """The stored rows (a view: copy it before keeping it past the next ``extend``)."""
         return self._rows[: self._filled]
+
+    def latest(self, n: int) -> np.ndarray:
+        """The ``n`` most recently added rows (fewer if fewer are stored), a copy."""
+        n = min(n, self._filled)
+        return self._rows[(self._head - n + np.arange(n)) % self.capacity]

@@ -4,7 +4,8 @@ One ``river.linear_model.LinearRegression`` per served quantile learns sample by
 Standardisation is done here, vectorised over the batch, instead of by River's
 ``StandardScaler``: it is the same running mean/variance, at a fraction of the per-sample
 cost, and it makes the fitted model exportable to one matrix product for serving.
-Given an ``offset`` (see ``models.residual``) it fits the residual over that baseline.
+Given an ``offset`` (see ``models.residual``) it fits the residual over that baseline,
+whose scale and floor follow its last ``BASELINE_WINDOW`` samples (``models.baseline_fit``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
+from latency_oracle.models.ring import RingBuffer
 from river import linear_model, optim
+
+BASELINE_WINDOW = 1_024
 
 
 class RunningStandardizer:
@@ -84,6 +88,9 @@ class RiverQuantileLinear(BaseLearner):
         self._keys = [f"x{i}" for i in range(self.n_features)]
         self._scaler = RunningStandardizer(self.n_features)
         self._target = RunningStandardizer(1)
+        # Recent (baseline, outcome) pairs in log-ms: the baseline's fit follows them.
+        self._baseline_recent = RingBuffer(BASELINE_WINDOW, 2)
+        self._forget_offset()
         self._regressors = [
             linear_model.LinearRegression(
                 optimizer=optim.SGD(self.learning_rate),
@@ -95,6 +102,10 @@ class RiverQuantileLinear(BaseLearner):
         ]
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
+        if self.offset is not None:
+            self._baseline_recent.extend(np.column_stack([self.offset(features), y]))
+            recent = self._baseline_recent.view()
+            self._fit_offset(recent[:, 0], recent[:, 1])
         y = self._residual(features, y)
         self._scaler.update(features)
         self._target.update(y.reshape(-1, 1))

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 MAGIC = b"LOSNAP"
-FORMAT_VERSION = 6  # 6: no pickle: JSON document + blobs (models.codec), HMAC signatures
+FORMAT_VERSION = 7  # 7: the baseline's fitted scale and floor, pods' peer miss rates;
+# 6: no pickle: JSON document + blobs (models.codec), HMAC signatures
 LAST_PICKLE_FORMAT = 5
 UNSIGNED, HMAC_SHA256 = 0, 1
 MAX_BODY_BYTES = 1 << 30  # a decompression bomb stops here

@@ -10,6 +10,7 @@ state is not plain data (River's Rust-backed parts, caches a snapshot leaves out
 
 from __future__ import annotations
 
+from latency_oracle.models.baseline_fit import FittedOffset
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.codec import Adapter, TypeRegistry
 from latency_oracle.models.config import ModelConfig
@@ -61,6 +62,7 @@ SNAPSHOT_TYPES = TypeRegistry(
         IncrementalXGBoost,
         CompiledForest,
         ResidualFunction,
+        FittedOffset,
         ServedModelScale,
         linear_model.LinearRegression,
         optim.SGD,

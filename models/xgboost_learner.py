@@ -7,8 +7,10 @@ reaches ``max_rounds`` it is refitted from scratch on the window, which bounds i
 (and so prediction cost) and forgets stale structure.
 
 Trees predict flat beyond the feature range of their window. Given an ``offset`` (a
-physics baseline, see ``models.prior``), they fit the residual over it instead, so their
-predictions keep growing with the baseline past the deepest queue they have seen.
+physics baseline, see ``models.prior``), they fit the residual over it instead, its scale
+and floor fitted on the window whenever the forest is built anew (``models.baseline_fit``),
+so their predictions keep growing with the baseline past the deepest queue they have
+seen, as steeply as the data says, and a baseline the data does not follow costs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
+
+MIN_REBUILD = 64  # fewest samples a forest is rebuilt on while its window fills
 
 
 class IncrementalXGBoost(BaseLearner):
@@ -71,6 +75,17 @@ class IncrementalXGBoost(BaseLearner):
         self._booster: xgb.Booster | None = None
         self._recent = RingBuffer(self.window, self.n_features + 1)
         self._since_boost = 0
+        self._rebuild_at = self.window + 1  # none from cold: boosting builds the first forest
+        self._forget_offset()
+
+    def forget(self, keep: int) -> None:
+        """Keep the last ``keep`` samples (at least ``MIN_REBUILD``) and rebuild the forest
+        on them alone now, then again each time they double, till the window is full."""
+        recent = self._recent.latest(max(keep, MIN_REBUILD))
+        self._recent = RingBuffer(self.window, self.n_features + 1)
+        self._recent.extend(recent)
+        self._rebuild_at = MIN_REBUILD
+        self._rebuild_if_due()
 
     @property
     def booster(self) -> xgb.Booster | None:
@@ -82,20 +97,37 @@ class IncrementalXGBoost(BaseLearner):
         self._recent.extend(np.column_stack([features, y]))
         self._n_samples += len(y)
         self._since_boost += len(y)
+        if self._rebuild_if_due():
+            return
         if self._since_boost >= self.boost_every and len(self._recent) >= min(64, self.window):
             self._boost()
             self._since_boost = 0
 
+    def _rebuild_if_due(self) -> bool:
+        """While the window fills again after a forget, rebuild the forest on all it holds
+        each time that doubles: a few rebuilds, each on twice the data."""
+        if self._rebuild_at > self.window or len(self._recent) < self._rebuild_at:
+            return False
+        self._booster = None
+        self._boost()
+        self._since_boost = 0
+        while self._rebuild_at <= len(self._recent) and self._rebuild_at <= self.window:
+            self._rebuild_at *= 2
+        return True
+
     def _boost(self) -> None:
         recent = self._recent.view()
-        features = recent[:, :-1]
-        data = xgb.DMatrix(features, self._residual(features, recent[:, -1]), nthread=1)
+        features, y = recent[:, :-1], recent[:, -1]
         booster = self._booster
         full = booster is not None and (
             booster.num_boosted_rounds() + self.rounds_per_boost > self.max_rounds
         )
+        refit = booster is None or full or self._forest is None
+        if refit and self.offset is not None:  # new trees, so a new baseline may be fitted
+            self._fit_offset(self.offset(features), y)
+        data = xgb.DMatrix(features, self._residual(features, y), nthread=1)
         n_outputs, depth = len(self.quantiles), self.params["max_depth"]
-        if booster is None or full or self._forest is None:
+        if refit:
             booster = xgb.train(self.params, data, num_boost_round=self.refit_rounds)
             forest = CompiledForest.from_booster(booster, n_outputs, depth)
         else:

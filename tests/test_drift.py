@@ -9,6 +9,7 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent, ResidualDriftDetector
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.registry import LearnReport, ModelRegistry
+from latency_oracle.models.ring import RingBuffer
 from latency_oracle.models.river_linear import RiverQuantileLinear
 from latency_oracle.sim.synthetic_stream import generate_stream
 
@@ -110,3 +111,22 @@ class ExplodingLearner(RiverQuantileLinear):
 
     def learn_many(self, features: np.ndarray, y: np.ndarray) -> None:
         raise FloatingPointError("exploded")
+
+
+def test_detection_tells_how_many_samples_came_after_the_change() -> None:
+    rng = np.random.default_rng(4)
+    detector = ResidualDriftDetector(delta=0.002, grace=100)
+    assert detector.update(rng.normal(0.0, 0.1, 2_000)) == 0
+    after = 0
+    for _ in range(20):
+        after = detector.update(rng.normal(1.0, 0.1, 50))
+        if after:
+            break
+    assert 1 <= after <= 1_000  # ADWIN's post-change window, not the whole history
+
+
+def test_ring_latest_is_the_most_recent_rows_in_order() -> None:
+    ring = RingBuffer(4, 1)
+    ring.extend(np.arange(6.0).reshape(-1, 1))
+    np.testing.assert_array_equal(ring.latest(3)[:, 0], [3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(ring.latest(9)[:, 0], [2.0, 3.0, 4.0, 5.0])

@@ -40,6 +40,20 @@ def test_a_slow_pod_is_raised_until_it_covers_again() -> None:
     assert "slow" not in offsets.published()
 
 
+def test_a_drift_every_pod_shares_is_left_to_the_shared_calibration() -> None:
+    """All pods slow down together: none is singled out (raising each on top of the
+    shared offsets over-widened them all after a drift)."""
+    rng = np.random.default_rng(3)
+    offsets = PodOffsets(QUANTILES, window=32, min_samples=16, max_pods=100)
+    pods = np.array([f"pod-{i % 4}" for i in range(4 * 32)], dtype=object)
+    offsets.update(pods, scores(rng, len(pods)))
+    raised = []
+    for _ in range(3):
+        offsets.update(pods, scores(rng, len(pods), shift=1.5))
+        raised.append(sum(1 for c in offsets.published().values() if c[1] > 0))
+    assert max(raised) <= 1  # two-sigma noise may flag one; the drift flags none
+
+
 def test_pods_are_capped_and_unnamed_rows_ignored() -> None:
     rng = np.random.default_rng(2)
     offsets = PodOffsets(QUANTILES, window=16, min_samples=4, max_pods=3)

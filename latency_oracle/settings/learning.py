@@ -42,7 +42,7 @@ class LearningSettings(BaseModel):
         1_000, ge=50, description="Recent residuals the conformal layer calibrates on."
     )
     calibration_step: float = Field(
-        0.005, gt=0, le=0.1, description="Adaptive conformal step size (per sample)."
+        0.002, gt=0, le=0.1, description="Adaptive conformal step size (per sample)."
     )
     pod_calibration_window: int = Field(
         32,
@@ -73,7 +73,7 @@ class LearningSettings(BaseModel):
         0.02, gt=0, description="SGD learning rate of the River quantile regressors."
     )
     xgb_window: int = Field(
-        1_024, ge=64, description="Recent samples each XGBoost boosting step fits on."
+        2_048, ge=64, description="Recent samples each XGBoost boosting step fits on."
     )
     xgb_boost_every: int = Field(
         512, ge=16, description="New samples between XGBoost continued-boosting steps."

@@ -1,0 +1,198 @@
+"""Feed a zoo stream through Latency Oracle's APIs in one process: learn what finished,
+then predict the next batch of arrivals (``Stream.schedule``).
+
+Two doors, each its own service (so neither learns from the other's copy of the data):
+the native API (``/v1/predictions`` then ``/v1/observations``) and llm-d's
+(``/predict/bulk/strict`` then ``/add_training_data_bulk``), both through the ASGI app.
+The feed waits until the service's learning thread has learned what it sent before it
+predicts the next batch, however slow the machine.
+llm-d's API carries no accelerator type (an llm-d pool is one type), so a stream with
+several types gets one llm-d service per type, as such a fleet would run them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.operations.metrics import quantile_label
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from zoo import Stream
+
+from latency_oracle.settings import Settings
+
+HEADLINE = quantile_label(0.9)
+
+
+@dataclass
+class Served:
+    """One door's served p90s and the raw (pre-calibration) p90s of its champions, per sample."""
+
+    ttft: np.ndarray
+    tpot: np.ndarray
+    raw_ttft: np.ndarray
+    raw_tpot: np.ndarray
+
+
+def _service(state: Path, accelerator: str = "unknown") -> tuple[TestClient, OracleService]:
+    settings = Settings(
+        state_dir=state, mlflow_enabled=False, snapshot_interval_s=1e9, llmd_accelerator=accelerator
+    )
+    service = OracleService(settings)
+    return TestClient(create_app(settings, service)), service
+
+
+def _learned(service: OracleService, total: int) -> None:
+    assert service.wait_learned(total, timeout_s=120), "the learning thread fell behind"
+
+
+def _raw_p90(
+    service: OracleService, features: np.ndarray, accelerator: str, target: Target
+) -> np.ndarray:
+    """The serving champion's p90 before its conformal offsets, as the registry would pick it."""
+    serving = service.models.serving(ModelKey(accelerator, target)) or service.models.serving(
+        ModelKey(GLOBAL_ACCELERATOR, target)
+    )
+    if serving is None:
+        return np.full(len(features), np.nan)
+    q = service.config.headline_index
+    return np.exp(serving.function(features)[:, q])
+
+
+def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
+    f = stream.fields
+    return [
+        {
+            "accelerator": str(stream.accelerator[i]),
+            "pod": str(stream.pod[i]),
+            "input_tokens": int(f["input_tokens"][i]),
+            "prefix_cache_hit_tokens": int(f["prefix_cache_hit_tokens"][i]),
+            "max_tokens": int(f["max_tokens"][i]),
+            "running_requests": int(f["running_requests"][i]),
+            "waiting_requests": int(f["waiting_requests"][i]),
+            "kv_cache_usage": float(f["kv_cache_usage"][i]),
+            "prefill_tokens_in_flight": int(f["prefill_tokens_in_flight"][i]),
+            "decode_tokens_in_flight": int(f["decode_tokens_in_flight"][i]),
+        }
+        for i in rows.tolist()
+    ]
+
+
+def feed_native(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
+    """Predict each batch through ``/v1/predictions``; learn finished requests first via
+    ``/v1/observations``."""
+    out = Served(*(np.empty(len(stream)) for _ in range(4)))
+    finished = stream.finished
+    with tempfile.TemporaryDirectory() as state:
+        client, service = _service(Path(state))
+        with client:
+            sent = 0
+            for rows, known in stream.schedule(instant=instant):
+                if len(known):
+                    observations = [
+                        {
+                            **record,
+                            "observation_id": f"{stream.name}-{i}",
+                            "timestamp": float(finished[i]),
+                            "output_tokens": int(stream.fields["output_tokens"][i]),
+                            "ttft_ms": float(stream.ttft_ms[i]),
+                            "tpot_ms": float(stream.tpot_ms[i]),
+                        }
+                        for i, record in zip(known.tolist(), _records(stream, known), strict=True)
+                    ]
+                    response = client.post("/v1/observations", json=observations)
+                    assert response.status_code in (200, 202), response.text
+                    sent += len(known)
+                    _learned(service, sent)
+                body = client.post("/v1/predictions", json=_records(stream, rows))
+                predictions = body.json()["predictions"]
+                out.ttft[rows] = [p["ttft_ms"][HEADLINE] for p in predictions]
+                out.tpot[rows] = [p["tpot_ms"][HEADLINE] for p in predictions]
+                _raw_into(out, service, stream, features, rows)
+    return out
+
+
+def _raw_into(
+    out: Served, service: OracleService, stream: Stream, features: np.ndarray, rows: np.ndarray
+) -> None:
+    accelerators = stream.accelerator[rows]
+    for accelerator in np.unique(accelerators):
+        mine = rows[accelerators == accelerator]
+        out.raw_ttft[mine] = _raw_p90(service, features[mine], str(accelerator), Target.TTFT)
+        out.raw_tpot[mine] = _raw_p90(service, features[mine], str(accelerator), Target.TPOT)
+
+
+def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
+    f = stream.fields
+    return [
+        {
+            "kv_cache_percentage": float(f["kv_cache_usage"][i]),
+            "input_token_length": int(f["input_tokens"][i]),
+            "num_request_waiting": int(f["waiting_requests"][i]),
+            "num_request_running": int(f["running_requests"][i]),
+            "num_tokens_generated": 0,
+            "prefix_cache_score": float(f["prefix_cache_hit_tokens"][i] / f["input_tokens"][i]),
+            "prefill_tokens_in_flight": int(f["prefill_tokens_in_flight"][i]),
+            "decode_tokens_in_flight": int(f["decode_tokens_in_flight"][i]),
+        }
+        for i in rows.tolist()
+    ]
+
+
+def feed_llmd(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
+    """Predict via ``/predict/bulk/strict``; learn finished requests first via
+    ``/add_training_data_bulk``."""
+    out = Served(*(np.empty(len(stream)) for _ in range(4)))
+    finished = stream.finished
+    with tempfile.TemporaryDirectory() as state, ExitStack() as running:
+        doors = {
+            str(a): _service(Path(state) / str(a), str(a)) for a in np.unique(stream.accelerator)
+        }
+        for client, _ in doors.values():
+            running.enter_context(client)
+        sent = dict.fromkeys(doors, 0)
+        for rows, known in stream.schedule(instant=instant):
+            for accelerator, (client, service) in doors.items():
+                learn = known[stream.accelerator[known] == accelerator]
+                if len(learn):
+                    entries = [
+                        {
+                            **entry,
+                            "num_tokens_generated": int(stream.fields["output_tokens"][i]),
+                            "actual_ttft_ms": float(stream.ttft_ms[i]),
+                            "actual_tpot_ms": float(stream.tpot_ms[i]),
+                            "timestamp": float(finished[i]),
+                        }
+                        for i, entry in zip(
+                            learn.tolist(), _llmd_entries(stream, learn), strict=True
+                        )
+                    ]
+                    response = client.post("/add_training_data_bulk", json={"entries": entries})
+                    assert response.status_code == 202, response.text
+                    sent[accelerator] += len(entries)
+                    _learned(service, sent[accelerator])
+                mine = rows[stream.accelerator[rows] == accelerator]
+                if len(mine):
+                    _predict_llmd(client, _llmd_entries(stream, mine), out, mine)
+                    out.raw_ttft[mine] = _raw_p90(service, features[mine], accelerator, Target.TTFT)
+                    out.raw_tpot[mine] = _raw_p90(service, features[mine], accelerator, Target.TPOT)
+    return out
+
+
+def _predict_llmd(
+    client: TestClient, requests: list[dict[str, object]], out: Served, rows: np.ndarray
+) -> None:
+    """Served p90s into ``out``; NaN while the service is not ready (llm-d's EPP skips it)."""
+    response = client.post("/predict/bulk/strict", json={"requests": requests})
+    if response.status_code != 200:
+        out.ttft[rows] = out.tpot[rows] = np.nan
+        return
+    body = response.json()["predictions"]
+    out.ttft[rows] = [p["ttft_ms"] for p in body]
+    out.tpot[rows] = [p["tpot_ms"] for p in body]
