@@ -136,8 +136,9 @@ def test_pack_prefers_least_headroom_and_spread_the_most(
     slo = {"ttft_ms": 1.01 * ttft[slow]}
     gap = (ttft[slow] - ttft[fast]) / slo["ttft_ms"]
     assert gap > warm_service.settings.route_tie_tolerance  # not a near-tie: no coin flip
-    assert route(client, slo=slo, headroom_mode="pack", pods=pods)["pod"] == slow
-    assert route(client, slo=slo, headroom_mode="spread", pods=pods)["pod"] == fast
+    for mode, chosen in (("pack", slow), ("spread", fast)):
+        decision = route(client, slo=slo, policy="headroom", headroom_mode=mode, pods=pods)
+        assert decision["pod"] == chosen
 
 
 def test_a_burst_of_identical_requests_spreads_over_pods(client: TestClient) -> None:
