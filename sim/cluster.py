@@ -99,6 +99,7 @@ class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
     shed: list[Arrival] = field(default_factory=list)
     wall_s: float = 0.0
+    capped: int = 0  # oracle decisions its fork horizon made (sim/oracle_policy.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,9 +121,8 @@ class PodView:
     @property
     def kv_cache_usage(self) -> float:
         """Scraped KV-cache use plus the prompts placed since, as a fraction of the cache."""
-        return (
-            self.scraped.kv_cache_usage
-            + self.placed_tokens_since_scrape / max(self.kv_capacity_tokens, 1)
+        return self.scraped.kv_cache_usage + self.placed_tokens_since_scrape / max(
+            self.kv_capacity_tokens, 1
         )
 
     def cached_tokens(self, arrival: Arrival) -> int:

@@ -13,9 +13,9 @@ from latency_oracle.features.schema import ServerState
 from latency_oracle.sim.cluster import ClusterConfig, build_engines, run_cluster
 from latency_oracle.sim.engine import Engine
 from latency_oracle.sim.engine_records import EngineConfig, EngineState, SimRequest
+from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.kv_cache import KVBlockPool
 from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, Scrape
-from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
 from latency_oracle.sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
 
