@@ -31,6 +31,9 @@ class PhaseView:
     # its decode would tip over the TPOT SLO there; None without SLOs
     attainment: np.ndarray | None = None
     harm: np.ndarray | None = None
+    # (n,) the prior's TTFT while nothing is learned: the queued prefill's roofline time on
+    # each pod's hardware, which ranks a fast and a slow pod with equal queues apart
+    prefill_ms: np.ndarray | None = None
 
     @property
     def queued_prefill_tokens(self) -> np.ndarray:
@@ -144,7 +147,9 @@ class LeastLoaded:
     """The heuristic while models are cold: least queued prefill work, or fewest requests.
 
     Prefill time is dominated by the prompt tokens queued ahead, decode time by the batch
-    a request joins, so each phase is ranked by the load that drives its latency.
+    a request joins, so each phase is ranked by the load that drives its latency. Where
+    the router passes the prior's roofline time of the queued prefill (``prefill_ms``),
+    that ranks instead: the same backlog drains faster on faster hardware.
     """
 
     name = "heuristic"
@@ -155,6 +160,8 @@ class LeastLoaded:
     def choose(self, view: PhaseView, rng: random.Random) -> Choice:
         if view.phase == "decode":
             scores, what = view.requests, "fewest waiting+running requests"
+        elif view.prefill_ms is not None:
+            scores, what = view.prefill_ms, "least queued prefill work, in time on its hardware"
         else:
             scores, what = view.queued_prefill_tokens, "least queued prefill work"
         ties = near_best(scores, None, self.tolerance)

@@ -182,6 +182,8 @@ class Router:
             view = PhaseView(phase.name, eligible, headroom, latency, phase_columns)
             if name == "slo-attainment":
                 view = _with_attainment(view, phase, batch, m, q, request)
+            elif cold and phase.ttft:
+                view = replace(view, prefill_ms=phase_ttft)
             choice = policy.choose(view, self._rng)
             position = phase.position(choice.index)
             placed.append((phase, position))

@@ -22,6 +22,7 @@ from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, 
 from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
 from latency_oracle.sim.workloads import (
+    DEFAULT_RATE,
     Arrival,
     Shift,
     SyntheticSpec,
@@ -52,7 +53,7 @@ class Workload:
     trace: Path | None = None
     duration_s: float = 3600.0  # synthetic: its length; a trace: the first this many s
     seed: int = 0
-    rate: float = SyntheticSpec.rate  # synthetic requests/s at load 1
+    rate: float = DEFAULT_RATE  # synthetic requests/s at load 1
 
     def describe(self) -> str:
         if self.trace is not None:

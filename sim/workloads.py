@@ -163,12 +163,15 @@ def arxiv_lengths(settings: Settings | None = None) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
+DEFAULT_RATE = 2.6  # requests/s: the Azure trace's mean
+
+
 @dataclass(frozen=True, slots=True)
 class SyntheticSpec:
     """A synthetic workload: arrival process, rate and length distribution."""
 
     name: WorkloadName
-    rate: float = 2.6  # requests/s (the Azure trace's mean), before ``load``
+    rate: float = DEFAULT_RATE  # requests/s, before ``load``
     duration_s: float = 600.0
     seed: int = 0
 
