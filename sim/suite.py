@@ -42,7 +42,7 @@ EARLY_S = 300.0  # "from cold": the first five simulated minutes
 LEARNED = "latency-oracle"
 SUITE_POLICIES: tuple[str, ...] = (*HEURISTICS, LEARNED)
 # Relative cost per arrival, so the progress bar's ETA weighs the learning policy right.
-_COST = {LEARNED: 8, "latency-oracle-shed": 8, "oracle": 20}
+_COST = {LEARNED: 6, "latency-oracle-shed": 6, "oracle": 20}
 
 
 def suite_workloads(settings: Settings, seed: int = 0) -> list[Workload]:
@@ -50,10 +50,10 @@ def suite_workloads(settings: Settings, seed: int = 0) -> list[Workload]:
     conversation mix, arXiv-length summarization, and bursty arrivals. Rates put each
     one's knee within a few steps of 2x on the default six-pod cluster."""
     return [
-        Workload("azure", azure_trace(settings), duration_s=1800.0, seed=seed),
-        Workload("conversation", duration_s=900.0, seed=seed, rate=4.0),
-        Workload("long-prompt", duration_s=900.0, seed=seed, rate=1.2),
-        Workload("bursty", duration_s=900.0, seed=seed, rate=2.2),
+        Workload("azure", azure_trace(settings), duration_s=1200.0, seed=seed),
+        Workload("conversation", duration_s=600.0, seed=seed, rate=10.0),
+        Workload("long-prompt", duration_s=600.0, seed=seed, rate=5.0),
+        Workload("bursty", duration_s=600.0, seed=seed, rate=3.5),
     ]
 
 
