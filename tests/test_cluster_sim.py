@@ -17,7 +17,12 @@ from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.kv_cache import KVBlockPool
 from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, Scrape
 from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
-from latency_oracle.sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
+from latency_oracle.sim.workloads import (
+    Arrival,
+    Shift,
+    SyntheticSpec,
+    synthetic,
+)
 
 from latency_oracle.settings import Settings
 
@@ -179,3 +184,14 @@ def test_prefix_hits_are_estimated_from_what_was_routed_where() -> None:
     request = SimRequest("r", 0.0, 40, 5, ("b", "c", "d"))
     # Only blocks the prompt fully covers, short of its last token, can be hits.
     assert view.cached_tokens(Arrival(request)) == 32
+
+
+def test_learned_predictions_take_over_within_two_minutes_at_the_traces_rate() -> None:
+    """A fresh Latency Oracle, default settings, on the Azure trace's lengths at its mean
+    rate (the trace's own first minutes are far sparser than its hour)."""
+    settings = Settings(mlflow_enabled=False)
+    arrivals = synthetic(SyntheticSpec("poisson", duration_s=200.0, seed=3), 1.0, settings)
+    result, _ = _run(arrivals, "latency-oracle", settings)
+    later = [o for o in result.outcomes if o.arrival >= 120.0]
+    assert later and not any(o.cold for o in later)
+    assert any(o.cold for o in result.outcomes)  # it did start cold

@@ -327,3 +327,26 @@ def test_slo_attainment_weighs_the_streams_a_decode_would_slow() -> None:
     assert policy.choose(_view([0.99, 0.98], [0, 0], [100, 120], [0.9, 0.1]), rng).index == 1
     # A pod that misses the SLO is not a near-tie, however fast.
     assert policy.choose(_view([0.3, 0.95], [0, 0], [50, 400], [0.1, 0.1]), rng).index == 1
+
+
+def test_one_cold_type_is_answered_by_the_global_model_not_the_heuristic(
+    client: TestClient,
+) -> None:
+    """H100 and the global model are trained; an MI300X pod has no samples of its own."""
+    pods = [pod("h100", LIGHT), pod("mi300x", {**HEAVY, "accelerator": "MI300X"})]
+    decision = route(client, slo={"ttft_ms": 60_000.0}, pods=pods)
+    assert decision["decision"] == "place"
+    assert decision["cold"] is False and decision["policy"] != "heuristic"
+    by_pod = {c["pod"]: c for c in decision["candidates"]}
+    assert by_pod["mi300x"]["cold"] is True and by_pod["h100"]["cold"] is False
+
+
+def test_a_tail_slo_is_judged_on_the_p99(client: TestClient, warm_service: OracleService) -> None:
+    batch = warm_service.predict([PredictionRequest(**LIGHT, **SHAPE)])
+    p90_ms, p99_ms = float(batch.ttft_ms[0, 1]), float(batch.ttft_ms[0, 2])
+    slo = {"ttft_ms": (p90_ms + p99_ms) / 2}
+    pods = [pod("light", LIGHT)]
+    assert route(client, slo=slo, pods=pods)["decision"] == "place"
+    tail = route(client, slo={**slo, "quantile": 0.99}, pods=pods)
+    assert tail["decision"] == "shed"
+    assert tail["candidates"][0]["ttft_ms"] == pytest.approx(p99_ms)
