@@ -101,6 +101,7 @@ class Summary:
     tpot_coverage: float | None
     ttft_pinball_ms: float | None
     wall_s: float
+    capped: int = 0  # oracle decisions its fork horizon made (it could not finish the fork)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ def summarize(result: RunResult, load: float, slo: SloTargets) -> Summary:
         tpot_coverage=_coverage(tpot_pairs),
         ttft_pinball_ms=_pinball([(o.ttft_ms, o.ttft_pred_ms) for o in warm]),
         wall_s=result.wall_s,
+        capped=result.capped,
     )
 
 

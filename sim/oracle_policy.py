@@ -49,10 +49,11 @@ class TrueLatencyOracle:
         for i in order:
             ttfts[i] = _true_ttft(engines[i], arrival, bound=best)
             best = min(best, ttfts[i])
-        if min(ttfts) == float("inf"):
+        fastest = min(ttfts)
+        if fastest == float("inf"):
             self.capped += 1
             return Placement(order[0])
-        ties = [i for i, t in enumerate(ttfts) if t == best]
+        ties = [i for i, t in enumerate(ttfts) if t == fastest]
         index = self._rng.choice(ties)
         return Placement(index, ttft_ms=ttfts[index] * 1e3)
 

@@ -74,6 +74,15 @@ def render(evaluation: Evaluation, plots: dict[str, str | None]) -> str:
         "",
     ]
     lines += _verdict(evaluation)
+    capped = [s for s in (*evaluation.sweep, *evaluation.shift_summaries) if s.capped]
+    if capped:
+        lines += [
+            "The oracle's forks stop at a simulated horizon (`sim/oracle_policy.py`); where "
+            "no fork reached the first token within it, the least queued pod got the request: "
+            + "; ".join(f"{s.capped} of {s.requests} at {s.load:g}x" for s in capped)
+            + ".",
+            "",
+        ]
     if load is not None:
         lines += [f"## At load {load:g}x (where the best heuristic starts missing SLOs)", ""]
         lines += _table(evaluation.at(load))

@@ -15,6 +15,7 @@ from latency_oracle.sim.engine import Engine
 from latency_oracle.sim.engine_records import EngineConfig, EngineState, SimRequest
 from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.kv_cache import KVBlockPool
+from latency_oracle.sim.oracle_policy import TrueLatencyOracle
 from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, Scrape
 from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
 from latency_oracle.sim.workloads import (
@@ -195,3 +196,16 @@ def test_learned_predictions_take_over_within_two_minutes_at_the_traces_rate() -
     later = [o for o in result.outcomes if o.arrival >= 120.0]
     assert later and not any(o.cold for o in later)
     assert any(o.cold for o in result.outcomes)  # it did start cold
+
+
+def test_the_oracles_forks_stop_at_its_horizon_and_say_how_often() -> None:
+    """Under a queue no fork can clear within the horizon, the oracle still decides, by the
+    least queued work, and counts each such decision."""
+    burst = [Arrival(SimRequest(f"b{i}", 0.001 * i, 4_000, 20)) for i in range(60)]
+    engines = build_engines(CONFIG, shared_data_dir(), 0)
+    oracle = TrueLatencyOracle(horizon_s=0.05)
+    result = run_cluster(burst, oracle, engines, CONFIG.pods)
+    assert len(result.outcomes) == len(burst)
+    assert 0 < oracle.capped <= len(burst)
+    capped = [o for o in result.outcomes if o.ttft_pred_ms is None]
+    assert len(capped) == oracle.capped
