@@ -3,10 +3,11 @@
 Each workload is swept from ``START_LOAD`` upwards in ``LOAD_STEP`` steps until the best
 heuristic's SLO attainment falls below ``ATTAINMENT_TARGET`` (that load included: the
 "knee"), at most ``MAX_LOADS`` loads; a sweep that never reaches the knee says so. Every
-cell (workload x load) compares the service's routing (``latency-oracle``: the default
-policy, placing even what it predicts will miss, so every policy serves the same
-requests) with the best heuristic of that cell, on the whole run and on its first
-``EARLY_S`` simulated seconds from cold.
+cell (workload x load) compares the service's routing (``latency-oracle-shed``: the
+default policy, shedding what no pod is predicted to serve within the SLO, as the
+service answers) with the best heuristic of that cell, on the whole run and on its first
+``EARLY_S`` simulated seconds from cold. A shed request counts as a miss in attainment
+and as never answered in the p90 TTFT (so shedding cannot flatter the tail).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ START_LOAD = 2.0
 LOAD_STEP = 0.5
 MAX_LOADS = 6
 EARLY_S = 300.0  # "from cold": the first five simulated minutes
-LEARNED = "latency-oracle"
+LEARNED = "latency-oracle-shed"  # the service's own behaviour: it sheds what no pod can serve
 SUITE_POLICIES: tuple[str, ...] = (*HEURISTICS, LEARNED)
 # Relative cost per arrival, so the progress bar's ETA weighs the learning policy right.
 _COST = {LEARNED: 6, "latency-oracle-shed": 6, "oracle": 20}
@@ -53,7 +54,7 @@ def suite_workloads(settings: Settings, seed: int = 0) -> list[Workload]:
         Workload("azure", azure_trace(settings), duration_s=1200.0, seed=seed),
         Workload("conversation", duration_s=600.0, seed=seed, rate=10.0),
         Workload("long-prompt", duration_s=600.0, seed=seed, rate=5.0),
-        Workload("bursty", duration_s=600.0, seed=seed, rate=3.5),
+        Workload("bursty", duration_s=600.0, seed=seed, rate=7.0),
     ]
 
 
@@ -171,9 +172,9 @@ def cell_checks(mine: Cell, best: Cell) -> list[Check]:
     return [
         Check(
             "p90 TTFT >= 25% lower",
-            m.ttft_ms[1],
-            b.ttft_ms[1],
-            m.ttft_ms[1] <= (1 - TTFT_CUT_TARGET) * b.ttft_ms[1],
+            m.ttft_p90_all_ms,
+            b.ttft_p90_all_ms,
+            m.ttft_p90_all_ms <= (1 - TTFT_CUT_TARGET) * b.ttft_p90_all_ms,
         ),
         Check("SLO attainment", m.attainment, b.attainment, m.attainment >= b.attainment - 1e-3),
         Check("goodput", m.goodput, b.goodput, m.goodput >= b.goodput * (1 - SAME)),
