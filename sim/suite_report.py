@@ -142,6 +142,8 @@ def _checks(sweep: WorkloadSweep, load: float):
 
 
 def _cut_words(cut: float) -> str:
+    if not math.isfinite(cut):
+        return "unbounded (sheds reach its p90)"
     return f"{abs(cut):.0%} {'lower' if cut >= 0 else 'higher'}"
 
 
