@@ -28,6 +28,7 @@ class ModelConfig:
     quantiles: tuple[float, ...] = _default("quantiles")
     headline_quantile: float = _default("headline_quantile")
     min_samples: int = _default("min_samples")
+    global_min_samples: int = _default("global_min_samples")
     eval_window: int = _default("eval_window")
     champion_margin: float = _default("champion_margin")
     calibration_window: int = _default("calibration_window")
@@ -85,11 +86,13 @@ class ModelConfig:
         """
         monotone = monotone_signs(key.target.value)
         offset = prefill_backlog_log_ms if key.target == Target.TTFT else None
+        is_global = key.accelerator == GLOBAL_ACCELERATOR
         trees = IncrementalXGBoost(
             self.quantiles,
             N_FEATURES,
             window=self.xgb_window,
             boost_every=self.xgb_boost_every,
+            first_fit=min(self.global_min_samples, self.xgb_boost_every) if is_global else None,
             rounds_per_boost=self.xgb_rounds_per_boost,
             max_rounds=self.xgb_max_rounds,
             refit_rounds=self.xgb_refit_rounds,
@@ -97,7 +100,7 @@ class ModelConfig:
             monotone=monotone,
             offset=offset,
         )
-        if key.accelerator == GLOBAL_ACCELERATOR:
+        if is_global:
             return [trees]
         linear = RiverQuantileLinear(
             self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone, offset=offset

@@ -271,9 +271,13 @@ class ModelRegistry:
         """``serving`` on the hot path: a plain tuple equals (and hashes as) its ModelKey,
         and skips the named tuple's Python-level constructor."""
         serving = self._serving.get((accelerator, target, model))
-        if serving is None or serving.n_samples < self.config.min_samples:
+        if serving is None:
             return None
-        return serving
+        if accelerator == GLOBAL_ACCELERATOR:
+            enough = self.config.global_min_samples
+        else:
+            enough = self.config.min_samples
+        return serving if serving.n_samples >= enough else None
 
     # -- introspection and persistence -------------------------------------------------
 

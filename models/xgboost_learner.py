@@ -39,6 +39,7 @@ class IncrementalXGBoost(BaseLearner):
         *,
         window: int = 1024,
         boost_every: int = 256,
+        first_fit: int | None = None,
         rounds_per_boost: int = 2,
         max_rounds: int = 40,
         refit_rounds: int = 16,
@@ -50,6 +51,9 @@ class IncrementalXGBoost(BaseLearner):
         super().__init__(quantiles, n_features, offset)
         self.window = window
         self.boost_every = boost_every
+        # Samples before the first fit (default: boost_every): a model that must serve
+        # early, like the global one every cold type falls back to, fits sooner.
+        self.first_fit = boost_every if first_fit is None else first_fit
         self.rounds_per_boost = rounds_per_boost
         self.max_rounds = max_rounds
         self.refit_rounds = refit_rounds
@@ -99,7 +103,8 @@ class IncrementalXGBoost(BaseLearner):
         self._since_boost += len(y)
         if self._rebuild_if_due():
             return
-        if self._since_boost >= self.boost_every and len(self._recent) >= min(64, self.window):
+        due = self.boost_every if self._booster is not None else self.first_fit
+        if self._since_boost >= due and len(self._recent) >= min(64, self.window):
             self._boost()
             self._since_boost = 0
 

@@ -27,6 +27,13 @@ class PhaseView:
     headroom: np.ndarray | None  # (n,) worst relative headroom (slo - p)/slo; None without SLOs
     latency_ms: np.ndarray  # (n,) predicted time this phase keeps the request
     columns: RequestColumns  # the request on each pod (in-flight-adjusted)
+    # (n,) chance the request meets this phase's SLOs on each pod, and the running streams
+    # its decode would tip over the TPOT SLO there; None without SLOs
+    attainment: np.ndarray | None = None
+    harm: np.ndarray | None = None
+    # (n,) the prior's TTFT while nothing is learned: the queued prefill's roofline time on
+    # each pod's hardware, which ranks a fast and a slow pod with equal queues apart
+    prefill_ms: np.ndarray | None = None
 
     @property
     def queued_prefill_tokens(self) -> np.ndarray:
@@ -102,11 +109,47 @@ class Headroom:
         return Choice(index, reason)
 
 
+class SloAttainment:
+    """Most SLOs met: the request's own chance of meeting them on the pod, less the
+    running streams its decode would push over theirs (``routing/attainment.py``).
+
+    Pods within ``tolerance`` of the best are near-ties, decided by predicted latency
+    relative to the fastest of them plus the pod's KV-cache use: at light load every pod
+    meets the SLOs, and then the faster pod wins unless its cache is much fuller, which
+    keeps the KV balance that makes least-KV-cache routing strong under decode load.
+    """
+
+    name = "slo-attainment"
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self._without_slo = LeastLatency(tolerance)
+
+    def choose(self, view: PhaseView, rng: random.Random) -> Choice:
+        if view.attainment is None:
+            fallback = self._without_slo.choose(view, rng)
+            return Choice(fallback.index, f"no SLO for this phase, so {fallback.reason}")
+        harm = 0.0 if view.harm is None else view.harm
+        utility = view.attainment - harm
+        ties = near_best(-utility, None, self.tolerance, relative=False)
+        latency = view.latency_ms[ties]
+        balance = latency / max(float(latency.min()), 1e-9) + view.columns.kv_cache_usage[ties]
+        index = int(ties[int(np.argmin(balance))])
+        reason = (
+            f"slo-attainment: {view.attainment[index]:.0%} likely to meet the SLO, "
+            f"{float(np.broadcast_to(harm, utility.shape)[index]):.2f} streams harmed "
+            f"({len(ties)} near-tie(s))"
+        )
+        return Choice(index, reason)
+
+
 class LeastLoaded:
     """The heuristic while models are cold: least queued prefill work, or fewest requests.
 
     Prefill time is dominated by the prompt tokens queued ahead, decode time by the batch
-    a request joins, so each phase is ranked by the load that drives its latency.
+    a request joins, so each phase is ranked by the load that drives its latency. Where
+    the router passes the prior's roofline time of the queued prefill (``prefill_ms``),
+    that ranks instead: the same backlog drains faster on faster hardware.
     """
 
     name = "heuristic"
@@ -117,6 +160,8 @@ class LeastLoaded:
     def choose(self, view: PhaseView, rng: random.Random) -> Choice:
         if view.phase == "decode":
             scores, what = view.requests, "fewest waiting+running requests"
+        elif view.prefill_ms is not None:
+            scores, what = view.prefill_ms, "least queued prefill work, in time on its hardware"
         else:
             scores, what = view.queued_prefill_tokens, "least queued prefill work"
         ties = near_best(scores, None, self.tolerance)
@@ -131,4 +176,6 @@ def make_policy(name: str, mode: HeadroomMode, tolerance: float) -> RoutingPolic
         return Headroom(mode, tolerance)
     if name == "least-latency":
         return LeastLatency(tolerance)
+    if name == "slo-attainment":
+        return SloAttainment(tolerance)
     return LeastLoaded(tolerance)

@@ -2,9 +2,11 @@
 
 All candidates are predicted in one vectorised call on their in-flight-adjusted states.
 A disaggregated pool (any prefill- or decode-only pod) is decided in two phases: the
-prefill pod is chosen for TTFT and the decode pod for TPOT. While any candidate's model
-is cold, predictions cannot tell pods apart reliably, so a load heuristic places the
-request and nothing is shed on a guess.
+prefill pod is chosen for TTFT and the decode pod for TPOT. A candidate whose own
+accelerator model is still cold is answered by the global model (it learns from every
+type, with hardware descriptors); only while some candidate has nothing learned for it
+anywhere (the physics prior answers) can predictions not tell pods apart, so a load
+heuristic places the request and nothing is shed on a guess.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Literal
 
@@ -24,7 +26,8 @@ from latency_oracle.features.engineering import (
     record_numbers,
 )
 from latency_oracle.features.schema import PodRole
-from latency_oracle.models.registry import ModelRegistry, PredictionBatch
+from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
+from latency_oracle.routing.attainment import Predicted, decode_harm
 from latency_oracle.routing.inflight import (
     DECODE_TOKENS,
     LOAD_FIELDS,
@@ -117,6 +120,7 @@ class Router:
         self.settings = settings
         self.ledger = InFlightLedger(settings.route_inflight_ttl_s)
         self._rng = rng or random.Random()
+        self._headline = models.config.headline_index
         # Decide-then-reserve must be atomic, or concurrent calls decide on the same state.
         self._lock = threading.Lock()
 
@@ -128,10 +132,13 @@ class Router:
             pending = self.ledger.pending(names, [p.scraped_at for p in pods])
             columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
+            q = _slo_index(request.slo, self.models.config.quantiles, self._headline)
             batch = self.models.predict(
-                columns, through_headline=True, served_models=_served_models(request, pods)
+                columns,
+                through_headline=q <= self._headline,
+                served_models=_served_models(request, pods),
             )
-            decision, placed = self._decide(request, pods, phases, columns, batch, pending)
+            decision, placed = self._decide(request, pods, phases, columns, batch, pending, q)
             self._reserve(request, columns, placed)  # nothing when shed or queued
         return decision
 
@@ -143,12 +150,14 @@ class Router:
         columns: RequestColumns,
         batch: PredictionBatch,
         pending: np.ndarray,
+        q: int,
     ) -> tuple[RouteDecision, list[tuple[_Phase, int]]]:
         """The decision, and the (phase, pod position) of each placement it made (none
-        when it sheds or queues)."""
-        q = self.models.config.headline_index
+        when it sheds or queues); ``q`` indexes the quantile the SLOs bind."""
         ttft, tpot = batch.ttft_ms[:, q], batch.tpot_ms[:, q]
-        cold = bool(batch.cold.any())
+        # Only a candidate that nothing has been learned for (the physics prior answers
+        # it) cannot be compared: a cold type is answered by the global model.
+        cold = PRIOR_MODEL in batch.ttft_model or PRIOR_MODEL in batch.tpot_model
         name = "heuristic" if cold else request.policy or self.settings.route_policy
         mode = request.headroom_mode or self.settings.route_headroom_mode
         policy = make_policy(name, mode, self.settings.route_tie_tolerance)
@@ -177,6 +186,10 @@ class Router:
                 latency = phase_ttft if phase.ttft else phase_tpot * decode_length
             phase_columns = columns if isinstance(m, slice) else columns.take(m)
             view = PhaseView(phase.name, eligible, headroom, latency, phase_columns)
+            if name == "slo-attainment":
+                view = _with_attainment(view, phase, batch, m, q, request)
+            elif cold and phase.ttft:
+                view = replace(view, prefill_ms=phase_ttft)
             choice = policy.choose(view, self._rng)
             position = phase.position(choice.index)
             placed.append((phase, position))
@@ -197,7 +210,7 @@ class Router:
                 report,
             ), []
         chosen = [pods[position].pod for _, position in placed]
-        prefix = f"models cold ({_cold_accelerators(columns, batch)}); " if cold else ""
+        prefix = f"models cold ({_untrained_accelerators(columns, batch)}); " if cold else ""
         return RouteDecision(
             "place",
             chosen[0],
@@ -345,5 +358,45 @@ def _candidate_report(
     ]
 
 
-def _cold_accelerators(columns: RequestColumns, batch: PredictionBatch) -> str:
-    return ", ".join(sorted({str(a) for a in columns.accelerator[batch.cold]}))
+def _untrained_accelerators(columns: RequestColumns, batch: PredictionBatch) -> str:
+    """Accelerator types the physics prior answered (nothing learned for them anywhere)."""
+    untrained = [
+        t == PRIOR_MODEL or p == PRIOR_MODEL
+        for t, p in zip(batch.ttft_model, batch.tpot_model, strict=True)
+    ]
+    return ", ".join(sorted({str(a) for a in columns.accelerator[untrained]}))
+
+
+def _slo_index(slo: Slo, quantiles: tuple[float, ...], headline: int) -> int:
+    """The served quantile the SLOs bind: the smallest at or above the SLO's own quantile
+    (p99 for a tail SLO), else the headline one."""
+    if slo.quantile is None:
+        return headline
+    above = [i for i, level in enumerate(quantiles) if level >= slo.quantile - 1e-9]
+    return above[0] if above else len(quantiles) - 1
+
+
+def _with_attainment(
+    view: PhaseView,
+    phase: _Phase,
+    batch: PredictionBatch,
+    members: slice | np.ndarray,
+    q: int,
+    request: RouteRequest,
+) -> PhaseView:
+    """The phase view with each pod's chance of meeting the SLOs and its decode harm."""
+    slo = request.slo
+    levels = batch.quantiles
+    ttft = Predicted(batch.ttft_ms[members], levels, q)
+    tpot = Predicted(batch.tpot_ms[members], levels, q)
+    n = len(view.latency_ms)
+    attainment = np.ones(n)
+    harm = None
+    if phase.ttft and slo.ttft_ms is not None:
+        attainment *= ttft.meet_probability(slo.ttft_ms)
+    if phase.tpot and slo.tpot_ms is not None:
+        attainment *= tpot.meet_probability(slo.tpot_ms)
+        harm = decode_harm(view.columns, tpot, slo.tpot_ms, max(request.max_tokens, 1))
+    if slo.ttft_ms is None and slo.tpot_ms is None:
+        return view
+    return replace(view, attainment=attainment, harm=harm)

@@ -48,6 +48,13 @@ class Slo(BaseModel):
 
     ttft_ms: Number | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
     tpot_ms: Number | None = Field(None, gt=0, le=MAX_TPOT_MS, description="Time per token.")
+    quantile: Number | None = Field(
+        None,
+        ge=0.5,
+        lt=1.0,
+        description="The share of requests the SLOs bind (0.99 for a p99 tail SLO): judged "
+        "on the smallest served quantile at or above it; unset, the headline quantile.",
+    )
 
 
 class RouteRequest(BaseModel):

@@ -1,37 +1,35 @@
 """A cluster of simulated engines behind one routing policy, in simulated time.
 
-Discrete events: before each arrival every engine runs the steps that start before it,
-finished requests whose last token came out by then are handed to the policy (that is
-when a sidecar would report them), scheduled pod slowdowns take effect, and the policy
-places the request. Policies see each pod's state as of its last scrape (every
-``scrape_interval_s``, like the sidecar) plus what was placed on it since, so stale
-state costs every policy the same. The oracle alone also reads the engines themselves.
+Discrete events: before each arrival every engine runs the steps that start before it;
+each pod's sidecar counts the tokens of the steps that ended by then, and the requests
+whose last token came out are handed to the policy (that is when a sidecar reports
+them); scheduled pod slowdowns take effect, and the policy places the request. Policies
+see only what production routers see (``sim/pod_view.py``): each pod's last scrape
+(every ``scrape_interval_s``), its sidecar's counts as of then, what they placed since,
+and their index of routed prompt blocks. The oracle alone also reads the engines.
 """
 
 from __future__ import annotations
 
-import heapq
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Protocol
 
+from latency_oracle.features.schema import ServerState
+from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import EngineConfig, EngineState, FinishedRequest
+from latency_oracle.sim.engine_records import EngineConfig, FinishedRequest, StepResult
 from latency_oracle.sim.gpu_profiles import canonical_model
 from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
 from latency_oracle.sim.perf_model import PerfModel
+from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, scrape
 from latency_oracle.sim.workloads import Arrival, Shift
 
 DEFAULT_ACCELERATORS: tuple[str, ...] = ("H100", "H100", "A100", "A100", "L4", "L4")
 DEFAULT_SCRAPE_INTERVAL_S = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class PodSpec:
-    name: str
-    accelerator: str
 
 
 def default_pods(accelerators: Sequence[str] = DEFAULT_ACCELERATORS) -> list[PodSpec]:
@@ -43,38 +41,6 @@ def default_pods(accelerators: Sequence[str] = DEFAULT_ACCELERATORS) -> list[Pod
         seen[accelerator] = index + 1
         pods.append(PodSpec(f"{accelerator.lower()}-{index}", accelerator))
     return pods
-
-
-@dataclass(slots=True)
-class PodView:
-    """What a policy knows of one pod when it decides."""
-
-    spec: PodSpec
-    engine: Engine  # only the oracle may look: real routers see scrapes, not engines
-    scraped: EngineState
-    scraped_at: float
-    placed_since_scrape: int = 0
-    placed_tokens_since_scrape: int = 0
-
-    @property
-    def requests(self) -> int:
-        """Waiting + running requests, counting placements the scrape has not seen."""
-        return (
-            self.scraped.running_requests + self.scraped.waiting_requests + self.placed_since_scrape
-        )
-
-    @property
-    def queued_prefill_tokens(self) -> int:
-        return self.scraped.prefill_tokens_in_flight + self.placed_tokens_since_scrape
-
-    def cached_tokens(self, arrival: Arrival) -> int:
-        """Prompt tokens this pod's prefix cache holds for the request (a KV-aware scorer)."""
-        request = arrival.request
-        if not request.block_hashes:
-            return 0
-        block = self.engine.config.block_size
-        hits = self.engine.kv.match(request.block_hashes, (request.prompt_tokens - 1) // block)
-        return hits * block
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +74,7 @@ class Outcome:
     pod: int
     pod_name: str
     accelerator: str
-    state: EngineState
+    state: ServerState  # as its sidecar recorded it at arrival: last scrape, own counts
     finished: FinishedRequest
     ttft_pred_ms: float | None
     tpot_pred_ms: float | None
@@ -133,6 +99,7 @@ class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
     shed: list[Arrival] = field(default_factory=list)
     wall_s: float = 0.0
+    capped: int = 0  # oracle decisions its fork horizon made (sim/oracle_policy.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +131,45 @@ def build_engines(config: ClusterConfig, data_dir: Path, seed: int) -> list[Engi
     ]
 
 
+@dataclass(slots=True)
+class _Pod:
+    """One simulated pod: its engine, its sidecar's counter, and the steps whose end the
+    cluster's clock has not reached yet (the sidecar sees their tokens only then)."""
+
+    engine: Engine
+    sidecar: InflightCounter = field(default_factory=InflightCounter)
+    steps: deque[StepResult] = field(default_factory=deque)
+
+    def advance(self, now: float) -> list[FinishedRequest]:
+        """Run the engine to ``now``; feed the sidecar every step that ended by then."""
+        self.steps.extend(self.engine.run_until(now))
+        return self._report(now)
+
+    def drain(self) -> list[FinishedRequest]:
+        """Run the engine until idle and report everything."""
+        while (step := self.engine.step()) is not None:
+            self.steps.append(step)
+        return self._report(float("inf"))
+
+    def _report(self, now: float) -> list[FinishedRequest]:
+        finished: list[FinishedRequest] = []
+        tokens: Counter[str] = Counter()
+        sidecar = self.sidecar
+        while self.steps and self.steps[0].end <= now:
+            step = self.steps.popleft()
+            for request_id in step.first_tokens:
+                sidecar.first_token(request_id)
+            tokens.update(step.emitted)
+            tokens.subtract(step.first_tokens)
+            for done in step.finished:
+                sidecar.finish(done.request_id)
+            finished += step.finished
+        for request_id, n in tokens.items():
+            if n > 0:
+                sidecar.tokens(request_id, n)
+        return finished
+
+
 def run_cluster(
     arrivals: Sequence[Arrival],
     policy: Policy,
@@ -173,73 +179,87 @@ def run_cluster(
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
     progress: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Replay ``arrivals`` through ``policy`` until every placed request has finished."""
+    """Replay ``arrivals`` through ``policy`` until every placed request has finished.
+
+    The policy gets ``PodView`` records (scrape, sidecar counts, its prefix index); only a
+    policy with an ``attach_engines`` method (the oracle) is handed the engines too.
+    """
     result = RunResult(
         policy.name,
         list(pods),
         len(arrivals),
         arrivals[-1].request.arrival - arrivals[0].request.arrival if arrivals else 0.0,
     )
+    attach = getattr(policy, "attach_engines", None)
+    if attach is not None:
+        attach(engines)
     degrades = sorted((s for s in shifts if s.kind == "degrade"), key=lambda s: s.at)
-    views = [
-        PodView(spec, engine, engine.state(), 0.0)
-        for spec, engine in zip(pods, engines, strict=True)
-    ]
-    dispatched: dict[str, tuple[int, EngineState, Placement]] = {}
-    finished: list[tuple[float, int, FinishedRequest]] = []  # heap by finish time
+    sims = [_Pod(engine) for engine in engines]
+    views = [_view(spec, sim) for spec, sim in zip(pods, sims, strict=True)]
+    dispatched: dict[str, tuple[int, ServerState, Placement]] = {}
     next_scrape = 0.0
-    sequence = 0
     for done, arrival in enumerate(arrivals):
         now = arrival.request.arrival
-        for engine in engines:
-            for step in engine.run_until(now):
-                for f in step.finished:
-                    sequence += 1
-                    heapq.heappush(finished, (f.finish_time, sequence, f))
+        finished = [f for sim in sims for f in sim.advance(now)]
         while degrades and degrades[0].at <= now:
             shift = degrades.pop(0)
             engines[shift.pod].slowdown = shift.factor
         if now >= next_scrape:
-            for view in views:
-                view.scraped, view.scraped_at = view.engine.state(), now
+            for view, sim in zip(views, sims, strict=True):
+                view.scraped, view.scraped_at = scrape(sim.engine, sim.sidecar), now
                 view.placed_since_scrape = view.placed_tokens_since_scrape = 0
             next_scrape = now + scrape_interval_s
-        reported = [_outcome(f, dispatched, pods) for f in _pop_until(finished, now)]
-        if reported:
+        if finished:
+            finished.sort(key=lambda f: f.finish_time)
+            reported = [_outcome(f, dispatched, pods) for f in finished]
             result.outcomes.extend(reported)
             policy.learn(reported, now)
         placement = policy.choose(arrival, views, now)
         if placement is None:
             result.shed.append(arrival)
         else:
-            view = views[placement.pod]
-            dispatched[arrival.request.request_id] = (placement.pod, view.engine.state(), placement)
-            view.engine.submit(arrival.request)
-            view.placed_since_scrape += 1
-            view.placed_tokens_since_scrape += arrival.request.prompt_tokens
+            _dispatch(arrival, placement, views[placement.pod], sims[placement.pod], dispatched)
         if progress is not None:
             progress(done + 1)
-    for engine in engines:
-        while (step := engine.step()) is not None:
-            for f in step.finished:
-                sequence += 1
-                heapq.heappush(finished, (f.finish_time, sequence, f))
-    result.outcomes += [_outcome(f, dispatched, pods) for f in _pop_until(finished, float("inf"))]
+    last = sorted((f for sim in sims for f in sim.drain()), key=lambda f: f.finish_time)
+    result.outcomes += [_outcome(f, dispatched, pods) for f in last]
     return result
 
 
-def _pop_until(
-    heap: list[tuple[float, int, FinishedRequest]], time: float
-) -> list[FinishedRequest]:
-    out = []
-    while heap and heap[0][0] <= time:
-        out.append(heapq.heappop(heap)[2])
-    return out
+def _view(spec: PodSpec, sim: _Pod) -> PodView:
+    """A pod as its router first sees it: one scrape, the cache size vLLM reports, no index."""
+    engine = sim.engine
+    block = engine.config.block_size
+    return PodView(
+        spec,
+        scrape(engine, sim.sidecar),
+        0.0,
+        engine.kv.total_blocks * block,
+        block,
+        PrefixIndex(engine.kv.total_blocks),
+    )
+
+
+def _dispatch(
+    arrival: Arrival,
+    placement: Placement,
+    view: PodView,
+    sim: _Pod,
+    dispatched: dict[str, tuple[int, ServerState, Placement]],
+) -> None:
+    """Send the request to its pod: the sidecar counts it, the router indexes its prefix."""
+    request = arrival.request
+    counts = sim.sidecar.arrive(request.request_id, request.prompt_tokens)
+    dispatched[request.request_id] = (placement.pod, view.scraped.server_state(*counts), placement)
+    sim.engine.submit(request)
+    view.prefix.add(request.block_hashes[: request.prompt_tokens // view.block_size])
+    view.placed_since_scrape += 1
+    view.placed_tokens_since_scrape += request.prompt_tokens
 
 
 def _outcome(
     finished: FinishedRequest,
-    dispatched: dict[str, tuple[int, EngineState, Placement]],
+    dispatched: dict[str, tuple[int, ServerState, Placement]],
     pods: Sequence[PodSpec],
 ) -> Outcome:
     pod, state, placement = dispatched[finished.request_id]

@@ -43,6 +43,9 @@ def _run(args: argparse.Namespace) -> None:
     from latency_oracle.settings import Settings
 
     settings = Settings(mlflow_enabled=False)
+    if args.suite:
+        _run_suite(args, settings)
+        return
     policies = args.policies or list(POLICY_NAMES)
     trace = args.trace
     if trace is None and args.workload == "azure":
@@ -60,6 +63,20 @@ def _run(args: argparse.Namespace) -> None:
     )
     path = write_report(evaluation, args.out)
     print(f"report: {path}")
+
+
+def _run_suite(args: argparse.Namespace, settings: object) -> None:
+    from latency_oracle.sim.suite import SUITE_POLICIES, run_suite
+    from latency_oracle.sim.suite_report import write_suite_report
+
+    suite = run_suite(
+        settings,  # type: ignore[arg-type]
+        seed=args.seed,
+        policies=args.policies or SUITE_POLICIES,
+        show_progress=not args.quiet,
+    )
+    path = write_suite_report(suite, args.out)
+    print(f"report: {path} ({suite.wall_s / 60:.1f} min)")
 
 
 def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
@@ -82,7 +99,10 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
         "--trace", type=Path, help="trace file to replay (CSV or JSONL); overrides --workload"
     )
     evaluate.add_argument(
-        "--duration", type=float, default=3600.0, help="seconds of a synthetic workload"
+        "--duration",
+        type=float,
+        default=3600.0,
+        help="seconds of a synthetic workload, or of a trace from its start",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of jitter, ties, synthetic")
     evaluate.add_argument(
@@ -90,6 +110,13 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
         type=float,
         help="SLOs = this x the unloaded latency of the median prompt on the slowest pod "
         "(default 5)",
+    )
+    evaluate.add_argument(
+        "--suite",
+        action="store_true",
+        help="the verdict over four workloads (Azure code trace, decode-heavy conversation, "
+        "arXiv summarization, bursty), each swept from 2x to its knee; --load, --workload, "
+        "--trace, --duration and --slo-scale do not apply",
     )
     evaluate.add_argument("--no-shifts", action="store_true", help="skip the shift scenario")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")

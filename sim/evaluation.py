@@ -22,6 +22,7 @@ from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, 
 from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
 from latency_oracle.sim.workloads import (
+    DEFAULT_RATE,
     Arrival,
     Shift,
     SyntheticSpec,
@@ -50,18 +51,24 @@ class Workload:
 
     name: WorkloadName
     trace: Path | None = None
-    duration_s: float = 3600.0
+    duration_s: float = 3600.0  # synthetic: its length; a trace: the first this many s
     seed: int = 0
+    rate: float = DEFAULT_RATE  # synthetic requests/s at load 1
 
     def describe(self) -> str:
         if self.trace is not None:
-            return f"trace replay of `{self.trace.name}`"
-        return f"synthetic `{self.name}`, {self.duration_s:.0f} s, seed {self.seed}"
+            return f"trace replay of `{self.trace.name}` (its first {self.duration_s:.0f} s)"
+        return (
+            f"synthetic `{self.name}`, {self.rate:g} req/s at 1x, {self.duration_s:.0f} s, "
+            f"seed {self.seed}"
+        )
 
     def arrivals(self, load: float, settings: Settings) -> list[Arrival]:
         if self.trace is not None:
-            return replay(read_trace(self.trace), load)
-        spec = SyntheticSpec(self.name, duration_s=self.duration_s, seed=self.seed)
+            rows = read_trace(self.trace)
+            start = rows[0].arrival
+            return replay([r for r in rows if r.arrival - start < self.duration_s], load)
+        spec = SyntheticSpec(self.name, self.rate, self.duration_s, self.seed)
         return synthetic(spec, load, settings)
 
 
@@ -94,6 +101,7 @@ class Summary:
     tpot_coverage: float | None
     ttft_pinball_ms: float | None
     wall_s: float
+    capped: int = 0  # oracle decisions its fork horizon made (it could not finish the fork)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,7 @@ def summarize(result: RunResult, load: float, slo: SloTargets) -> Summary:
         tpot_coverage=_coverage(tpot_pairs),
         ttft_pinball_ms=_pinball([(o.ttft_ms, o.ttft_pred_ms) for o in warm]),
         wall_s=result.wall_s,
+        capped=result.capped,
     )
 
 
@@ -198,7 +207,8 @@ def _pinball(pairs: Sequence[tuple[float, float]], q: float = 0.9) -> float | No
 
 
 class ProgressBar:
-    """A one-line bar on stderr, redrawn in place; silent when ``enabled`` is False."""
+    """A one-line bar on stderr with an ETA, redrawn in place; silent when ``enabled`` is
+    False. ``total`` may grow as a sweep finds it needs more loads (the ETA follows)."""
 
     def __init__(self, total: int, enabled: bool = True, width: int = 30) -> None:
         self.total = max(total, 1)
@@ -206,17 +216,20 @@ class ProgressBar:
         self.width = width
         self.done = 0
         self.label = ""
-        self._start = time.monotonic()
+        self._start = self._next_draw = time.monotonic()
 
     def advance(self, by: int = 1) -> None:
         self.done += by
-        if self.enabled and (self.done % 500 == 0 or self.done >= self.total):
+        now = time.monotonic()
+        if self.enabled and (now >= self._next_draw or self.done >= self.total):
+            self._next_draw = now + 0.5
             share = min(self.done / self.total, 1.0)
             filled = int(share * self.width)
             elapsed = time.monotonic() - self._start
+            eta = elapsed / max(self.done, 1) * max(self.total - self.done, 0)
             sys.stderr.write(
                 f"\r[{'#' * filled}{'.' * (self.width - filled)}] {share:4.0%} "
-                f"{elapsed:5.0f} s  {self.label:<40.40}"
+                f"{elapsed:5.0f} s, ETA {eta:5.0f} s  {self.label:<40.40}"
             )
             sys.stderr.flush()
 
@@ -256,7 +269,10 @@ def run_policy(
     seed: int,
     shifts: Sequence[Shift] = (),
     progress: ProgressBar | None = None,
+    weight: int = 1,
 ) -> RunResult:
+    """One policy over the arrivals; each arrival advances ``progress`` by ``weight`` (a
+    policy's relative cost per arrival, so the ETA weighs slow policies right)."""
     policy = make_policy(name, settings, slo, seed)
     engines = build_engines(config, shared_data_dir(settings), seed)
     started = time.perf_counter()
@@ -267,9 +283,10 @@ def run_policy(
         config.pods,
         shifts,
         config.scrape_interval_s,
-        None if progress is None else lambda _: progress.advance(),
+        None if progress is None else lambda _: progress.advance(weight),
     )
     result.wall_s = time.perf_counter() - started
+    result.capped = getattr(policy, "capped", 0)
     return result
 
 

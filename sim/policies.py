@@ -2,12 +2,9 @@
 
 The heuristics are what gateways do without a latency model. ``LatencyOracle`` routes
 through the service's own ``Router`` and ``ModelRegistry``, learning online from the
-requests it placed, exactly as a predictor fed by sidecars would. ``TrueLatencyOracle``
-is the yardstick: for each arrival it simulates the request on a copy of every pod
-(same queue, same KV cache, same step-time jitter to come) and picks the pod where the
-first token truly comes soonest. It knows the present perfectly but not the future (the
-copies see no later arrivals) and it is greedy (it ignores what its choice does to later
-requests), so it bounds what any per-request predictor can reach, not what any router can.
+requests it placed, exactly as a predictor fed by sidecars would. All of them see only
+``PodView`` records (scrapes, sidecar counts, their prefix index); the yardstick that
+reads the engines is ``sim/oracle_policy.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from latency_oracle.routing.inflight import InFlightLedger
 from latency_oracle.routing.router import Router
 from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
 from latency_oracle.sim.cluster import Outcome, Placement, PodView
-from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.oracle_policy import TrueLatencyOracle
 from latency_oracle.sim.workloads import Arrival
 
 from latency_oracle.settings import Settings
@@ -91,8 +88,7 @@ class LeastKvCache(_ScoredHeuristic):
     name = "least-kv-cache"
 
     def score(self, arrival: Arrival, pod: PodView) -> float:
-        capacity = pod.engine.max_sequence_tokens
-        return pod.scraped.kv_cache_usage + pod.placed_tokens_since_scrape / capacity
+        return pod.kv_cache_usage
 
 
 class PrefixAffinity(_ScoredHeuristic):
@@ -119,50 +115,6 @@ class PrefixAffinity(_ScoredHeuristic):
         if session is not None:
             self._home[session] = placement.pod
         return placement
-
-
-class TrueLatencyOracle:
-    """Picks the pod with the truly earliest first token (see the module docstring)."""
-
-    name = "oracle"
-
-    def __init__(self, seed: int = 0) -> None:
-        self._rng = random.Random(seed)
-
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
-        best = float("inf")
-        ttfts = [float("inf")] * len(pods)
-        # Likely-fastest pods first: their TTFT bounds how far the others are simulated.
-        for i in sorted(range(len(pods)), key=lambda i: _queued_work_ms(pods[i])):
-            ttfts[i] = _true_ttft(pods[i].engine, arrival, bound=best)
-            best = min(best, ttfts[i])
-        index = _least(ttfts, self._rng)
-        return Placement(index, ttft_ms=ttfts[index] * 1e3)
-
-    def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
-        """Knows everything already."""
-
-
-def _queued_work_ms(pod: PodView) -> float:
-    """Rough prefill backlog in ms: only orders the forks, never decides."""
-    perf = pod.engine.perf
-    tokens = pod.engine.state().prefill_tokens_in_flight
-    return tokens * perf.non_attention_ms(2048) / 2048 * pod.engine.slowdown
-
-
-def _true_ttft(engine: Engine, arrival: Arrival, bound: float) -> float:
-    """The request's TTFT on a copy of ``engine``; inf once it is sure to exceed ``bound``."""
-    fork = engine.fork()
-    request = arrival.request
-    fork.submit(request)
-    deadline = request.arrival + bound
-    while fork.now < deadline:
-        step = fork.step()
-        if step is None:
-            break
-        if request.request_id in step.first_tokens:
-            return step.end - request.arrival
-    return float("inf")
 
 
 class LatencyOracle:
@@ -233,7 +185,7 @@ def _ms(value: object) -> float:
 
 
 def _candidate(pod: PodView, arrival: Arrival) -> CandidatePod:
-    state = pod.scraped.server_state()
+    state = pod.server_state()
     hits = pod.cached_tokens(arrival)
     return CandidatePod(
         pod=pod.spec.name,
@@ -258,7 +210,7 @@ def _observation(outcome: Outcome) -> Observation:
         max_tokens=finished.output_tokens,
         ttft_ms=max(outcome.ttft_ms, 1e-3),
         tpot_ms=outcome.tpot_ms,
-        **outcome.state.server_state().model_dump(),
+        **outcome.state.model_dump(),
     )
 
 

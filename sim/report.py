@@ -74,6 +74,15 @@ def render(evaluation: Evaluation, plots: dict[str, str | None]) -> str:
         "",
     ]
     lines += _verdict(evaluation)
+    capped = [s for s in (*evaluation.sweep, *evaluation.shift_summaries) if s.capped]
+    if capped:
+        lines += [
+            "The oracle's forks stop at a simulated horizon (`sim/oracle_policy.py`); where "
+            "no fork reached the first token within it, the least queued pod got the request: "
+            + "; ".join(f"{s.capped} of {s.requests} at {s.load:g}x" for s in capped)
+            + ".",
+            "",
+        ]
     if load is not None:
         lines += [f"## At load {load:g}x (where the best heuristic starts missing SLOs)", ""]
         lines += _table(evaluation.at(load))
@@ -165,7 +174,8 @@ def _against_baselines(
     best_goodput = max(s.goodput for s in heuristics)
     lines = [
         f"- p90 TTFT {mine:.0f} ms vs the best heuristic ({best.policy}) "
-        f"{best.ttft_p90_all_ms:.0f} ms: {cut:.0%} lower (target >= {TTFT_CUT_TARGET:.0%}): "
+        f"{best.ttft_p90_all_ms:.0f} ms: {change(mine, best.ttft_p90_all_ms)} "
+        f"(target >= {TTFT_CUT_TARGET:.0%} lower): "
         f"**{_passed(cut >= TTFT_CUT_TARGET)}**.",
         f"- Goodput {learned.goodput:.2f} req/s vs the best heuristic's {best_goodput:.2f} "
         f"(target: at least as high): **{_passed(learned.goodput >= best_goodput)}**.",
@@ -197,6 +207,16 @@ def _coverage_line(evaluation: Evaluation, policy: str) -> str:
         + (f" (worst {worst.coverage:.1%})" if worst is not None else "")
         + f": **{_passed(bool(judged) and len(inside) == len(judged))}**."
     )
+
+
+def change(mine: float, theirs: float) -> str:
+    """``mine`` relative to ``theirs`` in words whose direction matches the sign."""
+    if not (math.isfinite(mine) and math.isfinite(theirs)) or theirs == 0:
+        return "not comparable"
+    ratio = mine / theirs - 1
+    if abs(ratio) < 0.005:
+        return "the same"
+    return f"{abs(ratio):.0%} {'higher' if ratio > 0 else 'lower'}"
 
 
 def _passed(ok: bool) -> str:

@@ -24,8 +24,8 @@ from latency_oracle.settings import Settings
 
 AZURE_TRACE = "traces/azure_code_2023.csv"
 ARXIV_LENGTHS = "traces/arxiv_summarization_lengths.csv"
-WorkloadName = Literal["azure", "poisson", "bursty", "chat", "long-prompt"]
-WORKLOADS: tuple[str, ...] = ("azure", "poisson", "bursty", "chat", "long-prompt")
+WorkloadName = Literal["azure", "poisson", "bursty", "chat", "long-prompt", "conversation"]
+WORKLOADS: tuple[str, ...] = ("azure", "poisson", "bursty", "chat", "long-prompt", "conversation")
 ShiftKind = Literal["surge", "long-prompts", "degrade"]
 
 # Column names a trace may use for each field (the first present wins).
@@ -163,24 +163,30 @@ def arxiv_lengths(settings: Settings | None = None) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
+DEFAULT_RATE = 2.6  # requests/s: the Azure trace's mean
+
+
 @dataclass(frozen=True, slots=True)
 class SyntheticSpec:
     """A synthetic workload: arrival process, rate and length distribution."""
 
     name: WorkloadName
-    rate: float = 2.6  # requests/s (the Azure trace's mean), before ``load``
+    rate: float = DEFAULT_RATE  # requests/s, before ``load``
     duration_s: float = 600.0
     seed: int = 0
 
 
 def synthetic(spec: SyntheticSpec, load: float = 1.0, settings: Settings | None = None):
-    """Arrivals of a synthetic workload; lengths from the Azure trace unless long-prompt."""
+    """Arrivals of a synthetic workload; lengths from the Azure trace, except long-prompt
+    (arXiv summarization) and conversation (a decode-heavy chat service's)."""
     rng = np.random.default_rng(spec.seed)
     rate = spec.rate * load
     times = _arrival_times(spec.name, rate, spec.duration_s, rng)
     n = len(times)
     if spec.name == "long-prompt":
         lengths = arxiv_lengths(settings)[rng.integers(0, len(arxiv_lengths(settings)), n)]
+    elif spec.name == "conversation":
+        lengths = _conversation_lengths(n, rng)
     else:
         trace = read_trace(azure_trace(settings))
         pool = np.array([(r.input_tokens, r.output_tokens) for r in trace])
@@ -191,6 +197,21 @@ def synthetic(spec: SyntheticSpec, load: float = 1.0, settings: Settings | None 
         Arrival(SimRequest(f"r{i}", float(t), int(p), int(o)))
         for i, (t, (p, o)) in enumerate(zip(times, lengths, strict=True))
     ]
+
+
+# A conversation service's lengths (log-normal, as measured chat traces are): prompts of
+# about a thousand tokens (history included), replies of a few hundred with a long tail.
+CONVERSATION_PROMPT = (800.0, 0.8, 16, 6_000)  # median, sigma, min, max
+CONVERSATION_OUTPUT = (150.0, 0.9, 1, 2_000)
+
+
+def _conversation_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) prompt and output tokens: mean ~1,100 in and ~220 out, a decode-heavy mix."""
+    columns = []
+    for median, sigma, low, high in (CONVERSATION_PROMPT, CONVERSATION_OUTPUT):
+        drawn = rng.lognormal(np.log(median), sigma, n)
+        columns.append(np.clip(np.rint(drawn), low, high).astype(np.int64))
+    return np.stack(columns, axis=1)
 
 
 def _arrival_times(

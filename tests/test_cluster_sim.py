@@ -3,15 +3,27 @@ load, runs repeat under a seed, and the oracle's "true latency" is the latency."
 
 from __future__ import annotations
 
+import gc
+import types
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from latency_oracle.features.schema import ServerState
 from latency_oracle.sim.cluster import ClusterConfig, build_engines, run_cluster
-from latency_oracle.sim.engine_records import EngineConfig, SimRequest
+from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine_records import EngineConfig, EngineState, SimRequest
 from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.kv_cache import KVBlockPool
+from latency_oracle.sim.oracle_policy import TrueLatencyOracle
+from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, Scrape
 from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
-from latency_oracle.sim.workloads import Arrival, Shift, SyntheticSpec, synthetic
+from latency_oracle.sim.workloads import (
+    Arrival,
+    Shift,
+    SyntheticSpec,
+    synthetic,
+)
 
 from latency_oracle.settings import Settings
 
@@ -102,3 +114,98 @@ def test_a_degraded_pod_slows_down_at_its_time(settings: Settings) -> None:
 
     assert pod0_mean(slowed, after=False) == pytest.approx(pod0_mean(plain, after=False))
     assert pod0_mean(slowed, after=True) > 1.5 * pod0_mean(plain, after=True)
+
+
+class _Recording:
+    """Wraps a policy and keeps every view it was shown."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.views: list[object] = []
+
+    def choose(self, arrival, pods, now):
+        self.views.append(list(pods))
+        return self.inner.choose(arrival, pods, now)
+
+    def learn(self, outcomes, now) -> None:
+        self.inner.learn(outcomes, now)
+
+
+def _reachable_types(roots: list[object]) -> set[type]:
+    """Types of every object reachable from ``roots`` by reference, not via classes or
+    modules (those reach everything)."""
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    seen: set[int] = set()
+    found: set[type] = set()
+    stack = list(roots)
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, skip):
+            continue
+        seen.add(id(item))
+        found.add(type(item))
+        stack.extend(gc.get_referents(item))
+    return found
+
+
+@pytest.mark.parametrize("name", [n for n in POLICY_NAMES if n != "oracle"])
+def test_policies_see_only_scrapes_sidecar_counts_and_their_own_index(
+    arrivals: list[Arrival], name: str, settings: Settings
+) -> None:
+    """No engine, KV pool or engine state is reachable from what a policy is shown or keeps;
+    the oracle alone is handed the engines."""
+    policy = _Recording(make_policy(name, settings, SLO, 0))
+    engines = build_engines(CONFIG, shared_data_dir(), 0)
+    result = run_cluster(arrivals[:200], policy, engines, CONFIG.pods)
+    found = _reachable_types([policy.views, policy.inner])
+    assert not found & {Engine, KVBlockPool, EngineState}, found & {Engine, KVBlockPool}
+    assert Scrape in found and PrefixIndex in found
+    # What the learners are taught is the sidecar's record at arrival, not the engine's.
+    states = [o.state for o in result.outcomes]
+    assert all(isinstance(s, ServerState) for s in states)
+    assert any(s.prefill_tokens_in_flight > 0 for s in states)
+
+
+def test_prefix_hits_are_estimated_from_what_was_routed_where() -> None:
+    index = PrefixIndex(capacity_blocks=4)
+    index.add(["a", "b", "c"])
+    assert index.match(["a", "b", "x", "c"]) == 2
+    index.add(["d", "e"])  # five blocks routed, four kept: the least recent ("a") is gone
+    assert index.match(["a", "b"]) == 0
+    assert index.match(["b", "c", "d"]) == 3
+    view = PodView(
+        PodSpec("p", "H100"),
+        Scrape(0, 0, 0.0, 0, 0, 0, 0),
+        0.0,
+        kv_capacity_tokens=64,
+        block_size=16,
+        prefix=index,
+    )
+    request = SimRequest("r", 0.0, 40, 5, ("b", "c", "d"))
+    # Only blocks the prompt fully covers, short of its last token, can be hits.
+    assert view.cached_tokens(Arrival(request)) == 32
+
+
+def test_learned_predictions_take_over_within_two_minutes_at_the_traces_rate() -> None:
+    """A fresh Latency Oracle, default settings, on the Azure trace's lengths at its mean
+    rate (the trace's own first minutes are far sparser than its hour)."""
+    settings = Settings(mlflow_enabled=False)
+    arrivals = synthetic(SyntheticSpec("poisson", duration_s=200.0, seed=3), 1.0, settings)
+    result, _ = _run(arrivals, "latency-oracle", settings)
+    later = [o for o in result.outcomes if o.arrival >= 120.0]
+    assert later and not any(o.cold for o in later)
+    assert any(o.cold for o in result.outcomes)  # it did start cold
+
+
+def test_the_oracles_forks_stop_at_its_horizon_and_say_how_often() -> None:
+    """Under a queue no fork can clear within the horizon, the oracle still decides, by the
+    least queued work, and counts each such decision."""
+    burst = [Arrival(SimRequest(f"b{i}", 0.001 * i, 4_000, 20)) for i in range(60)]
+    engines = build_engines(CONFIG, shared_data_dir(), 0)
+    oracle = TrueLatencyOracle(horizon_s=0.05)
+    result = run_cluster(burst, oracle, engines, CONFIG.pods)
+    assert len(result.outcomes) == len(burst)
+    assert 0 < oracle.capped <= len(burst)
+    capped = [o for o in result.outcomes if o.ttft_pred_ms is None]
+    assert len(capped) == oracle.capped

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from latency_oracle.features.engineering import NUMBER_FIELDS, RequestColumns
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import PredictionRequest
 from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.attainment import Predicted
 from latency_oracle.routing.inflight import WAITING, InFlightLedger
 from latency_oracle.routing.live_candidates import LiveCandidates
+from latency_oracle.routing.policies import PhaseView, SloAttainment
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 from latency_oracle.settings import Settings
@@ -136,8 +141,9 @@ def test_pack_prefers_least_headroom_and_spread_the_most(
     slo = {"ttft_ms": 1.01 * ttft[slow]}
     gap = (ttft[slow] - ttft[fast]) / slo["ttft_ms"]
     assert gap > warm_service.settings.route_tie_tolerance  # not a near-tie: no coin flip
-    assert route(client, slo=slo, headroom_mode="pack", pods=pods)["pod"] == slow
-    assert route(client, slo=slo, headroom_mode="spread", pods=pods)["pod"] == fast
+    for mode, chosen in (("pack", slow), ("spread", fast)):
+        decision = route(client, slo=slo, policy="headroom", headroom_mode=mode, pods=pods)
+        assert decision["pod"] == chosen
 
 
 def test_a_burst_of_identical_requests_spreads_over_pods(client: TestClient) -> None:
@@ -281,3 +287,66 @@ def test_live_pods_are_converted_to_candidates_once_per_state() -> None:
         store.put_pod_state(PodState(pod=name, updated_at=1_002.0, **LIGHT))
         assert name in [c.pod for c in live(None)]
         assert len(live) <= 4
+
+
+def test_meet_probability_follows_the_lognormal_between_served_quantiles() -> None:
+    levels = (0.5, 0.9)
+    z90 = NormalDist().inv_cdf(0.9)
+    predicted = Predicted(np.array([[100.0, 100.0 * np.exp(0.5 * z90)]]), levels, 1)
+    for slo in (60.0, 100.0, 150.0, 400.0):
+        expected = NormalDist().cdf(np.log(slo / 100.0) / 0.5)
+        assert predicted.meet_probability(slo)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def _view(attainment, harm, latency, kv) -> PhaseView:
+    n = len(attainment)
+    numbers = {name: np.zeros(n) for name in NUMBER_FIELDS} | {"kv_cache_usage": np.array(kv)}
+    columns = RequestColumns.of(
+        np.array(["H100"] * n, dtype=object),
+        np.array([f"p{i}" for i in range(n)], dtype=object),
+        **numbers,
+    )
+    return PhaseView(
+        "pod",
+        np.ones(n, bool),
+        np.zeros(n),
+        np.array(latency, dtype=float),
+        columns,
+        attainment=np.array(attainment, dtype=float),
+        harm=np.array(harm, dtype=float),
+    )
+
+
+def test_slo_attainment_weighs_the_streams_a_decode_would_slow() -> None:
+    policy = SloAttainment(tolerance=0.05)
+    rng = random.Random(0)
+    # Pod 0 is faster but its batch would lose streams to the new decode: pod 1 wins.
+    assert policy.choose(_view([0.99, 0.97], [0.6, 0.0], [100, 300], [0.2, 0.2]), rng).index == 1
+    # Near-ties in attainment: the faster pod, unless its KV cache is much fuller.
+    assert policy.choose(_view([0.99, 0.98], [0, 0], [100, 120], [0.2, 0.2]), rng).index == 0
+    assert policy.choose(_view([0.99, 0.98], [0, 0], [100, 120], [0.9, 0.1]), rng).index == 1
+    # A pod that misses the SLO is not a near-tie, however fast.
+    assert policy.choose(_view([0.3, 0.95], [0, 0], [50, 400], [0.1, 0.1]), rng).index == 1
+
+
+def test_one_cold_type_is_answered_by_the_global_model_not_the_heuristic(
+    client: TestClient,
+) -> None:
+    """H100 and the global model are trained; an MI300X pod has no samples of its own."""
+    pods = [pod("h100", LIGHT), pod("mi300x", {**HEAVY, "accelerator": "MI300X"})]
+    decision = route(client, slo={"ttft_ms": 60_000.0}, pods=pods)
+    assert decision["decision"] == "place"
+    assert decision["cold"] is False and decision["policy"] != "heuristic"
+    by_pod = {c["pod"]: c for c in decision["candidates"]}
+    assert by_pod["mi300x"]["cold"] is True and by_pod["h100"]["cold"] is False
+
+
+def test_a_tail_slo_is_judged_on_the_p99(client: TestClient, warm_service: OracleService) -> None:
+    batch = warm_service.predict([PredictionRequest(**LIGHT, **SHAPE)])
+    p90_ms, p99_ms = float(batch.ttft_ms[0, 1]), float(batch.ttft_ms[0, 2])
+    slo = {"ttft_ms": (p90_ms + p99_ms) / 2}
+    pods = [pod("light", LIGHT)]
+    assert route(client, slo=slo, pods=pods)["decision"] == "place"
+    tail = route(client, slo={**slo, "quantile": 0.99}, pods=pods)
+    assert tail["decision"] == "shed"
+    assert tail["candidates"][0]["ttft_ms"] == pytest.approx(p99_ms)

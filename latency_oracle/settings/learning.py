@@ -23,6 +23,14 @@ class LearningSettings(BaseModel):
         description="Own samples a model key needs before it serves; until then the "
         "global model (or the physics prior) answers and the answer says cold.",
     )
+    global_min_samples: int = Field(
+        100,
+        ge=1,
+        description="Samples the global model (all accelerator types, with hardware "
+        "descriptors) needs before it answers cold types; until then the physics prior "
+        "does and routing falls back to its heuristic. Lower than min_samples: it learns "
+        "from every pod, so at a trace's rate it takes over within a minute or two.",
+    )
     learn_batch_size: int = Field(256, ge=1, description="Observations learned per cycle.")
     observation_buffer: int = Field(
         100_000,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-RoutePolicyName = Literal["headroom", "least-latency", "heuristic"]
+RoutePolicyName = Literal["slo-attainment", "headroom", "least-latency", "heuristic"]
 HeadroomMode = Literal["pack", "spread"]
 
 
@@ -15,7 +15,9 @@ class RoutingSettings(BaseModel):
     """Routing policies, the llm-d endpoints and the reference data the simulator reads."""
 
     route_policy: RoutePolicyName = Field(
-        "headroom", description="Default routing policy: headroom, least-latency or heuristic."
+        "slo-attainment",
+        description="Default routing policy: slo-attainment (most SLOs met, counting the "
+        "running streams a new decode slows), headroom, least-latency or heuristic.",
     )
     route_headroom_mode: HeadroomMode = Field(
         "spread",
