@@ -38,6 +38,11 @@ SMALL_WINDOWS = {
     "xgb_boost_every": "64",
     "challenger_window": "100",
     "challenger_max_samples": "500",
+    # Per-pod windows too: 500 pods see ~40 outcomes each in a 20,000-observation run, so
+    # the default 32-outcome windows would still be filling at its end.
+    "pod_calibration_window": "8",
+    "pod_calibration_min_samples": "4",
+    "calibration_history": "4",
 }
 PODS = 500
 BATCH = 1_000
