@@ -39,6 +39,7 @@ from latency_oracle.settings import Settings
 START_LOAD = 2.0
 LOAD_STEP = 0.5
 MAX_LOADS = 6
+PLANNED_LOADS = 3  # loads each sweep is expected to need, for the progress bar's plan
 EARLY_S = 300.0  # "from cold": the first five simulated minutes
 LEARNED = "latency-oracle-shed"  # the service's own behaviour: it sheds what no pod can serve
 SUITE_POLICIES: tuple[str, ...] = (*HEURISTICS, LEARNED)
@@ -110,8 +111,12 @@ def run_suite(
     suite = Suite(seed, list(policies), versions=versions())
     bases = [w.arrivals(START_LOAD, settings) for w in workloads]
     weight = sum(_COST.get(p, 1) for p in policies)
-    # Planned: three loads each; the total grows if a sweep needs more.
-    progress = ProgressBar(3 * weight * sum(len(b) for b in bases), show_progress)
+    # Planned: three loads each, arrivals growing with the load; the total shrinks when a
+    # sweep reaches its knee sooner and grows when it needs more loads.
+    planned = [START_LOAD + step * LOAD_STEP for step in range(PLANNED_LOADS)]
+    progress = ProgressBar(
+        round(weight * sum(len(b) for b in bases) * sum(planned) / START_LOAD), show_progress
+    )
     for workload, base in zip(workloads, bases, strict=True):
         median_prompt = int(np.median([a.request.prompt_tokens for a in base]))
         slo = data_slos(config, median_prompt, DEFAULT_SLO_SCALE, shared_data_dir(settings))
@@ -119,7 +124,7 @@ def run_suite(
         for step in range(MAX_LOADS):
             load = START_LOAD + step * LOAD_STEP
             arrivals = workload.arrivals(load, settings)
-            if step >= 3:
+            if step >= PLANNED_LOADS:
                 progress.total += weight * len(arrivals)
             sweep.loads.append(load)
             for name in policies:
@@ -131,6 +136,8 @@ def run_suite(
             judged = any(p in HEURISTICS for p in policies)
             if judged and sweep.best_heuristic(load).summary.attainment < ATTAINMENT_TARGET:
                 sweep.knee = load
+                unrun = sum(planned[step + 1 :])
+                progress.total -= round(weight * len(base) * unrun / START_LOAD)
                 break
         suite.sweeps.append(sweep)
     progress.close()
