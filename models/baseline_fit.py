@@ -22,6 +22,8 @@ from latency_oracle.models.residual import Offset
 _ROUNDS = 8
 # A scale under this is no slope at all: the baseline is then just a floor.
 _MIN_SCALE = 1e-6
+# Predictions are floored here before weighting, so a zero fit never divides by zero.
+_MIN_PREDICTED_MS = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,21 @@ def fit_offset(base: Offset, base_log: np.ndarray, y_log: np.ndarray) -> FittedO
     ``y_ms = floor + scale * base_ms``, each residual weighted relative to its prediction
     (latency noise is multiplicative), with floor and scale kept non-negative.
     """
-    x = np.exp(base_log)
-    y = np.exp(y_log)
+    with np.errstate(over="ignore"):
+        x, y = np.exp(base_log), np.exp(y_log)
+    usable = np.isfinite(x) & np.isfinite(y)  # extreme inputs overflow: they fit nothing
+    if not usable.any():
+        return FittedOffset(base)
+    x, y = x[usable], y[usable]
     floor, scale = float(np.median(y)), 0.0
     for _ in range(_ROUNDS):
-        predicted = floor + scale * x
+        predicted = np.maximum(floor + scale * x, _MIN_PREDICTED_MS)
         weights = 1.0 / (np.maximum(np.abs(y - predicted), 0.02 * predicted) * predicted)
-        floor, scale = _weighted_line(x, y, weights)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fitted = _weighted_line(x, y, weights)
+        if not all(math.isfinite(v) for v in fitted):
+            break  # weights beyond float range: keep the last finite fit
+        floor, scale = fitted
     return FittedOffset(base, math.log(max(scale, _MIN_SCALE)), math.log(max(floor, 1e-3)))
 
 

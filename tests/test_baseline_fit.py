@@ -83,3 +83,18 @@ def test_forget_rebuilds_the_forest_on_recent_samples_only() -> None:
     learner.forget(200)
     ratio = np.exp(learner.predict_many(features[2_200:])[:, 0] - y[2_200:])
     assert 2.0 < np.median(ratio) < 4.5
+
+
+@pytest.mark.parametrize(
+    ("base_log", "y_log"),
+    [
+        ([800.0, 900.0], [1.0, 2.0]),  # a baseline beyond float range
+        ([-800.0, -900.0], [-800.0, -700.0]),  # outcomes and baseline that round to zero
+        ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # no spread at all
+    ],
+)
+def test_extreme_samples_fit_a_finite_offset(base_log: list[float], y_log: list[float]) -> None:
+    """Whatever a hostile or broken stream sends, the fit stays finite (no NaN offsets)."""
+    fitted = fit_offset(prefill_backlog_log_ms, np.array(base_log), np.array(y_log))
+    assert math.isfinite(fitted.log_scale)
+    assert fitted.log_floor == -math.inf or math.isfinite(fitted.log_floor)
