@@ -91,7 +91,7 @@ def _verdict(suite: Suite) -> list[str]:
         "",
         f"Every target met in {met} of {len(judged)} cells. p90 TTFT against the best "
         f"heuristic: {_cut_words(min(cuts))} at worst, {_cut_words(max(cuts))} at best "
-        f"(the issue's bar: {TTFT_CUT_TARGET:.0%} lower; the seeds claimed 40% lower).",
+        f"(the target: {TTFT_CUT_TARGET:.0%} lower; the project's earlier claim: 40% lower).",
         "",
         "Each value is latency-oracle / the best heuristic of the cell.",
         "",
