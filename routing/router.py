@@ -28,6 +28,7 @@ from latency_oracle.features.engineering import (
 from latency_oracle.features.schema import PodRole
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
 from latency_oracle.routing.attainment import Predicted, decode_harm
+from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
 from latency_oracle.routing.inflight import (
     DECODE_TOKENS,
     LOAD_FIELDS,
@@ -38,16 +39,11 @@ from latency_oracle.routing.inflight import (
 )
 from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_policy
 from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
-from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
 
 from latency_oracle.settings import Settings
 
 Decision = Literal["place", "shed", "queue"]
 MIN_RETRY_AFTER_MS = 1.0
-# Role names by code (as the numbers matrix holds them): plain strings, since the enum's
-# ``.value`` is a Python-level property and serialising the enum takes pydantic-core's
-# slow path.
-_ROLE_NAMES = {float(code): role.value for role, code in ROLE_CODES.items()}
 # The request number each column of a load delta (the ledger's) adds to.
 _LOADED_NUMBER = {
     WAITING: "waiting_requests",
@@ -61,22 +57,6 @@ _MODEL_OF = attrgetter("model")
 
 class NoCandidates(LookupError):
     """The request has nowhere it could go (no pods, or half a disaggregated pool)."""
-
-
-class CandidateReport(TypedDict):
-    """One candidate of a decision, at the headline quantile: headroom is the SLO minus the
-    prediction (null without that SLO); placements are this router's since the pod's scrape."""
-
-    pod: str
-    role: str
-    accelerator: str
-    ttft_ms: float
-    tpot_ms: float
-    ttft_headroom_ms: float | None
-    tpot_headroom_ms: float | None
-    meets_slo: bool
-    cold: bool
-    placed_since_scrape: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +174,7 @@ class Router:
             position = phase.position(choice.index)
             placed.append((phase, position))
             reasons.append(f"{phase.name} {pods[position].pod}: {choice.reason}")
-        report = _candidate_report(columns, ttft, tpot, slo, eligible_any, batch.cold, pending)
+        report = candidate_report(columns, ttft, tpot, slo, eligible_any, batch.cold, pending)
         quantile = self.models.config.quantiles[q]
         if len(placed) < len(phases):
             verdict: Decision = "queue" if request.priority == "batch" else "shed"
@@ -304,60 +284,6 @@ def _retry_after_ms(
     return float(wait.min())
 
 
-def _candidate_report(
-    columns: RequestColumns,
-    ttft: np.ndarray,
-    tpot: np.ndarray,
-    slo: Slo,
-    eligible: np.ndarray,
-    cold: np.ndarray,
-    pending: np.ndarray,
-) -> list[CandidateReport]:
-    n = len(columns)
-    no_slo = [None] * n
-    ttft_headroom = no_slo if slo.ttft_ms is None else (slo.ttft_ms - ttft).tolist()
-    tpot_headroom = no_slo if slo.tpot_ms is None else (slo.tpot_ms - tpot).tolist()
-    placed = pending[:, WAITING] + pending[:, RUNNING]
-    return [
-        {
-            "pod": pod,
-            "role": _ROLE_NAMES[role],
-            "accelerator": accelerator,
-            "ttft_ms": ttft_ms,
-            "tpot_ms": tpot_ms,
-            "ttft_headroom_ms": ttft_room,
-            "tpot_headroom_ms": tpot_room,
-            "meets_slo": meets,
-            "cold": cold_model,
-            "placed_since_scrape": placed_count,
-        }
-        for (
-            pod,
-            role,
-            accelerator,
-            ttft_ms,
-            tpot_ms,
-            ttft_room,
-            tpot_room,
-            meets,
-            cold_model,
-            placed_count,
-        ) in zip(
-            columns.pod.tolist(),
-            columns.role.tolist(),
-            columns.accelerator.tolist(),
-            ttft.tolist(),
-            tpot.tolist(),
-            ttft_headroom,
-            tpot_headroom,
-            eligible.tolist(),
-            cold.tolist(),
-            placed.tolist(),
-            strict=True,
-        )
-    ]
-
-
 def _untrained_accelerators(columns: RequestColumns, batch: PredictionBatch) -> str:
     """Accelerator types the physics prior answered (nothing learned for them anywhere)."""
     untrained = [
@@ -386,6 +312,8 @@ def _with_attainment(
 ) -> PhaseView:
     """The phase view with each pod's chance of meeting the SLOs and its decode harm."""
     slo = request.slo
+    if slo.ttft_ms is None and slo.tpot_ms is None:
+        return view
     levels = batch.quantiles
     ttft = Predicted(batch.ttft_ms[members], levels, q)
     tpot = Predicted(batch.tpot_ms[members], levels, q)
@@ -397,6 +325,4 @@ def _with_attainment(
     if phase.tpot and slo.tpot_ms is not None:
         attainment *= tpot.meet_probability(slo.tpot_ms)
         harm = decode_harm(view.columns, tpot, slo.tpot_ms, max(request.max_tokens, 1))
-    if slo.ttft_ms is None and slo.tpot_ms is None:
-        return view
     return replace(view, attainment=attainment, harm=harm)

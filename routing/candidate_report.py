@@ -1,0 +1,89 @@
+"""The per-candidate report of a routing decision: what each pod was predicted to do.
+
+Kept apart from the decision itself: it is presentation (headroom against the SLOs,
+placements since the scrape), built once per decision from arrays the router already has.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from latency_oracle.features.engineering import ROLE_CODES, RequestColumns
+from latency_oracle.routing.inflight import RUNNING, WAITING
+from latency_oracle.routing.schema import Slo
+from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
+
+# Role names by code (as the numbers matrix holds them): plain strings, since the enum's
+# ``.value`` is a Python-level property and serialising the enum takes pydantic-core's
+# slow path.
+_ROLE_NAMES = {float(code): role.value for role, code in ROLE_CODES.items()}
+
+
+class CandidateReport(TypedDict):
+    """One candidate of a decision, at the headline quantile: headroom is the SLO minus the
+    prediction (null without that SLO); placements are this router's since the pod's scrape."""
+
+    pod: str
+    role: str
+    accelerator: str
+    ttft_ms: float
+    tpot_ms: float
+    ttft_headroom_ms: float | None
+    tpot_headroom_ms: float | None
+    meets_slo: bool
+    cold: bool
+    placed_since_scrape: float
+
+
+def candidate_report(
+    columns: RequestColumns,
+    ttft: np.ndarray,
+    tpot: np.ndarray,
+    slo: Slo,
+    eligible: np.ndarray,
+    cold: np.ndarray,
+    pending: np.ndarray,
+) -> list[CandidateReport]:
+    """One report per candidate, in the candidates' order, as plain JSON-ready values."""
+    n = len(columns)
+    no_slo = [None] * n
+    ttft_headroom = no_slo if slo.ttft_ms is None else (slo.ttft_ms - ttft).tolist()
+    tpot_headroom = no_slo if slo.tpot_ms is None else (slo.tpot_ms - tpot).tolist()
+    placed = pending[:, WAITING] + pending[:, RUNNING]
+    return [
+        {
+            "pod": pod,
+            "role": _ROLE_NAMES[role],
+            "accelerator": accelerator,
+            "ttft_ms": ttft_ms,
+            "tpot_ms": tpot_ms,
+            "ttft_headroom_ms": ttft_room,
+            "tpot_headroom_ms": tpot_room,
+            "meets_slo": meets,
+            "cold": cold_model,
+            "placed_since_scrape": placed_count,
+        }
+        for (
+            pod,
+            role,
+            accelerator,
+            ttft_ms,
+            tpot_ms,
+            ttft_room,
+            tpot_room,
+            meets,
+            cold_model,
+            placed_count,
+        ) in zip(
+            columns.pod.tolist(),
+            columns.role.tolist(),
+            columns.accelerator.tolist(),
+            ttft.tolist(),
+            tpot.tolist(),
+            ttft_headroom,
+            tpot_headroom,
+            eligible.tolist(),
+            cold.tolist(),
+            placed.tolist(),
+            strict=True,
+        )
+    ]
