@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latency_oracle.models.keys import Target
+from latency_oracle.operations.metrics import quantile_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,10 +44,6 @@ EXAMPLE_REQUEST: dict[str, Any] = {
     "prefill_tokens_in_flight": 0,
     "decode_tokens_in_flight": 0,
 }
-
-
-def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
-    return [f"p{q * 100:g}" for q in quantiles]
 
 
 def _load_predictor() -> type:
@@ -82,7 +79,7 @@ def _load_predictor() -> type:
             ]
             batch = self.registry.predict(RequestColumns.from_requests(requests))
             values = batch.ttft_ms if self.key.target is Target.TTFT else batch.tpot_ms
-            return pd.DataFrame(values, columns=quantile_columns(self.quantiles))
+            return pd.DataFrame(values, columns=[quantile_label(q) for q in self.quantiles])
 
     return LatencyOracleModel
 
@@ -102,7 +99,7 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> ModelInf
 
     ((_, model_set),) = decode_snapshot(snapshot.read_bytes(), quantiles)["model_sets"].items()
     example = pd.DataFrame([EXAMPLE_REQUEST])
-    output = pd.DataFrame([[1.0] * len(quantiles)], columns=quantile_columns(quantiles))
+    output = pd.DataFrame([[1.0] * len(quantiles)], columns=[quantile_label(q) for q in quantiles])
     info = mlflow.pyfunc.log_model(
         name=PYFUNC_NAME,
         python_model=str(CODE_FILE),
