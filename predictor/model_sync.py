@@ -43,6 +43,7 @@ class ModelSync:
         self.pins = pins
         # Keys the fleet serves a pinned version of, and which: checkpoints never replace them.
         self.pinned: dict[ModelKey, int] = {}
+        self._pins_read: dict[ModelKey, int] = {}  # pin version last read, good or refused
         self.on_error = on_error
         self.on_refused = on_refused
         self.last_error: str | None = None
@@ -71,12 +72,14 @@ class ModelSync:
         """Install newly pinned versions; on a released pin, reload the trainers' models."""
         pins = fleet.pins()
         for key, pin in pins.items():
-            if self.pinned.get(key) == pin.version:
-                continue
+            if self._pins_read.get(key) == pin.version:
+                continue  # installed, or refused once: a refused pin is not decoded again
+            self._pins_read[key] = pin.version
             label = f"pin {key.label()}"
             try:
                 model_set = fleet.model_set(key)
             except redis.RedisError:
+                del self._pins_read[key]  # read it again once Redis answers
                 raise
             except Exception as exc:  # a bad pin must not stop the sync either
                 self._refused(label, exc)
@@ -85,6 +88,7 @@ class ModelSync:
             self.models.merge_state({key: model_set})
             self.pinned[key] = pin.version
             log.info("serving pinned version %d of %s", pin.version, key.label())
+        self._pins_read = {key: v for key, v in self._pins_read.items() if key in pins}
         released = [key for key in self.pinned if key not in pins]
         for key in released:
             del self.pinned[key]
