@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.features.redis_store import connect
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.snapshot import encode_snapshot
@@ -115,3 +116,19 @@ def test_embedded_default_has_no_fleet_pin(tmp_path: Path) -> None:
         response = http.delete(PIN)
     assert response.status_code == 404
     assert "embedded" in response.json()["detail"][0]["msg"]
+
+
+def test_an_unreadable_pin_is_refused_once_and_reported(
+    fleet: tuple[Settings, redis.Redis, Trainer],
+) -> None:
+    settings, client, _ = fleet
+    keys = RedisKeys(settings.redis_key_prefix)
+    client.hset(keys.pins, H100_TTFT.label(), '{"version": 3, "at": 0}')
+    client.set(keys.pinned(H100_TTFT.label()), b"not a snapshot")
+    service = OracleService(settings)
+    refused: list[str] = []
+    service.replica.sync.on_refused = refused.append
+    for _ in range(3):
+        service.replica.sync.poll()
+    assert len(refused) == 1 and H100_TTFT not in service.replica.sync.pinned
+    assert f"pin {H100_TTFT.label()}" in service.replica.sync.corrupt
