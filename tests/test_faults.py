@@ -60,7 +60,7 @@ def test_redis_killed_and_restarted_loses_no_accepted_observation(tmp_path: Path
 
     Redis writes the append-only file before it acknowledges, so a killed Redis process
     (OOM kill, crash, SIGKILL) loses nothing; only a crash of the node's kernel or power
-    can lose what was not yet fsynced, about the last second (the README says so).
+    can lose what was not yet fsynced, about the last second (docs/operations.md says so).
     """
     with private_redis(tmp_path) as server:
         settings = redis_settings(unique_prefix(), url=server.url, redis_timeout_s=0.3)

@@ -3,7 +3,7 @@
 Every operation gets valid and invalid requests generated from the schema; each answer
 must not be a 5xx, must match the schema the document declares for its status, and every
 4xx rejection must say which field (a ``loc`` per error). The counts are written to
-``tests/artifacts/fuzz.json`` for the README's Reliability figures.
+``tests/artifacts/fuzz.json`` for the figures of docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The one typed settings object of the service.
 
 Every knob is an environment variable with the prefix ``LATENCY_ORACLE_`` (for example
-``LATENCY_ORACLE_PORT=9000``); the README's settings table is generated from this class,
-so a setting that is not here does not exist. The fields live in one module per concern
+``LATENCY_ORACLE_PORT=9000``); the table of ``docs/settings.md`` is generated from this
+class, so a setting that is not here does not exist. The fields live in one module per concern
 (service, learning, tracking, routing, fleet, sidecar) and are composed here into the one
 object every process reads.
 """
@@ -65,7 +65,7 @@ class Settings(
 
 
 def settings_table() -> str:
-    """The README's settings table, generated so documentation cannot drift from code."""
+    """The settings table of ``docs/settings.md``, generated so the docs cannot drift from code."""
     return render_settings_table(Settings, ENV_PREFIX)
 
 

@@ -1,4 +1,4 @@
-"""Rendering the settings table the README carries, from the settings class itself."""
+"""Rendering the settings table the docs carry (``docs/settings.md``), from the settings class."""
 
 from __future__ import annotations
 
