@@ -9,6 +9,7 @@ git), the search path ``mkdocs.yml`` gives mkdocstrings, before any page is read
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -28,30 +29,24 @@ def package_dirs(root: Path) -> dict[str, Path]:
 def build_source_tree(root: Path) -> Path:
     """Link every package's folder where its dotted name puts it; returns the tree's root.
 
-    A top-level package is a real folder whose entries link to its source's (so the
+    Built afresh each time, so a package moved or dropped leaves no stale link. A
+    top-level package is a real folder whose entries link to its source's (so the
     subpackages mapped from elsewhere can be linked beside them without writing into the
     source); a subpackage whose folder already shows up there through its parent is left
     as it is.
     """
     tree = root / SOURCE_TREE
+    shutil.rmtree(tree, ignore_errors=True)  # removes the links, never what they point at
     for package, folder in sorted(package_dirs(root).items(), key=lambda p: p[0].count(".")):
         target = tree.joinpath(*package.split("."))
         if "." not in package:
-            target.mkdir(parents=True, exist_ok=True)
+            target.mkdir(parents=True)
             for entry in folder.iterdir():
                 if entry.name != "__pycache__":
-                    _link(target / entry.name, entry)
+                    (target / entry.name).symlink_to(entry.resolve(), entry.is_dir())
         elif not (target.exists() and target.resolve() == folder.resolve()):
-            _link(target, folder)
+            target.symlink_to(folder.resolve(), target_is_directory=True)
     return tree
-
-
-def _link(link: Path, source: Path) -> None:
-    if link.is_symlink() and link.resolve() == source.resolve():
-        return
-    if link.is_symlink():
-        link.unlink()
-    link.symlink_to(source.resolve(), target_is_directory=source.is_dir())
 
 
 @event_priority(100)  # before mkdocstrings reads its search paths
