@@ -1,8 +1,8 @@
 """An engine's Prometheus text exposition, mapped to the pod-state fields models learn from.
 
 Only names that real engines export are read (``tests/fixtures/vllm_metrics.txt`` is a
-vLLM exposition written from its documented metric list, and a test holds the parser to
-it). Engines name the same quantity differently across versions and projects (vLLM
+capture of a real vLLM's exposition, refreshed by ``bench/real_engine/capture_metrics.py``,
+and a test holds the parser to it). Engines name the same quantity differently across versions and projects (vLLM
 renamed ``gpu_cache_usage_perc`` to ``kv_cache_usage_perc``, replaced the hit-rate gauge
 of its V0 engine by query/hit counters, first ``gpu_prefix_cache_*`` then
 ``prefix_cache_*``; SGLang has its own names), so each field lists every name it may

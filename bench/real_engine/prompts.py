@@ -103,17 +103,19 @@ class Workload:
     def __init__(self, corpus: Corpus, seed: int) -> None:
         self.corpus = corpus
         self.rng = np.random.default_rng(seed)
-        self.sessions = [
-            Session(
-                i,
-                chat=bool(self.rng.random() < 0.3),
-                token_ids=bool(self.rng.random() < 0.3),
-                max_tokens=int(self.rng.choice(CAPS, p=CAP_WEIGHTS)),
-            )
-            for i in range(SESSIONS)
-        ]
+        self.sessions = [self._session(i) for i in range(SESSIONS)]
         # Shared prefixes: fixed slices of 300-2,000 tokens.
         self.prefixes = [self._span(int(self.rng.integers(300, 2000))) for _ in range(8)]
+
+    def _session(self, index: int) -> Session:
+        """A client. Only chat clients send no cap: vLLM's completions API caps an answer
+        at 16 tokens when ``max_tokens`` is absent (OpenAI's default), so completions
+        clients set one, as they do in practice."""
+        chat = bool(self.rng.random() < 0.3)
+        cap = int(self.rng.choice(CAPS, p=CAP_WEIGHTS))
+        while cap == 0 and not chat:
+            cap = int(self.rng.choice(CAPS, p=CAP_WEIGHTS))
+        return Session(index, chat, token_ids=bool(self.rng.random() < 0.3), max_tokens=cap)
 
     def _span(self, length: int) -> tuple[int, int]:
         start = int(self.rng.integers(0, len(self.corpus.ids) - length))

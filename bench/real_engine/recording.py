@@ -89,6 +89,8 @@ def write(path: Path, rows: list[dict[str, object]], meta: dict[str, object]) ->
 def _cell(value: object) -> object:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return int(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
