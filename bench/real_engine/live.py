@@ -75,6 +75,7 @@ class Plan:
     engine: EngineSpec
     drifted: EngineSpec
     phases: list[Phase]
+    phases_after: list[Phase] | None = None  # after the drift (default: the same)
     accelerator: str = "CPU"
     seed: int = 0
 
@@ -200,7 +201,7 @@ class Run:
                 name = self.plan.engine.name
                 await asyncio.to_thread(self.fleet.restart, name, self.plan.drifted)
                 self.drift = 1
-                await self.drive(client, self.plan.phases)
+                await self.drive(client, self.plan.phases_after or self.plan.phases)
             finally:
                 for task in background:
                     task.cancel()
@@ -268,6 +269,7 @@ def run(plan: Plan, out: Path | None, fleet: Fleet | None = None) -> Path:
         "engine": asdict(plan.engine),
         "drifted": asdict(plan.drifted),
         "phases": [asdict(p) for p in plan.phases],
+        "phases_after": [asdict(p) for p in plan.phases_after or plan.phases],
         "vllm": VLLM_PIN,
         "models": {
             preset: json.loads((ensure_model(preset) / "latency_oracle_model.json").read_text())
@@ -292,6 +294,9 @@ def main() -> None:
     parser.add_argument("--drift", choices=("batched-tokens", "model"), default="batched-tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate")
+    parser.add_argument(
+        "--after-rate-scale", type=float, default=1.0, help="and every rate after the drift"
+    )
     parser.add_argument("--score", type=Path, help="only print the table of a recording")
     args = parser.parse_args()
     if args.score is None:
@@ -301,11 +306,10 @@ def main() -> None:
             if args.drift == "batched-tokens"
             else engine.with_(preset="large")
         )
-        phases = [
-            Phase(p.name, p.seconds, p.rate * args.rate_scale)
-            for p in (QUICK if args.quick else FULL)
-        ]
-        plan = Plan(engine, drifted, phases, seed=args.seed)
+        base = QUICK if args.quick else FULL
+        phases = [Phase(p.name, p.seconds, p.rate * args.rate_scale) for p in base]
+        after = [Phase(p.name, p.seconds, p.rate * args.after_rate_scale) for p in phases]
+        plan = Plan(engine, drifted, phases, after, seed=args.seed)
         args.score = run(plan, args.record)
     print("\n".join(score.table(recording.load(args.score))))
 
