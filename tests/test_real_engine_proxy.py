@@ -54,14 +54,20 @@ def stack(real_engine: object) -> Iterator[SidecarStack]:
         yield stack
 
 
+CLIENT = httpx.Client(timeout=120)  # one client: building one costs ms (its TLS context)
+
+
 def _stream(url: str, path: str, body: dict[str, object]) -> dict[str, object]:
     """The client's own view: TTFT, TPOT, the events it received, the usage if any."""
-    sent = time.perf_counter()
+    request = CLIENT.build_request("POST", url + path, json=body)
     first = last = None
     texts = 0
     usage = None
     events = []
-    with httpx.stream("POST", url + path, json=body, timeout=120) as response:
+    sent = time.perf_counter()
+    with CLIENT.stream(
+        request.method, request.url, content=request.content, headers=request.headers
+    ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if not line.startswith("data: "):
@@ -124,14 +130,20 @@ def test_real_streams_are_observed_as_the_client_measured_them(
     assert len(new) == 3
     for observation, view in zip(sorted(new, key=lambda o: o.timestamp), views, strict=True):
         assert observation.model == MODEL
-        assert observation.output_tokens == view["texts"] >= 12
+        # A byte-level BPE token can end inside a UTF-8 character: vLLM then streams it
+        # with the next one, so text events may be a few fewer than tokens.
+        assert view["texts"] <= observation.output_tokens <= view["texts"] + 3
+        assert observation.output_tokens >= 12
         if view["usage"] is not None:
             assert observation.input_tokens == view["usage"]["prompt_tokens"]
             assert observation.output_tokens == view["usage"]["completion_tokens"]
-        # The proxy's stamps sit within a few ms of the client's, on a busy machine.
-        assert observation.ttft_ms == pytest.approx(view["ttft_ms"], rel=0.2, abs=15)
-        client_tpot = view["span_ms"] / (view["texts"] - 1)
-        assert observation.tpot_ms == pytest.approx(client_tpot, rel=0.2, abs=2)
+        # The sidecar sees the request after the client sent it and the first token before
+        # the client gets it, so its TTFT is never longer; the hops between them cost a
+        # few ms, tens on a machine as busy as these (loose bounds: this runs in CI).
+        assert observation.ttft_ms <= view["ttft_ms"] + 1
+        assert observation.ttft_ms == pytest.approx(view["ttft_ms"], rel=0.25, abs=60)
+        client_tpot = view["span_ms"] / (observation.output_tokens - 1)
+        assert observation.tpot_ms == pytest.approx(client_tpot, rel=0.25, abs=5)
 
 
 def test_an_unstreamed_request_passes_with_its_usage_and_writes_nothing(

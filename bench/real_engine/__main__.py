@@ -6,7 +6,8 @@
     .venv/bin/python bench/real_engine install                  # venv and models only
 
 ``--engine`` takes ``key=value`` pairs of ``EngineSpec`` (name, preset, served_name,
-cpus, max_num_batched_tokens, max_num_seqs, max_model_len, kv_cache_gib) plus
+cpus, max_num_batched_tokens, max_num_seqs, max_model_len, kv_cache_gib,
+kv_cache_tokens) plus
 ``accelerator`` (the pod's label for the predictor, default CPU).
 """
 
@@ -28,7 +29,7 @@ from real_engine.engine import EngineSpec
 from real_engine.fleet import Fleet
 from real_engine.install import ensure_model, ensure_venv
 
-_INTS = {f.name for f in fields(EngineSpec) if f.type in ("int", int)}
+_INTS = {f.name for f in fields(EngineSpec) if str(f.type).startswith("int")}
 
 
 def parse_engine(text: str, index: int) -> tuple[EngineSpec, str]:

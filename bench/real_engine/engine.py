@@ -27,6 +27,7 @@ import httpx
 START_TIMEOUT_S = 420.0
 STOP_TIMEOUT_S = 20.0
 _PR_SET_PDEATHSIG = 1
+KV_BLOCK_TOKENS = 128  # vLLM's CPU default block size
 
 
 def default_cpus() -> str:
@@ -47,6 +48,10 @@ class EngineSpec:
     max_num_seqs: int = 64
     max_model_len: int = 8192
     kv_cache_gib: int = 2
+    # KV-cache capacity: vLLM's CPU engine sizes its cache by memory (VLLM_CPU_KVCACHE_SPACE),
+    # and 2 GiB hold ~500k tokens of the tiny model, so its KV use would never leave 0 and
+    # it would never preempt. A GPU's cache fills under load; this one does too.
+    kv_cache_tokens: int | None = 32_768
     extra_args: tuple[str, ...] = ()
 
     def with_(self, **changes: object) -> EngineSpec:
@@ -98,9 +103,17 @@ class Engine:
             "--enable-prefix-caching",
             "--enable-prompt-tokens-details",
             "--enable-chunked-prefill",
+            *self._kv_blocks(),
             *("--uvicorn-log-level", "warning"),
             *s.extra_args,
         ]
+
+    def _kv_blocks(self) -> list[str]:
+        tokens = self.spec.kv_cache_tokens
+        if tokens is None:
+            return []
+        blocks = -(-tokens // KV_BLOCK_TOKENS)
+        return ["--block-size", str(KV_BLOCK_TOKENS), "--num-gpu-blocks-override", str(blocks)]
 
     def env(self) -> dict[str, str]:
         return {
