@@ -45,7 +45,10 @@ class Measured:
         n = self.output_tokens
         if self.first_token is None or self.last_token is None or n < 2:
             return None
-        return (self.last_token - self.first_token) * 1e3 / (n - 1)
+        # All tokens in one event (a byte-level token completing the next one's
+        # character): no time between tokens was seen, so no TPOT (the sidecar agrees).
+        span = self.last_token - self.first_token
+        return span * 1e3 / (n - 1) if span > 0 else None
 
     @property
     def cached_tokens(self) -> int | None:

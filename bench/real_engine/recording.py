@@ -179,7 +179,9 @@ def load(path: Path) -> Recording:
         first_token=c["first_token_s"],
         finished=c["finished_s"],
         ttft_ms=c["ttft_ms"],
-        tpot_ms=c["tpot_ms"],
+        # A TPOT of 0 (all tokens in one event; recorded so before the client said None)
+        # is no TPOT, as the sidecar has it.
+        tpot_ms=np.where(c["tpot_ms"] > 0, c["tpot_ms"], np.nan),
         phase=c["phase"],
         drift=c["drift"],
         columns=c,

@@ -149,7 +149,7 @@ def table(rec: Recording, warmup: int = 50, first_after: int = 150) -> list[str]
                 cells.append(f"{np.mean(y[ok] <= p[ok]):.3f} / {losses[name]:.3g}")
             n = int((mask & np.isfinite(y)).sum())
             ratios = [
-                f"{losses[a] / losses[b]:.2f}x" if a in losses and losses.get(b) else "-"
+                f"{losses[a] / losses[b]:.3g}x" if a in losses and losses.get(b) else "-"
                 for a in ("route", "llm-d API")
                 for b in ("rolling p90", "batch baseline")
             ]
