@@ -7,8 +7,9 @@
 
 ``--engine`` takes ``key=value`` pairs of ``EngineSpec`` (name, preset, served_name,
 cpus, max_num_batched_tokens, max_num_seqs, max_model_len, kv_cache_gib,
-kv_cache_tokens) plus
-``accelerator`` (the pod's label for the predictor, default CPU).
+kv_cache_tokens) plus ``accelerator`` (the pod's label for the predictor, default CPU).
+Engines of different speeds: other cores (``cpus=2-3``), another model (``preset=large``,
+served as ``small-llama``), a smaller batch (``max_num_batched_tokens=256``).
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ from real_engine.recording_sink import RecordingSink
 
 LLMD_FLUSH_S = 1.0
 REQUEST_TIMEOUT_S = 300.0
+# After the last phase, requests still running get this long to finish; then the drift
+# (a restart) cuts the rest, as a rollout that stops waiting does. Answers of thousands of
+# tokens at saturation's TPOT would otherwise hold the run for many minutes.
+DRAIN_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -112,11 +116,12 @@ class Run:
                 task.add_done_callback(tasks.discard)
                 await asyncio.sleep(min(rng.exponential(1.0 / phase.rate), max(end - now, 0)))
         if tasks:
-            await asyncio.gather(*tasks)
+            await asyncio.wait(tasks, timeout=DRAIN_S)
 
     async def one(self, client: httpx.AsyncClient, phase: Phase) -> None:
         prompt = self.workload.next()
         request = next(self.ids)
+        drift = self.drift  # as it was when the request arrived
         arrival = time.perf_counter()
         served = self.plan.engine.served_name
         route = await client.post(
@@ -131,6 +136,7 @@ class Run:
         name = decision.get("pod") or next(iter(self.fleet.pods))
         chosen = next((c for c in decision.get("candidates", []) if c["pod"] == name), {})
         pod, view = self.fleet.pods[name], self.views[name]
+        config = _describe(pod.spec)
         epp = view.features(prompt.ids)
         llmd = await client.post(
             f"{self.llmd}/predict/bulk/strict", json={"requests": [epp.request()]}
@@ -152,8 +158,8 @@ class Run:
                 "request": request,
                 "phase": phase.name,
                 "phase_rate": phase.rate,
-                "drift": self.drift,
-                "engine_config": _describe(pod.spec),
+                "drift": drift,
+                "engine_config": config,
                 "pod": name,
                 "accelerator": pod.accelerator,
                 "served_model": served,
