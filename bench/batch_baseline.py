@@ -26,6 +26,19 @@ PARAMS = {
     "verbosity": 0,
 }
 ROUNDS = 200
+# llm-d's training server regularisation (latencypredictor's XGBRegressor for both targets:
+# subsample, colsample_bytree, min_child_weight, gamma, reg_alpha, reg_lambda), on top of
+# the same quantile objective, depth, learning rate and rounds.
+LLMD_PARAMS = {
+    **PARAMS,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 5,
+    "gamma": 0.2,
+    "alpha": 0.01,
+    "lambda": 0.1,
+    "seed": 42,
+}
 
 
 def bucket_of(waiting: float, kv_cache_usage: float, prefix_score: float) -> tuple[int, int, int]:
@@ -40,8 +53,9 @@ def bucket_of(waiting: float, kv_cache_usage: float, prefix_score: float) -> tup
 class BucketedQuantileForest:
     """Up to ``per_bucket`` recent samples per bucket; a fresh forest per ``refit``."""
 
-    def __init__(self, per_bucket: int = 500) -> None:
+    def __init__(self, per_bucket: int = 500, params: dict[str, object] = PARAMS) -> None:
         self.per_bucket = per_bucket
+        self.params = params
         self._buckets: dict[tuple[int, int, int], deque[tuple[np.ndarray, float]]] = {}
         self._booster: xgb.Booster | None = None
         self._fallback = float("nan")
@@ -50,6 +64,8 @@ class BucketedQuantileForest:
         self, features: np.ndarray, y_ms: np.ndarray, buckets: list[tuple[int, int, int]]
     ) -> None:
         for row, value, bucket in zip(features, y_ms.tolist(), buckets, strict=True):
+            if not np.isfinite(value):  # no outcome of this target (TPOT of one token)
+                continue
             kept = self._buckets.setdefault(bucket, deque(maxlen=self.per_bucket))
             kept.append((row, value))
 
@@ -60,7 +76,7 @@ class BucketedQuantileForest:
         x = np.stack([row for row, _ in rows])
         y = np.array([value for _, value in rows])
         self._fallback = float(np.quantile(y, 0.9))
-        self._booster = xgb.train(PARAMS, xgb.DMatrix(x, y, nthread=1), num_boost_round=ROUNDS)
+        self._booster = xgb.train(self.params, xgb.DMatrix(x, y, nthread=1), num_boost_round=ROUNDS)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self._booster is None:
@@ -69,23 +85,26 @@ class BucketedQuantileForest:
 
 
 def run_baseline(
-    features: np.ndarray,
+    features: np.ndarray | tuple[np.ndarray, np.ndarray],
     targets: tuple[np.ndarray, np.ndarray],
     buckets: list[tuple[int, int, int]],
     timestamp: np.ndarray,
     schedule: Iterator[tuple[np.ndarray, np.ndarray]],
+    params: dict[str, object] = PARAMS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict each batch, learning outcomes as ``schedule`` reveals them; each target's
-    forest refitted every second of stream time. TTFT and TPOT models alike."""
+    forest refitted every second of stream time. ``features``: one matrix for both
+    targets, or one per target (TTFT, TPOT), as llm-d builds them."""
     predictions = (np.empty(len(timestamp)), np.empty(len(timestamp)))
-    models = (BucketedQuantileForest(), BucketedQuantileForest())
+    models = (BucketedQuantileForest(params=params), BucketedQuantileForest(params=params))
+    per_target = features if isinstance(features, tuple) else (features, features)
     next_refit = float(timestamp[0]) + 1.0
     for rows, known in schedule:
         if timestamp[rows[0]] >= next_refit:
             for model in models:
                 model.refit()
             next_refit = float(timestamp[rows[0]]) + 1.0
-        for model, target, out in zip(models, targets, predictions, strict=True):
-            out[rows] = model.predict(features[rows])
-            model.add(features[known], target[known], [buckets[i] for i in known.tolist()])
+        for model, x, target, out in zip(models, per_target, targets, predictions, strict=True):
+            out[rows] = model.predict(x[rows])
+            model.add(x[known], target[known], [buckets[i] for i in known.tolist()])
     return predictions

@@ -1,15 +1,15 @@
 """An engine's Prometheus text exposition, mapped to the pod-state fields models learn from.
 
 Only names that real engines export are read (``tests/fixtures/vllm_metrics.txt`` is a
-vLLM exposition written from its documented metric list, and a test holds the parser to
-it). Engines name the same quantity differently across versions and projects (vLLM
-renamed ``gpu_cache_usage_perc`` to ``kv_cache_usage_perc``, replaced the hit-rate gauge
-of its V0 engine by query/hit counters, first ``gpu_prefix_cache_*`` then
-``prefix_cache_*``; SGLang has its own names), so each field lists every name it may
-appear under, newest first. Counters are read as Prometheus exposes them (``_total``)
-and under their bare family name, as other exporters write them. A data-parallel engine
-exposes one series per engine (label ``engine``): request counts and counters add up,
-fractions average.
+capture of a real vLLM's exposition, refreshed by
+``bench/real_engine/capture_metrics.py``, and a test holds the parser to it). Engines name
+the same quantity differently across versions and projects (vLLM renamed
+``gpu_cache_usage_perc`` to ``kv_cache_usage_perc``, replaced the hit-rate gauge of its V0
+engine by query/hit counters, first ``gpu_prefix_cache_*`` then ``prefix_cache_*``; SGLang
+has its own names), so each field lists every name it may appear under, newest first.
+Counters are read as Prometheus exposes them (``_total``) and under their bare family
+name, as other exporters write them. A data-parallel engine exposes one series per engine
+(label ``engine``): request counts and counters add up, fractions average.
 
 No engine exports tokens in flight (prefill backlog, decode tokens): the sidecar counts
 those itself from the requests it proxies (``sidecar/inflight.py``).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 
 from latency_oracle.settings import Settings
+
+# The benches' packages (bench/real_engine) import in tests as they do from bench/.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 @pytest.fixture
@@ -38,3 +42,13 @@ def fast_config(settings: Settings) -> ModelConfig:
 @pytest.fixture(scope="session")
 def stream() -> Iterator[SyntheticStream]:
     yield generate_stream(3_000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def real_engine() -> Iterator[object]:
+    """One real vLLM (the harness's tiny engine) for every real-engine test of the session;
+    installed and made on first use (tests/real_engine_support.py)."""
+    from real_engine_support import real_engine_fleet
+
+    with real_engine_fleet() as fleet:
+        yield fleet

@@ -1,7 +1,9 @@
 """Engine /metrics texts (vLLM current and older names, SGLang) map to the right pod state.
 
-The expositions are fixtures written from the engines' documented metric lists; the parser
-may read no name they lack, and neither may the simulated engine export one.
+The current vLLM exposition is a capture of a real engine (``bench/real_engine/
+capture_metrics.py`` refreshes it); the older vLLM and SGLang ones are written from those
+engines' documented metric lists. The parser may read no name they lack, and neither may
+the simulated engine export one.
 """
 
 from __future__ import annotations
@@ -51,13 +53,37 @@ def test_the_simulated_engine_exports_only_real_vllm_names() -> None:
     assert exported_names(text) <= exported_names(VLLM_CURRENT, VLLM_OLDER)
 
 
-def test_current_vllm_names_sum_counts_and_average_fractions_over_engines() -> None:
+def test_a_real_vllm_exposition_reads_as_its_gauges_and_counters() -> None:
+    """The fixture is a real capture (bench/real_engine/capture_metrics.py), one engine,
+    taken while a request ran."""
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(VLLM_CURRENT)
+        for sample in family.samples
+    }
     sample = parse_engine_metrics(VLLM_CURRENT)
+    assert sample.running_requests == values["vllm:num_requests_running"] >= 1
+    assert sample.waiting_requests == values["vllm:num_requests_waiting"]
+    assert sample.kv_cache_usage == values["vllm:kv_cache_usage_perc"] > 0
+    assert sample.prefix_cache_queries == values["vllm:prefix_cache_queries_total"] > 0
+    assert sample.prefix_cache_hits == values["vllm:prefix_cache_hits_total"] > 0
+    assert sample.prefix_cache_hit_rate is None  # V1 exports counters, no rate gauge
+
+
+def test_data_parallel_engines_sum_counts_and_average_fractions() -> None:
+    text = "".join(
+        f'vllm:num_requests_running{{engine="{e}"}} {r}\n'
+        f'vllm:num_requests_waiting{{engine="{e}"}} {w}\n'
+        f'vllm:kv_cache_usage_perc{{engine="{e}"}} {kv}\n'
+        f'vllm:prefix_cache_queries_total{{engine="{e}"}} 1000\n'
+        f'vllm:prefix_cache_hits_total{{engine="{e}"}} {hits}\n'
+        for e, r, w, kv, hits in ((0, 5, 2, 0.5, 300), (1, 3, 0, 0.25, 100))
+    )
+    sample = parse_engine_metrics(text)
     assert sample.server_state() == ServerState(
         running_requests=8, waiting_requests=2, kv_cache_usage=0.375
     )
     assert (sample.prefix_cache_queries, sample.prefix_cache_hits) == (2000.0, 400.0)
-    assert sample.prefix_cache_hit_rate is None  # V1 exports counters, no rate gauge
 
 
 def test_counters_are_read_with_or_without_the_total_suffix() -> None:
