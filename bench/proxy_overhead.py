@@ -16,6 +16,7 @@ import uuid
 import httpx
 import redis
 from harness import alternating, percentiles_ms
+from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
 TARGET_P99_MS = 1.0
@@ -86,7 +87,7 @@ def main() -> None:
             )
     finally:
         client = redis.Redis.from_url(args.redis_url)
-        keys = list(client.scan_iter(f"{prefix}:*"))
+        keys = [k for pattern in RedisKeys(prefix).patterns for k in client.scan_iter(pattern)]
         if keys:
             client.delete(*keys)
     print(f"proxy overhead, {args.calls} calls each, alternating (engine: simulated H100)")

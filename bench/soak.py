@@ -24,9 +24,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import redis
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore
+from latency_oracle.features.redis_store import RedisObservationStore, connect
 from latency_oracle.sim.processes import free_port
 
 ACCELERATORS = 20
@@ -98,8 +97,9 @@ def process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
 
 
 def _backlog(store: RedisObservationStore) -> int:
-    """Entries the trainers have not learned and acknowledged yet (read from Redis now)."""
-    return store.pending()
+    """Entries the trainers have not learned and acknowledged yet, in every stream (the
+    global one too: its trainer must be idle when memory is sampled)."""
+    return sum(store.backlogs().values())
 
 
 def _wait(condition: object, timeout_s: float, what: str) -> None:
@@ -133,7 +133,7 @@ def soak(
     samples: list[tuple[int, float, float]] = []
     warmup = int(observations * WARMUP_FRACTION)
     started = time.perf_counter()
-    client_redis = redis.Redis.from_url(redis_url)
+    client_redis = connect(redis_url, 5.0)
     store = RedisObservationStore(
         client_redis, RedisKeys(prefix), stream_maxlen=1, id_ttl_s=1, pod_ttl_s=1
     )
@@ -161,9 +161,10 @@ def soak(
             _wait(lambda: _backlog(store) == 0, 1_200, "trainer drained")
             samples.append((sent, rss_mb(predictor.pid), rss_mb(trainer.pid)))
     finally:
-        keys = list(client_redis.scan_iter(f"{prefix}:*", count=1_000))
-        for start in range(0, len(keys), 1_000):
-            client_redis.delete(*keys[start : start + 1_000])
+        for pattern in RedisKeys(prefix).patterns:
+            keys = list(client_redis.scan_iter(pattern, count=1_000))
+            for start in range(0, len(keys), 1_000):
+                client_redis.delete(*keys[start : start + 1_000])
     at_warmup = next(s for s in samples if s[0] >= warmup)
     end = samples[-1]
     return {

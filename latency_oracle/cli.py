@@ -68,6 +68,21 @@ def _train(_: argparse.Namespace) -> None:
     run_until_signalled(settings)
 
 
+def _redis_migrate(args: argparse.Namespace) -> None:
+    from latency_oracle.trainer.layout_migration import MigrationRefused, migrate
+
+    settings = Settings()
+    _configure_logging(settings)
+    try:
+        report = migrate(settings, drop_unlearned=args.drop_unlearned, delete_old=args.delete_old)
+    except MigrationRefused as exc:
+        raise SystemExit(f"latency-oracle redis-migrate: {exc}") from None
+    print(
+        f"checkpoints moved to {len(report.shards)} shard(s) {report.shards}, already there: "
+        f"{report.skipped}; pins moved: {report.pins}; layout-1 keys deleted: {report.deleted}"
+    )
+
+
 def _sidecar(args: argparse.Namespace) -> None:
     from latency_oracle.sidecar.app import serve_sidecar
 
@@ -128,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="run a trainer worker on the Redis streams (LATENCY_ORACLE_REDIS_URL)"
     )
     train.set_defaults(handler=_train)
+    migrate = commands.add_parser(
+        "redis-migrate",
+        help="move a Redis deployment's keys from layout 1 to layout 2 (Redis Cluster "
+        "support; docs/redis-cluster.md), as the admin user, old trainers stopped",
+    )
+    migrate.add_argument(
+        "--drop-unlearned",
+        action="store_true",
+        help="leave observations layout-1 trainers have not learned behind",
+    )
+    migrate.add_argument(
+        "--delete-old", action="store_true", help="delete every layout-1 key once moved"
+    )
+    migrate.set_defaults(handler=_redis_migrate)
     review = commands.add_parser(
         "review", help="model versions, loss, coverage and drifts per key, from MLflow"
     )

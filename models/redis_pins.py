@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 
-import redis
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
@@ -35,7 +35,7 @@ class FleetPins:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: RedisKeys,
         quantiles: tuple[float, ...],
         signing_key: bytes | None = None,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -78,6 +78,8 @@ class ModelRegistry:
         # (accelerator, served model) pairs with model sets, least recently learned first:
         # the cap evicts from here.
         self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Observations counted per key where a sample is learned (``count_observed``).
+        self._observed: dict[ModelKey, int] = {}
         self._lock = threading.Lock()
 
     # -- learning (one trainer thread) -------------------------------------------------
@@ -195,7 +197,18 @@ class ModelRegistry:
         else:
             self._serving[key] = serving
         answers = serving is not None and serving.n_samples >= self.config.min_samples
-        self._status = {**self._status, key: model_set.status(answers)}
+        status = replace(model_set.status(answers), observed=self._observed.get(key))
+        self._status = {**self._status, key: status}
+
+    def count_observed(self, observed: Mapping[ModelKey, int]) -> None:
+        """Set how many observations each key has counted where it learns only a sample of
+        them (Redis mode), so statuses report the share learned; republishes those keys."""
+        with self._lock:
+            self._observed.update(observed)
+            self._status = {
+                key: replace(status, observed=self._observed.get(key))
+                for key, status in self._status.items()
+            }
 
     # -- prediction (any thread, lock-free) --------------------------------------------
 

@@ -51,6 +51,16 @@ class KeyStatus:
     drifts: int
     promotions: int
     served_models: tuple[str, ...]  # the global key's served models with their own scale
+    # Observations of the key counted, learned or not: a sampled key (the global model's
+    # sample of each shard, a hot key) learns a share of them. None: every one is learned.
+    observed: int | None = None
+
+    @property
+    def learned_share(self) -> float:
+        """Share of the key's observations its models learned (1.0 when all were)."""
+        if self.observed is None or self.observed <= 0:
+            return 1.0
+        return min(1.0, self.samples / self.observed)
 
     def champion_status(self) -> LearnerStatus | None:
         return next((s for s in self.learners if s.name == self.champion), None)

@@ -205,6 +205,15 @@ class _ModelCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         samples = _gauge(f"{PREFIX}_model_samples", "Samples learned per model key.")
+        observed = _gauge(
+            f"{PREFIX}_model_observations",
+            "Observations counted per model key, learned or not: a sampled key (the global "
+            "model's sample of each shard, a hot key past its rate ceiling) learns a share.",
+        )
+        share = _gauge(
+            f"{PREFIX}_model_learned_share",
+            "Share of each model key's observations its models learned (1 when all were).",
+        )
         updated = _gauge(
             f"{PREFIX}_model_last_update_timestamp_seconds",
             "Unix time of each model key's last update.",
@@ -227,6 +236,8 @@ class _ModelCollector(Collector):
             if status.key.model:
                 key["model"] = status.key.model
             _add(samples, key, status.samples)
+            _add(observed, key, status.samples if status.observed is None else status.observed)
+            _add(share, key, status.learned_share)
             _add(updated, key, status.last_update or 0.0)
             for learner in status.learners:
                 labels = {**key, "learner": learner.name}
@@ -242,7 +253,7 @@ class _ModelCollector(Collector):
                     quantile = {**labels, "predicted_quantile": predicted_quantile_label(q)}
                     _add(coverage, quantile, cov)
                     _add(pinball, quantile, loss / 1e3)
-        yield from (samples, updated, champion, failed, coverage, pinball, mae)
+        yield from (samples, observed, share, updated, champion, failed, coverage, pinball, mae)
 
 
 def _gauge(name: str, documentation: str) -> Metric:

@@ -81,7 +81,12 @@ class ModelOut(BaseModel):
     accelerator: str
     target: str
     served_model: str = Field(description="Served model of the key; '' for any.")
-    samples: int
+    samples: int = Field(description="Observations the key's models learned.")
+    observed: int = Field(
+        description="Observations of the key counted, learned or not (Redis mode: the global "
+        "model learns a sample of each shard, a hot key one past its rate ceiling)."
+    )
+    learned_share: float = Field(description="samples / observed: the share learned.")
     champion: str | None
     last_update: float | None
     serving: bool

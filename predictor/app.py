@@ -221,6 +221,8 @@ def _describe(status: KeyStatus, labels: list[str]) -> dict[str, object]:
         "target": status.key.target.value,
         "served_model": status.key.model,
         "samples": status.samples,
+        "observed": status.samples if status.observed is None else status.observed,
+        "learned_share": status.learned_share,
         "champion": status.champion,
         "last_update": status.last_update,
         "serving": status.serving,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import redis
 from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.learned_share import fleet_observed
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
@@ -52,6 +53,8 @@ class ModelSync:
         self._versions: dict[str, int] = {}
         # Shards whose newest checkpoint was refused: their last good models serve.
         self.corrupt: dict[str, str] = {}
+        # Observations each shard's keys counted, as of its checkpoint loaded last.
+        self._observed: dict[str, dict[str, int]] = {}
 
     def sync_once(self) -> list[str]:
         """Apply pin changes, then load every shard whose checkpoint changed; the shards loaded."""
@@ -64,6 +67,8 @@ class ModelSync:
             self._versions[shard] = version
             if self._load(shard):
                 loaded.append(shard)
+        if loaded:
+            self._count_observed()
         self.last_success = time.monotonic()
         self.last_error = None
         return loaded
@@ -114,7 +119,19 @@ class ModelSync:
         if checkpoint is None:
             return False
         self.corrupt.pop(shard, None)
+        self._observed[shard] = checkpoint.observed
         return True
+
+    def _count_observed(self) -> None:
+        """Every key's observation count, so statuses say what share each learned: a
+        shard's keys as counted by its trainer, the global keys every shard's summed."""
+        counts = {
+            ModelKey.parse(label): n
+            for per_key in self._observed.values()
+            for label, n in per_key.items()
+        }
+        counts |= fleet_observed(self._observed)  # the global keys: the fleet's, summed
+        self.models.count_observed(counts)
 
     def _refused(self, what: str, exc: Exception) -> None:
         reason = refusal_reason(exc)

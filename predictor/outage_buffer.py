@@ -26,6 +26,9 @@ from latency_oracle.predictor.pod_mirror import PodMirror
 log = logging.getLogger(__name__)
 
 RETRY_INTERVAL_S = 0.5
+# The trainers' backlog is read every shard's stream at a time (one call per shard): often
+# enough for a gauge, rarely enough that replicas add little to Redis's load.
+BACKLOG_POLL_S = 5.0
 
 
 class BufferedRedisStore:
@@ -44,6 +47,7 @@ class BufferedRedisStore:
         self.on_error = on_error
         self.last_error: str | None = None
         self.remote_backlog = 0
+        self._backlog_read_at = -BACKLOG_POLL_S
         self._buffer: deque[Observation] = deque()
         self._buffered_ids: set[str] = set()
         self._lock = threading.Lock()
@@ -80,8 +84,9 @@ class BufferedRedisStore:
             try:
                 if self.buffered():
                     self._flush()
-                else:
+                elif time.monotonic() - self._backlog_read_at >= BACKLOG_POLL_S:
                     self.remote_backlog = self.store.pending()
+                    self._backlog_read_at = time.monotonic()
                     self.last_error = None
             except redis.RedisError as exc:
                 self._failed(exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect_as
+from latency_oracle.features.redis_store import connect_as, store_for
 from latency_oracle.models.redis_checkpoint import CheckpointStore
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
@@ -29,15 +29,7 @@ class RedisReplica:
         self.settings = settings
         client = connect_as(settings)
         keys = RedisKeys(settings.redis_key_prefix)
-        redis_store = RedisObservationStore(
-            client,
-            keys,
-            stream_maxlen=settings.stream_maxlen,
-            id_ttl_s=settings.observation_id_ttl_s,
-            pod_ttl_s=settings.pod_ttl_s,
-            max_pods=settings.max_live_pods,
-            max_shards=settings.max_accelerators,
-        )
+        redis_store = store_for(settings, client)
         self.pods = PodMirror(
             redis_store, settings.pod_ttl_s, on_error=lambda _: self._count_error("pods")
         )

@@ -15,8 +15,7 @@ from typing import Protocol
 import httpx
 import redis
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect_as
+from latency_oracle.features.redis_store import RedisObservationStore, store_for
 from latency_oracle.features.schema import Observation
 
 from latency_oracle.settings import Settings
@@ -50,17 +49,7 @@ class RedisSink:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisSink:
-        return cls(
-            RedisObservationStore(
-                connect_as(settings),
-                RedisKeys(settings.redis_key_prefix),
-                stream_maxlen=settings.stream_maxlen,
-                id_ttl_s=settings.observation_id_ttl_s,
-                pod_ttl_s=settings.pod_ttl_s,
-                max_pods=settings.max_live_pods,
-                max_shards=settings.max_accelerators,
-            )
-        )
+        return cls(store_for(settings))
 
     async def write(self, observations: Sequence[Observation]) -> None:
         try:

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster_support import LocalCluster, local_cluster
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
+from redis_support import SHARED_REDIS_URL
 
 from latency_oracle.settings import Settings
 
@@ -52,3 +54,24 @@ def real_engine() -> Iterator[object]:
 
     with real_engine_fleet() as fleet:
         yield fleet
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One local three-master Redis Cluster for the whole session (started on first use)."""
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """Each Redis-backed test runs on a single Redis and on a three-master Redis Cluster."""
+    return str(request.param)
+
+
+@pytest.fixture
+def redis_url(redis_kind: str, request: pytest.FixtureRequest) -> str:
+    """The shared single Redis, or the session's local cluster."""
+    if redis_kind == "single":
+        return SHARED_REDIS_URL
+    return request.getfixturevalue("redis_cluster").url

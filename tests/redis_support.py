@@ -1,10 +1,16 @@
-"""Helpers for tests against real Redis: private key prefixes, a private server, trainers."""
+"""Helpers for tests against real Redis: private key prefixes, a private server, trainers.
+
+Redis-backed tests run twice, against the shared single Redis and against a local
+three-master Redis Cluster (``cluster_support``); the ``redis_url`` fixture (conftest)
+names which. Every helper here works on both.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -14,15 +20,17 @@ from typing import TYPE_CHECKING
 
 import redis
 import yaml
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis_store import RedisObservationStore, connect, store_for
 from latency_oracle.models.redis_checkpoint import CheckpointStore
-from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.local_redis import RedisNode
 from polling import wait_until
 
 from latency_oracle.settings import Settings
 
 if TYPE_CHECKING:  # the trainer loads the ML stack; helpers that do not use it stay light
+    from latency_oracle.sim.local_redis import LocalCluster
     from latency_oracle.trainer.loop import Trainer
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -51,38 +59,63 @@ def redis_settings(prefix: str, url: str = SHARED_REDIS_URL, **overrides: object
     return Settings(redis_url=url, redis_key_prefix=prefix, **{**FAST_ENV, **overrides})
 
 
-def make_store(client: redis.Redis, settings: Settings) -> RedisObservationStore:
-    return RedisObservationStore(
-        client,
-        RedisKeys(settings.redis_key_prefix),
-        stream_maxlen=settings.stream_maxlen,
-        id_ttl_s=settings.observation_id_ttl_s,
-        pod_ttl_s=settings.pod_ttl_s,
-    )
+def make_store(client: RedisClient, settings: Settings) -> RedisObservationStore:
+    return store_for(settings, client)
 
 
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
+def delete_prefix(client: RedisClient, prefix: str) -> None:
+    """Every key of ``prefix``: its global slot's and every shard's and pod bucket's."""
+    for pattern in RedisKeys(prefix).patterns:
+        keys = list(client.scan_iter(pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
 
 
-def shard_samples(client: redis.Redis, settings: Settings) -> dict[str, int]:
+def shards(client: RedisClient, settings: Settings) -> list[str]:
+    return sorted(m.decode() for m in client.smembers(RedisKeys(settings.redis_key_prefix).shards))
+
+
+def shard_samples(client: RedisClient, settings: Settings) -> dict[str, int]:
     """Samples per model key in the shards' checkpoints, e.g. {"H100/ttft": 20000}."""
     checkpoints = CheckpointStore(client, RedisKeys(settings.redis_key_prefix), settings.quantiles)
     samples = {}
-    for member in client.smembers(RedisKeys(settings.redis_key_prefix).shards):
-        checkpoint = checkpoints.read(member.decode())
+    for shard in shards(client, settings):
+        checkpoint = checkpoints.read(shard)
         if checkpoint is not None:
             samples |= {k.label(): m.n_samples for k, m in checkpoint.model_sets.items()}
     return samples
 
 
-def group_drained(client: redis.Redis, settings: Settings) -> bool:
+def shard_observed(client: RedisClient, settings: Settings) -> dict[str, int]:
+    """Observations counted per model key in the shards' checkpoints (learned or not)."""
+    checkpoints = CheckpointStore(client, RedisKeys(settings.redis_key_prefix), settings.quantiles)
+    return {
+        label: n
+        for counts in checkpoints.observed(shards(client, settings)).values()
+        for label, n in counts.items()
+    }
+
+
+def stream_ids(client: RedisClient, settings: Settings, shard: str) -> set[str]:
+    """Observation ids in a shard's stream (checkpoints trim what they already hold)."""
+    entries = client.xrange(RedisKeys(settings.redis_key_prefix).stream(shard))
+    return {fields[b"i"].decode() for _, fields in entries}
+
+
+def applied_by(client: RedisClient, settings: Settings) -> dict[str, int]:
+    """Stream entries each trainer has checkpointed, over every shard."""
+    checkpoints = CheckpointStore(client, RedisKeys(settings.redis_key_prefix), settings.quantiles)
+    totals: dict[str, int] = {}
+    for shard in shards(client, settings):
+        for trainer, n in checkpoints.applied(shard).items():
+            totals[trainer] = totals.get(trainer, 0) + n
+    return totals
+
+
+def group_drained(client: RedisClient, settings: Settings) -> bool:
     """Every shard's group has read and acknowledged everything (nothing in flight)."""
     keys = RedisKeys(settings.redis_key_prefix)
-    shards = [m.decode() for m in client.smembers(keys.shards)] or [GLOBAL_SHARD]
-    for shard in shards:
+    for shard in shards(client, settings) or [GLOBAL_SHARD]:
         try:
             groups = client.xinfo_groups(keys.stream(shard))
         except redis.ResponseError:
@@ -95,7 +128,8 @@ def group_drained(client: redis.Redis, settings: Settings) -> bool:
 
 def trainer_env(settings: Settings, name: str) -> dict[str, str]:
     env = dict(os.environ)
-    for field, value in {**FAST_ENV, "trainer_name": name}.items():
+    sampling = {k: getattr(settings, k) for k in ("global_sample_rate", "hot_key_max_rate")}
+    for field, value in {**FAST_ENV, **sampling, "trainer_name": name}.items():
         env[f"LATENCY_ORACLE_{field.upper()}"] = str(value)
     env["LATENCY_ORACLE_REDIS_URL"] = settings.redis_url or ""
     env["LATENCY_ORACLE_REDIS_KEY_PREFIX"] = settings.redis_key_prefix
@@ -128,47 +162,20 @@ def deployed_persistence() -> list[str]:
     return [item for flag in PERSISTENCE_FLAGS for item in (flag, args[args.index(flag) + 1])]
 
 
-class PrivateRedis:
+class PrivateRedis(RedisNode):
     """A redis-server of our own (append-only file in a temp dir, persistence as deployed)
     that tests may stop; ``extra`` flags are appended (e.g. ``--replicaof``)."""
 
     def __init__(self, directory: Path, *extra: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.extra = extra
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(directory, (*deployed_persistence(), *extra))
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                *deployed_persistence(),
-                "--save",
-                "",
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        super().start()
         client = connect(self.url, 0.5)
         assert wait_until(lambda: _pings(client), 10), "private redis did not start"
 
-    def stop(self) -> None:
-        """Graceful shutdown: the append-only file keeps what was written."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
-
-def _pings(client: redis.Redis) -> bool:
+def _pings(client: RedisClient) -> bool:
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -183,6 +190,33 @@ def private_redis(directory: Path, *extra: str) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def private_server(kind: str, directory: Path) -> Iterator[PrivateRedis | LocalCluster]:
+    """A Redis of our own that a test may stop and start: one server (``single``) or a
+    three-master cluster (``cluster``); both have ``url``, ``start()`` and ``stop()``."""
+    from cluster_support import local_cluster  # it builds on this module's helpers
+
+    if kind == "single":
+        with private_redis(directory) as server:
+            yield server
+    else:
+        with local_cluster(directory) as cluster:
+            yield cluster
+
+
+@contextmanager
+def running(trainer: Trainer) -> Iterator[None]:
+    """The trainer's own loop on a thread (Redis errors paused, not raised) for the block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=trainer.run, args=(stop,), name="test-trainer")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 def learn_and_checkpoint(trainer: Trainer, samples: int) -> float:

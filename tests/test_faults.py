@@ -11,7 +11,6 @@ Redis stopped gracefully while serving (``test_redis_replica.py::test_redis_outa
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from polling import wait_until
 from redis_support import (
     delete_prefix,
     deployed_persistence,
-    private_redis,
+    private_server,
     redis_settings,
     shard_samples,
     unique_prefix,
@@ -55,14 +54,17 @@ def _post(http: TestClient, observations: list) -> None:
     assert reply.status_code == 202 and reply.json()["accepted"] == len(observations), reply.text
 
 
-def test_redis_killed_and_restarted_loses_no_accepted_observation(tmp_path: Path) -> None:
+def test_redis_killed_and_restarted_loses_no_accepted_observation(
+    tmp_path: Path, redis_kind: str
+) -> None:
     """With the persistence the manifests deploy (AOF, fsync every second).
 
     Redis writes the append-only file before it acknowledges, so a killed Redis process
     (OOM kill, crash, SIGKILL) loses nothing; only a crash of the node's kernel or power
-    can lose what was not yet fsynced, about the last second (docs/operations.md says so).
+    can lose what was not yet fsynced, about the last second (docs/operations.md says so). On a
+    cluster every node is killed at once and restarted.
     """
-    with private_redis(tmp_path) as server:
+    with private_server(redis_kind, tmp_path) as server:
         settings = redis_settings(unique_prefix(), url=server.url, redis_timeout_s=0.3)
         client = connect(server.url, 1.0)
         deployed = dict(zip(*[iter(deployed_persistence())] * 2, strict=True))
@@ -71,10 +73,7 @@ def test_redis_killed_and_restarted_loses_no_accepted_observation(tmp_path: Path
         during = generate_stream(300, seed=32, id_prefix="during").observations
         with TestClient(create_app(settings)) as http:
             _post(http, before)
-            assert server.process is not None
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait(timeout=10)
-            server.process = None
+            server.kill()
             for start in range(0, 300, 100):
                 _post(http, during[start : start + 100])
             for observation in during[:20]:
@@ -84,7 +83,7 @@ def test_redis_killed_and_restarted_loses_no_accepted_observation(tmp_path: Path
             assert any("300 observations buffered" in p for p in readiness.json()["problems"])
 
             server.start()
-            stream = RedisKeys(settings.redis_key_prefix).stream(GLOBAL_SHARD)
+            stream = RedisKeys(settings.redis_key_prefix).stream("H100")
             assert wait_until(lambda: client.xlen(stream) == 700, timeout_s=15)
             assert wait_until(lambda: http.get("/readyz").json()["status"] == "ready", 15)
             trainer = Trainer(settings, client)
@@ -105,10 +104,10 @@ def test_redis_killed_and_restarted_loses_no_accepted_observation(tmp_path: Path
 
 
 def test_corrupt_checkpoint_keeps_the_last_good_model_and_alarms(
-    fast_config: ModelConfig, stream: SyntheticStream
+    fast_config: ModelConfig, stream: SyntheticStream, redis_url: str
 ) -> None:
-    settings = redis_settings(unique_prefix())
-    client = connect(settings.redis_url or "", 1.0)
+    settings = redis_settings(unique_prefix(), redis_url)
+    client = connect(redis_url, 1.0)
     keys = RedisKeys(settings.redis_key_prefix)
     checkpoints = CheckpointStore(client, keys, settings.quantiles)
     registry = ModelRegistry(ModelConfig.from_settings(settings))

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.features.redis_store import connect
 from latency_oracle.models.keys import ModelKey, Target
@@ -31,14 +31,15 @@ SYNC_S = 2.0  # a generous multiple of the test settings' sync interval
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[Settings, redis.Redis, Trainer]]:
+def fleet(tmp_path: Path, redis_url: str) -> Iterator[tuple[Settings, RedisClient, Trainer]]:
     settings = redis_settings(
         unique_prefix(),
+        redis_url,
         trainer_checkpoint_interval_s=3600,
         state_dir=tmp_path / "state",
         mlflow_enabled=False,  # the test registers the version it rolls back to itself
     )
-    client = connect(settings.redis_url or "", 2.0)
+    client = connect(redis_url, 2.0)
     trainer = Trainer(settings, client)
     yield settings, client, trainer
     trainer.shutdown()
@@ -51,7 +52,7 @@ def samples(service: OracleService, key: ModelKey) -> int:
 
 
 def test_a_rollback_pins_every_replica_and_trainers_never_overwrite_it(
-    fleet: tuple[Settings, redis.Redis, Trainer],
+    fleet: tuple[Settings, RedisClient, Trainer],
 ) -> None:
     settings, client, trainer = fleet
     store = make_store(client, settings)
@@ -119,7 +120,7 @@ def test_embedded_default_has_no_fleet_pin(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_pin_is_refused_once_and_reported(
-    fleet: tuple[Settings, redis.Redis, Trainer],
+    fleet: tuple[Settings, RedisClient, Trainer],
 ) -> None:
     settings, client, _ = fleet
     keys = RedisKeys(settings.redis_key_prefix)

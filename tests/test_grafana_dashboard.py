@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 import yaml
 from demo_feed import feed, learner_settings, route_all
+from latency_oracle.features.redis_store import connect
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.demo import demo_env, launched, replay_load
@@ -29,7 +29,7 @@ from latency_oracle.sim.processes import answers, free_port
 from latency_oracle.sim.workloads import read_trace
 from live_server import live_server
 from polling import wait_until
-from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix
+from redis_support import delete_prefix, unique_prefix
 
 from latency_oracle.settings import Settings
 
@@ -132,13 +132,13 @@ def targets_up(client: httpx.Client, count: int) -> bool:
 
 
 def test_every_panel_query_returns_data(
-    prometheus: tuple[httpx.Client, Path], tmp_path: Path
+    prometheus: tuple[httpx.Client, Path], tmp_path: Path, redis_url: str
 ) -> None:
     api, config = prometheus
     learner = OracleService(learner_settings(tmp_path / "learner"))
     prefix = unique_prefix()
     replica_settings = learner_settings(
-        tmp_path / "replica", redis_url=SHARED_REDIS_URL, redis_key_prefix=prefix
+        tmp_path / "replica", redis_url=redis_url, redis_key_prefix=prefix
     )
     try:
         with (
@@ -186,7 +186,7 @@ def test_every_panel_query_returns_data(
             )
             assert from_engines, "the engine-fed predictor reported no accepted observations"
     finally:
-        delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), prefix)
+        delete_prefix(connect(redis_url, 2.0), prefix)
 
 
 def _burst(folder: Path) -> list:

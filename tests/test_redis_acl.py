@@ -1,15 +1,19 @@
 """Each role's Redis ACL user, rendered from the deployed ACL, allows its real code paths
 and nothing more: a sidecar cannot write (or read) a model, a predictor cannot write one,
-and a forged snapshot written with admin credentials is refused by the predictor."""
+and a forged snapshot written with admin credentials is refused by the predictor. On a
+single Redis and on a three-master Redis Cluster whose every node loads the same file."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from cluster_support import local_cluster
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
@@ -22,7 +26,7 @@ from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
-from redis_support import PrivateRedis, group_drained, private_redis, redis_settings, render_acl
+from redis_support import group_drained, private_redis, redis_settings, render_acl
 
 from latency_oracle.settings import Settings
 
@@ -33,20 +37,31 @@ PREFIX = "lo-acl"
 SNAPSHOT_KEY = "s" * 40
 
 
-@pytest.fixture(scope="module")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateRedis, dict]]:
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def acl_redis(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, dict]]:
+    """The URL of a Redis (or of a cluster's first node) loading the rendered ACL file."""
     directory = tmp_path_factory.mktemp("acl-redis")
     passwords = {role: secrets.token_hex(16) for role in ROLES}
     aclfile = directory / "users.acl"
     aclfile.write_text(render_acl(PREFIX, passwords))
-    with private_redis(directory, "--aclfile", str(aclfile)) as server:
-        yield server, passwords
+    if request.param == "single":
+        with private_redis(directory, "--aclfile", str(aclfile)) as server:
+            yield server.url, passwords
+        return
+    # Replicas replicate as admin: the default user may only PING.
+    replication = ("--masteruser", "admin", "--masterauth", passwords["admin"])
+    with local_cluster(
+        Path(directory), "--aclfile", str(aclfile), *replication, auth=("admin", passwords["admin"])
+    ) as cluster:
+        yield cluster.url, passwords
 
 
-def _as(server: PrivateRedis, passwords: dict, role: str, **overrides: object) -> Settings:
+def _as(url: str, passwords: dict, role: str, **overrides: object) -> Settings:
     return redis_settings(
         PREFIX,
-        url=server.url,
+        url=url,
         redis_username=role,
         redis_password=passwords[role],
         snapshot_key=SNAPSHOT_KEY,
@@ -55,9 +70,9 @@ def _as(server: PrivateRedis, passwords: dict, role: str, **overrides: object) -
     )
 
 
-def test_unauthenticated_clients_may_only_ping(acl_redis: tuple[PrivateRedis, dict]) -> None:
-    server, _ = acl_redis
-    anonymous = connect(server.url, 1.0)
+def test_unauthenticated_clients_may_only_ping(acl_redis: tuple[str, dict]) -> None:
+    url, _ = acl_redis
+    anonymous = connect(url, 1.0)
     assert anonymous.ping()
     with pytest.raises(redis.exceptions.NoPermissionError):
         anonymous.get(f"{PREFIX}:versions")
@@ -65,10 +80,10 @@ def test_unauthenticated_clients_may_only_ping(acl_redis: tuple[PrivateRedis, di
 
 @pytest.mark.parametrize("role", ["sidecar", "predictor"])
 def test_sidecars_and_predictors_cannot_write_a_model(
-    acl_redis: tuple[PrivateRedis, dict], role: str
+    acl_redis: tuple[str, dict], role: str
 ) -> None:
-    server, passwords = acl_redis
-    client = connect_as(_as(server, passwords, role))
+    url, passwords = acl_redis
+    client = connect_as(_as(url, passwords, role))
     keys = RedisKeys(PREFIX)
     denied = [
         lambda: client.set(keys.snapshot("H100"), b"LOSNAP"),
@@ -82,7 +97,8 @@ def test_sidecars_and_predictors_cannot_write_a_model(
     if role == "sidecar":
         denied += [
             lambda: client.get(keys.snapshot("H100")),
-            lambda: client.hgetall(keys.pod("x")),
+            lambda: client.get(keys.pod(0, "x")),
+            lambda: client.zrangebyscore(keys.pod_index(0), "-inf", "+inf"),
             lambda: client.hset(keys.pins, "H100/ttft", "{}"),
             lambda: client.set(keys.pinned("H100/ttft"), b"LOSNAP"),
         ]
@@ -94,13 +110,13 @@ def test_sidecars_and_predictors_cannot_write_a_model(
         store.write("H100", ShardCheckpoint({}, "1-0"), "token", "x", 1)
 
 
-def test_every_role_works_with_its_own_credentials(acl_redis: tuple[PrivateRedis, dict]) -> None:
+def test_every_role_works_with_its_own_credentials(acl_redis: tuple[str, dict]) -> None:
     """Sidecar writes observations and pod state; the predictor accepts observations and
     pods and syncs models and pods; the trainer reads, learns, checkpoints and acks; a
     forged snapshot written as admin is refused, and the trainer's next one loads."""
-    server, passwords = acl_redis
+    url, passwords = acl_redis
     sidecar, predictor, trainer_settings, admin = (
-        _as(server, passwords, role) for role in ("sidecar", "predictor", "trainer", "admin")
+        _as(url, passwords, role) for role in ("sidecar", "predictor", "trainer", "admin")
     )
     observations = generate_stream(900, seed=5).observations
     asyncio.run(_sidecar_delivers(sink_from_settings(sidecar), observations[:600]))
@@ -182,7 +198,9 @@ def _refused(http: TestClient) -> bool:
 
 
 def test_the_acl_source_names_every_role_the_config_uses() -> None:
-    """No placeholder is left unfilled in what Redis loads."""
+    """No placeholder is left unfilled in what Redis loads (hash tags' braces stay: the
+    rendered prefix, ``lo-acl``, is no placeholder's name)."""
     rendered = render_acl(PREFIX, {role: "pw" for role in ROLES})
-    assert "{" not in rendered
+    assert re.search(r"\{[a-z_]+\}", rendered) is None
+    assert "~{lo-acl}:shards" in rendered and "~{lo-acl:*}:obs" in rendered
     assert {line.split()[1] for line in rendered.splitlines()} == {"default", *ROLES}

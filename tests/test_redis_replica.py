@@ -1,4 +1,5 @@
-"""Predictor replicas in Redis mode: model sync, and serving through a Redis outage."""
+"""Predictor replicas in Redis mode: model sync, and serving through a Redis outage, on a
+single Redis and on a three-master Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_store import connect
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
@@ -23,8 +23,9 @@ from redis_support import (
     delete_prefix,
     learn_and_checkpoint,
     make_store,
-    private_redis,
+    private_server,
     redis_settings,
+    stream_ids,
     unique_prefix,
 )
 
@@ -38,15 +39,15 @@ def _samples(service: OracleService, key: ModelKey) -> int:
 
 
 @pytest.fixture
-def shared() -> Iterator[tuple[Settings, redis.Redis]]:
-    settings = redis_settings(unique_prefix(), trainer_checkpoint_interval_s=3600)
-    client = connect(settings.redis_url or "", 2.0)
+def shared(redis_url: str) -> Iterator[tuple[Settings, RedisClient]]:
+    settings = redis_settings(unique_prefix(), redis_url, trainer_checkpoint_interval_s=3600)
+    client = connect(redis_url, 2.0)
     yield settings, client
     delete_prefix(client, settings.redis_key_prefix)
 
 
 def test_replica_picks_up_a_new_snapshot_within_two_seconds(
-    shared: tuple[Settings, redis.Redis],
+    shared: tuple[Settings, RedisClient],
 ) -> None:
     settings, client = shared
     store = make_store(client, settings)
@@ -70,7 +71,7 @@ def test_replica_picks_up_a_new_snapshot_within_two_seconds(
 
 
 def test_replica_routes_to_the_live_pods_sidecars_published_to_redis(
-    shared: tuple[Settings, redis.Redis],
+    shared: tuple[Settings, RedisClient],
 ) -> None:
     settings, client = shared
     sidecar_store = make_store(client, settings)
@@ -84,8 +85,10 @@ def test_replica_routes_to_the_live_pods_sidecars_published_to_redis(
 
 
 @pytest.mark.slow
-def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Path) -> None:
-    with private_redis(tmp_path) as server:
+def test_redis_outage_serves_stale_models_and_buffers_observations(
+    tmp_path: Path, redis_kind: str
+) -> None:
+    with private_server(redis_kind, tmp_path) as server:
         settings = redis_settings(
             unique_prefix(), url=server.url, trainer_checkpoint_interval_s=3600
         )
@@ -138,8 +141,10 @@ def test_redis_outage_serves_stale_models_and_buffers_observations(tmp_path: Pat
             assert "latency_oracle_outage_buffered_observations 300.0" in metrics
 
             server.start()
-            stream = RedisKeys(settings.redis_key_prefix).stream(GLOBAL_SHARD)
-            assert wait_until(lambda: redis_client.xlen(stream) == 1_300, timeout_s=10)
+            buffered = {o.observation_id for o in during}
+            assert wait_until(
+                lambda: buffered <= stream_ids(redis_client, settings, "H100"), timeout_s=10
+            )
             assert wait_until(lambda: http.get("/readyz").json()["status"] == "ready", 10)
             retried = http.post("/v1/observations", json=[during[0].model_dump(mode="json")])
             assert retried.json() == {"accepted": 0, "duplicates": 1}

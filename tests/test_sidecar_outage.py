@@ -23,7 +23,7 @@ from latency_oracle.sidecar.backoff import Backoff, OutageLog
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
 from latency_oracle.sidecar.metrics import SidecarMetrics
 from latency_oracle.sidecar.sink import RedisSink
-from redis_support import private_redis
+from redis_support import private_server
 
 SIDECARS = 200
 RETRY = RetryPolicy(base_s=0.05, cap_s=1.0, log_interval_s=60.0)
@@ -94,10 +94,10 @@ def _observation(sidecar: int, i: int) -> Observation:
 
 
 def test_a_fleet_spreads_its_reconnects_over_the_backoff_window_and_loses_nothing(
-    tmp_path: Path,
+    tmp_path: Path, redis_kind: str
 ) -> None:
     prefix = "test-lo-outage"
-    with private_redis(tmp_path) as server:
+    with private_server(redis_kind, tmp_path) as server:
 
         async def main() -> tuple[list[TimedRedisSink], float, list[str]]:
             loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.metrics_parser import parse_engine_metrics
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 from prometheus_client.parser import text_string_to_metric_families
-from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix, wait_until
+from redis_support import delete_prefix, unique_prefix, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +49,10 @@ class Stack:
     sidecar_url: str
     engine: subprocess.Popen[bytes]
     prefix: str
+    redis_url: str
 
     def observations(self) -> list[Observation]:
-        client = connect(SHARED_REDIS_URL, 2.0)
+        client = connect(self.redis_url, 2.0)
         entries = client.xrange(RedisKeys(self.prefix).stream(GLOBAL_SHARD))
         return [Observation.model_validate_json(fields[b"o"]) for _, fields in entries]
 
@@ -67,7 +68,7 @@ class Stack:
 
 
 @contextmanager
-def _stack() -> Iterator[Stack]:
+def _stack(redis_url: str) -> Iterator[Stack]:
     engine_port, sidecar_port = free_port(), free_port()
     engine_url = f"http://127.0.0.1:{engine_port}"
     sidecar_url = f"http://127.0.0.1:{sidecar_port}"
@@ -75,7 +76,7 @@ def _stack() -> Iterator[Stack]:
     quiet = {"LATENCY_ORACLE_LOG_LEVEL": "warning"}
     sidecar_env = {
         **quiet,
-        "LATENCY_ORACLE_REDIS_URL": SHARED_REDIS_URL,
+        "LATENCY_ORACLE_REDIS_URL": redis_url,
         "LATENCY_ORACLE_REDIS_KEY_PREFIX": prefix,
         "LATENCY_ORACLE_ACCELERATOR": "NVIDIA H100 80GB HBM3",
         "LATENCY_ORACLE_POD_NAME": POD,
@@ -88,9 +89,9 @@ def _stack() -> Iterator[Stack]:
             running_process(engine_argv, quiet, f"{engine_url}/health") as engine,
             running_process(sidecar_argv, sidecar_env, f"{sidecar_url}/sidecar/readyz"),
         ):
-            yield Stack(engine_url, sidecar_url, engine, prefix)
+            yield Stack(engine_url, sidecar_url, engine, prefix, redis_url)
     finally:
-        delete_prefix(connect(SHARED_REDIS_URL, 2.0), prefix)
+        delete_prefix(connect(redis_url, 2.0), prefix)
 
 
 @dataclass
@@ -186,8 +187,8 @@ def _input_tokens(i: int) -> int:
     return PROMPT_TOKENS + 1 + 3 * i + (i % 2)
 
 
-def test_streamed_requests_are_observed_as_the_client_measured_them() -> None:
-    with _stack() as stack:
+def test_streamed_requests_are_observed_as_the_client_measured_them(redis_url: str) -> None:
+    with _stack(redis_url) as stack:
         proxied = asyncio.run(_call_all(stack.sidecar_url, CONCURRENCY))
         measured = {_input_tokens(i) for i in range(REQUESTS)}
         assert wait_until(lambda: measured <= {o.input_tokens for o in stack.observations()}, 15)
@@ -219,8 +220,8 @@ def test_streamed_requests_are_observed_as_the_client_measured_them() -> None:
     assert max(o.kv_cache_usage for o in observations.values()) > 0
 
 
-def test_engine_killed_mid_stream_reaches_the_client_and_writes_nothing() -> None:
-    with _stack() as stack:
+def test_engine_killed_mid_stream_reaches_the_client_and_writes_nothing(redis_url: str) -> None:
+    with _stack(redis_url) as stack:
         path, body = _request(0)
         asyncio.run(_call_all_one(stack.sidecar_url, path, body))
         assert wait_until(lambda: len(stack.observations()) == 1, 10)
@@ -248,8 +249,8 @@ def test_engine_killed_mid_stream_reaches_the_client_and_writes_nothing() -> Non
         assert gone.status_code == 502  # the engine is unreachable now
 
 
-def test_client_hanging_up_mid_stream_reaches_the_engine_and_writes_nothing() -> None:
-    with _stack() as stack:
+def test_client_hanging_up_mid_stream_reaches_the_engine_and_writes_nothing(redis_url: str) -> None:
+    with _stack(redis_url) as stack:
         path, body = _request(0)
         asyncio.run(_call_all_one(stack.sidecar_url, path, body))
         assert wait_until(lambda: len(stack.observations()) == 1, 10)

@@ -11,8 +11,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.features.redis_store import connect
 from latency_oracle.models.config import ModelConfig
@@ -39,7 +39,7 @@ def _probe(observation: object) -> dict[str, object]:
 class _Shard:
     """One shard's checkpoints as a trainer (``good``) or an intruder (``forged``) writes them."""
 
-    def __init__(self, client: redis.Redis, prefix: str, registry: ModelRegistry) -> None:
+    def __init__(self, client: RedisClient, prefix: str, registry: ModelRegistry) -> None:
         self.client = client
         self.keys = RedisKeys(prefix)
         self.registry = registry
@@ -56,7 +56,8 @@ class _Shard:
 
     def publish_raw(self, data: bytes) -> None:
         self.client.set(self.keys.snapshot("H100"), data)
-        self.client.hincrby(self.keys.versions, "H100", 1)
+        version = self.client.hincrby(self.keys.meta("H100"), "version", 1)
+        self.client.hset(self.keys.versions, "H100", version)  # predictors look again
 
 
 class _Command:
@@ -76,12 +77,12 @@ def _pickle_running(command: str) -> bytes:
 
 
 def test_forged_and_unsigned_snapshots_are_refused_and_a_later_good_one_loads(
-    stream: SyntheticStream, tmp_path: Path
+    stream: SyntheticStream, tmp_path: Path, redis_url: str
 ) -> None:
     """Also the reported exploit: a format-5 pickle with a valid header and checksum that
     runs a shell command, written with admin credentials, is refused without running it."""
-    settings = redis_settings(unique_prefix(), snapshot_key=SNAPSHOT_KEY)
-    admin = connect(settings.redis_url or "", 1.0)
+    settings = redis_settings(unique_prefix(), redis_url, snapshot_key=SNAPSHOT_KEY)
+    admin = connect(redis_url, 1.0)
     registry = ModelRegistry(ModelConfig.from_settings(settings))
     registry.learn(stream.observations[:1_000], LearnScope.ACCELERATORS)
     shard = _Shard(admin, settings.redis_key_prefix, registry)
@@ -121,11 +122,11 @@ def test_forged_and_unsigned_snapshots_are_refused_and_a_later_good_one_loads(
 
 
 def test_model_sync_survives_a_snapshot_that_breaks_loading(
-    stream: SyntheticStream, monkeypatch: pytest.MonkeyPatch
+    stream: SyntheticStream, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     """Anything a snapshot can make loading raise is refused, not fatal to the sync."""
-    settings = redis_settings(unique_prefix(), snapshot_key=SNAPSHOT_KEY)
-    admin = connect(settings.redis_url or "", 1.0)
+    settings = redis_settings(unique_prefix(), redis_url, snapshot_key=SNAPSHOT_KEY)
+    admin = connect(redis_url, 1.0)
     registry = ModelRegistry(ModelConfig.from_settings(settings))
     registry.learn(stream.observations[:600], LearnScope.ACCELERATORS)
     shard = _Shard(admin, settings.redis_key_prefix, registry)
@@ -144,11 +145,13 @@ def test_model_sync_survives_a_snapshot_that_breaks_loading(
         delete_prefix(admin, settings.redis_key_prefix)
 
 
-def test_trainer_refuses_a_forged_checkpoint_and_replaces_it(stream: SyntheticStream) -> None:
+def test_trainer_refuses_a_forged_checkpoint_and_replaces_it(
+    stream: SyntheticStream, redis_url: str
+) -> None:
     settings = redis_settings(
-        unique_prefix(), snapshot_key=SNAPSHOT_KEY, trainer_checkpoint_interval_s=60
+        unique_prefix(), redis_url, snapshot_key=SNAPSHOT_KEY, trainer_checkpoint_interval_s=60
     )
-    admin = connect(settings.redis_url or "", 1.0)
+    admin = connect(redis_url, 1.0)
     registry = ModelRegistry(ModelConfig.from_settings(settings))
     registry.learn(stream.observations[:600], LearnScope.ACCELERATORS)
     shard = _Shard(admin, settings.redis_key_prefix, registry)

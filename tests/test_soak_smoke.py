@@ -21,12 +21,13 @@ MAX_GROWTH_MIB = 25
 pytestmark = pytest.mark.slow
 
 
-def test_memory_is_flat_after_warmup(tmp_path: Path) -> None:
+def test_memory_is_flat_after_warmup(tmp_path: Path, redis_url: str) -> None:
     figures_path = tmp_path / "soak.json"
     subprocess.run(
         [
             *(sys.executable, str(ROOT / "bench" / "soak.py"), "--observations", "20000"),
             *("--accelerators", "4", "--small-windows", "--json", str(figures_path)),
+            *("--redis-url", redis_url),
         ],
         check=True,
         timeout=180,

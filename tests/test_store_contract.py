@@ -1,28 +1,39 @@
-"""One contract, two back ends: the in-process store and the Redis store (real server)."""
+"""One contract, three back ends: the in-process store and the Redis store, on a real single
+Redis and on a real three-master Redis Cluster."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-import redis_support
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis_store import connect
 from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
-from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
+from redis_support import (
+    SHARED_REDIS_URL,
+    delete_prefix,
+    make_store,
+    redis_settings,
+    unique_prefix,
+)
 
 POD_TTL_S = 0.5
 
 
-@pytest.fixture(params=["in_process", "redis"])
+@pytest.fixture(params=["in_process", "redis", "redis_cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[object]:
     if request.param == "in_process":
         yield InProcessObservationStore(10_000, 100_000, pod_ttl_s=POD_TTL_S)
         return
-    settings = redis_settings(unique_prefix(), pod_ttl_s=POD_TTL_S)
-    client = connect(redis_support.SHARED_REDIS_URL, 2.0)
+    url = (
+        request.getfixturevalue("redis_cluster").url
+        if request.param == "redis_cluster"
+        else SHARED_REDIS_URL
+    )
+    settings = redis_settings(unique_prefix(), url, pod_ttl_s=POD_TTL_S)
+    client = connect(url, 2.0)
     try:
         yield make_store(client, settings)
     finally:

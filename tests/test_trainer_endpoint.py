@@ -4,55 +4,42 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from guarded_learners import ExplodingLearner, guarded_config
 from latency_oracle.features.redis_store import connect
+from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.sim.processes import answers, free_port
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
-    SHARED_REDIS_URL,
     delete_prefix,
     make_store,
-    private_redis,
+    private_server,
     redis_settings,
+    running,
     start_trainer,
     unique_prefix,
 )
 
 pytestmark = pytest.mark.slow
 
-# Each observation is appended to its accelerator's shard and to the global shard.
+# Each observation is appended to its accelerator's shard and (at the default global sample
+# rate of 1) to the global shard.
 SHARDS_PER_OBSERVATION = 2
 EXPLODING = 'accelerator="H100",learner="exploding",target="ttft"'
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
+def prefix(redis_url: str) -> Iterator[str]:
     name = unique_prefix()
     yield name
-    delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), name)
-
-
-@contextmanager
-def running(trainer: Trainer) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=trainer.run, args=(stop,), name="test-trainer")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=60)
+    delete_prefix(connect(redis_url, 2.0), name)
 
 
 def metric(base: str, name: str, labels: str = "") -> float:
@@ -72,11 +59,11 @@ def readyz(base: str) -> httpx.Response:
 
 
 def test_a_failing_learner_shows_on_readyz_and_metrics_within_one_cycle(
-    prefix: str, stream: SyntheticStream
+    prefix: str, stream: SyntheticStream, redis_url: str
 ) -> None:
     port = free_port()
-    settings = redis_settings(prefix, trainer_metrics_port=port)
-    client = connect(SHARED_REDIS_URL, 2.0)
+    settings = redis_settings(prefix, redis_url, trainer_metrics_port=port)
+    client = connect(redis_url, 2.0)
     store = make_store(client, settings)
     base = f"http://127.0.0.1:{port}"
     ExplodingLearner.explode = False
@@ -104,12 +91,35 @@ def test_a_failing_learner_shows_on_readyz_and_metrics_within_one_cycle(
         assert metric(base, "latency_oracle_trainer_shards") == 2.0
 
 
+def test_a_trainer_reports_the_share_each_key_learned(
+    prefix: str, stream: SyntheticStream, redis_url: str
+) -> None:
+    """The global model learns half the observations and counts them all: the trainer that
+    owns it says so on /metrics, from every shard's checkpointed count."""
+    port = free_port()
+    settings = redis_settings(prefix, redis_url, trainer_metrics_port=port, global_sample_rate=0.5)
+    base = f"http://127.0.0.1:{port}"
+    observations = stream.observations[:1_000]
+    sample = sum(in_sample(o.observation_id, 0.5, GLOBAL_SAMPLE) for o in observations)
+    global_ttft = 'accelerator="global",target="ttft"'
+    with running(Trainer(settings, connect(redis_url, 2.0))):
+        make_store(connect(redis_url, 2.0), settings).append(observations)
+        assert wait_until(
+            lambda: metric(base, "latency_oracle_model_observations", global_ttft) == 1_000, 30
+        ), httpx.get(f"{base}/metrics", timeout=5).text
+        assert metric(base, "latency_oracle_model_samples", global_ttft) == sample
+        share = metric(base, "latency_oracle_model_learned_share", global_ttft)
+        assert share == pytest.approx(sample / 1_000)
+        h100 = 'accelerator="H100",target="ttft"'
+        assert metric(base, "latency_oracle_model_learned_share", h100) == 1.0
+
+
 def test_cli_trainer_is_not_ready_while_redis_is_down_and_recovers(
-    tmp_path: Path, stream: SyntheticStream
+    tmp_path: Path, stream: SyntheticStream, redis_kind: str
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with private_redis(tmp_path) as server:
+    with private_server(redis_kind, tmp_path) as server:
         settings = redis_settings(unique_prefix(), server.url, trainer_metrics_port=port)
         trainer = start_trainer(settings, "probed")
         try:

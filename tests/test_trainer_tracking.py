@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from latency_oracle.features.redis_store import connect
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.operations.mlflow_store import registered_model_name
 from latency_oracle.operations.model_versions import open_store
@@ -15,7 +15,6 @@ from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
-    SHARED_REDIS_URL,
     delete_prefix,
     make_store,
     redis_settings,
@@ -24,21 +23,24 @@ from redis_support import (
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
+def prefix(redis_url: str) -> Iterator[str]:
     name = unique_prefix()
     yield name
-    delete_prefix(redis.Redis.from_url(SHARED_REDIS_URL), name)
+    delete_prefix(connect(redis_url, 2.0), name)
 
 
-def test_trainer_registers_versions_and_logs_metrics(tmp_path: Path, prefix: str) -> None:
+def test_trainer_registers_versions_and_logs_metrics(
+    tmp_path: Path, prefix: str, redis_url: str
+) -> None:
     settings = redis_settings(
         prefix,
+        redis_url,
         state_dir=tmp_path,
         mlflow_enabled=True,
         tracking_every_observations=300,
         tracking_flush_timeout_s=60,
     )
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    client = connect(redis_url, 2.0)
     make_store(client, settings).append(generate_stream(1_500, seed=5).observations)
     stop = threading.Event()
     trainer = Trainer(settings, client)

@@ -9,11 +9,13 @@ after a successor took over: they would sit in its pending list, newer than noth
 successor claimed at take-over, and older than what the successor goes on to apply, so
 the successor's "already applied" test would skip them. One script checks the lease and
 reads atomically, so every entry the old owner read is pending before the take-over claim.
+The read also extends the lease: a trainer that reads a shard is working on it, and its
+lease then runs from the read, not from its last heartbeat.
 """
 
 from __future__ import annotations
 
-import redis
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
@@ -29,6 +31,7 @@ _FENCED_READ_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0}
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
                          'STREAMS', KEYS[2], '>')
 if not reply then
@@ -48,7 +51,7 @@ return 0
 class ShardLeases:
     """Acquire, renew and release shard leases under this trainer's unique token."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, token: str, lease_s: float) -> None:
+    def __init__(self, client: RedisClient, keys: RedisKeys, token: str, lease_s: float) -> None:
         self.client = client
         self.keys = keys
         self.token = token
@@ -70,7 +73,7 @@ class ShardLeases:
         """Up to ``count`` never-delivered entries of the shard; None if the lease is gone."""
         held, *rest = self._fenced_read(
             keys=[self.keys.lease(shard), self.keys.stream(shard)],
-            args=[self.token, group, consumer, count],
+            args=[self.token, group, consumer, count, self.lease_ms],
         )
         if not held:
             return None

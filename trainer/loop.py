@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from latency_oracle.features.redis_keys import TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_client import RedisClient
+from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis_store import connect_as
 from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.learned_share import fleet_observed
 from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
 from latency_oracle.models.redis_pins import FleetPins
 from latency_oracle.models.registry import LearnReport, ModelRegistry
@@ -47,6 +49,7 @@ from latency_oracle.settings import Settings
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.05  # how long an idle trainer waits before reading its shards again
+FLEET_COUNT_EVERY_S = 1.0  # how often the global shard's owner sums every shard's count
 
 
 class Trainer:
@@ -55,7 +58,7 @@ class Trainer:
     def __init__(
         self,
         settings: Settings,
-        client: redis.Redis | None = None,
+        client: RedisClient | None = None,
         model_config: ModelConfig | None = None,
     ) -> None:
         if client is None and not settings.redis_url:
@@ -91,8 +94,14 @@ class Trainer:
         self.running = False
         self.redis_error: str | None = None
         self._seen = (0, 0)  # shards and live trainers at the last housekeeping
+        self._shards: list[str] = []  # the shard set at the last housekeeping
         self._housekeeping_every_s = min(0.5, settings.trainer_lease_s / 4)
         self._next_housekeeping = 0.0
+        self._next_fleet_count = 0.0
+        # After a Redis error, Redis may have failed over to a replica that missed the last
+        # writes: owned shards are resumed from what Redis holds (checkpoint and pending
+        # entries), exactly as a successor would, before anything else is learned.
+        self._resume_from_redis = False
 
     def run(self, stop: threading.Event) -> None:
         """Train until ``stop`` is set; a Redis outage pauses it, never ends it."""
@@ -105,6 +114,7 @@ class Trainer:
                         self.step()
                         self.redis_error = None
                     except redis.RedisError as exc:
+                        self._resume_from_redis = True
                         self.redis_error = f"{type(exc).__name__}: {exc}"
                         self.redis_errors.inc()
                         log.warning("redis unavailable, retrying: %s", exc)
@@ -161,13 +171,32 @@ class Trainer:
             endpoint.stop()
 
     def step(self) -> None:
+        if self._resume_from_redis:
+            self._resume()
         if time.monotonic() >= self._next_housekeeping:
             self._housekeep()
             self._next_housekeeping = time.monotonic() + self._housekeeping_every_s
         self._consume()
-        for worker in list(self.workers.values()):
-            if worker.checkpoint_due(self.settings.trainer_checkpoint_interval_s):
-                self._checkpoint(worker)
+        if GLOBAL_SHARD in self.workers and time.monotonic() >= self._next_fleet_count:
+            self._count_fleet(self.workers[GLOBAL_SHARD])
+            self._next_fleet_count = time.monotonic() + FLEET_COUNT_EVERY_S
+
+    def _resume(self) -> None:
+        """Drop in-memory shard state and take every still-leased shard over afresh."""
+        for shard in list(self.workers):
+            if self.leases.renew(shard):
+                self._take(shard)  # replaces its worker; a failure leaves the flag set
+            else:
+                del self.workers[shard]
+        self._resume_from_redis = False
+
+    def _count_fleet(self, worker: ShardWorker) -> None:
+        """The global keys count every observation of every shard (as last checkpointed),
+        plus the global stream's own, though they learn only a sample."""
+        shards = [s for s in self._shards if s != GLOBAL_SHARD]
+        per_shard = self.checkpoints.observed(shards)
+        per_shard[GLOBAL_SHARD] = dict(worker.observed.counts)
+        worker.registry.count_observed(fleet_observed(per_shard))
 
     def shutdown(self) -> None:
         """Checkpoint and hand back every shard, so a peer can take over without waiting."""
@@ -189,11 +218,12 @@ class Trainer:
         pipe.smembers(self.keys.shards)
         _, _, trainers, members = pipe.execute()
         self._seen = (len(members), trainers)
+        self._shards = sorted(m.decode() for m in members)
         for shard in list(self.workers):
             if not self.leases.renew(shard):
                 log.warning("lost the lease of shard %s", shard)
                 del self.workers[shard]
-        shards = sorted(m.decode() for m in members)
+        shards = self._shards
         fair_share = math.ceil(len(shards) / max(1, trainers))
         while len(self.workers) > fair_share:
             self._release(next(iter(self.workers)))
@@ -216,9 +246,11 @@ class Trainer:
             self.leases.token,
             self._learned,
             lambda reason: self.snapshots_refused.labels(reason).inc(),
+            self.settings.hot_key_max_rate,
         )
         self.workers[shard] = worker
         worker.take_over(self.settings.trainer_batch_size)
+        self.checkpoints.publish(shard)  # in case its last owner died before it could
 
     def _learned(self, report: LearnReport, registry: ModelRegistry) -> None:
         self.metrics.record_learning(report)
@@ -240,7 +272,10 @@ class Trainer:
             self.workers.pop(worker.shard, None)
 
     def _consume(self) -> None:
-        """One lease-fenced read per owned shard; idles briefly when nothing is new."""
+        """Per owned shard, one lease-fenced read (which extends the lease), learning, and
+        the checkpoint when due, before the next shard: a shard's lease never has to outlast
+        the other shards' work, however slow this machine is. Idles briefly when nothing
+        is new."""
         read_any = False
         for shard, worker in list(self.workers.items()):
             entries = self.leases.read_new(
@@ -253,6 +288,8 @@ class Trainer:
             if entries:
                 read_any = True
                 worker.apply(entries)
+            if worker.checkpoint_due(self.settings.trainer_checkpoint_interval_s):
+                self._checkpoint(worker)
         if not read_any:
             time.sleep(IDLE_POLL_S)
 

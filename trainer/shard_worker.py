@@ -4,6 +4,8 @@ Exactly-once: entries are applied in stream order, the checkpoint stores the mod
 the last applied id atomically, and only then are the entries acknowledged. After a crash
 the next owner restores the checkpoint, reclaims the pending entries and skips any entry
 whose id the checkpoint already covers, so no entry is lost and none is applied twice.
+Applying an entry counts it for its keys (``observed``, checkpointed with the models) and
+learns it unless the shard is hot and it is outside the sample (``trainer.sampling``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import time
 from collections.abc import Callable
 
 import redis
+from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis_store import dedup_id, targets_mask
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.learned_share import ObservedCounts
 from latency_oracle.models.redis_checkpoint import (
     NO_ENTRY_ID,
     CheckpointStore,
@@ -25,6 +30,7 @@ from latency_oracle.models.redis_checkpoint import (
 from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
 from latency_oracle.models.snapshot import refusal_reason
 from latency_oracle.trainer.leases import StreamEntry
+from latency_oracle.trainer.sampling import HotKeyGate
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,7 @@ class ShardWorker:
     def __init__(
         self,
         shard: str,
-        client: redis.Redis,
+        client: RedisClient,
         keys: RedisKeys,
         checkpoints: CheckpointStore,
         config: ModelConfig,
@@ -48,6 +54,7 @@ class ShardWorker:
         lease_token: str,
         on_learned: Callable[[LearnReport, ModelRegistry], None],
         on_refused: Callable[[str], None] = lambda _: None,
+        hot_key_max_rate: float = 0.0,
     ) -> None:
         self.shard = shard
         self.client = client
@@ -63,6 +70,9 @@ class ShardWorker:
         self.scope = LearnScope.GLOBAL if shard == GLOBAL_SHARD else LearnScope.ACCELERATORS
         self.applied_id = NO_ENTRY_ID
         self.applied_since_checkpoint = 0
+        self.observed = ObservedCounts(shard)
+        # The global stream's load is set by the writers' global_sample_rate instead.
+        self.gate = HotKeyGate(0.0 if shard == GLOBAL_SHARD else hot_key_max_rate)
         self.last_checkpoint = time.monotonic()
         self._unacked: list[bytes] = []
 
@@ -76,6 +86,8 @@ class ShardWorker:
         if checkpoint is not None:
             self.registry.import_state(checkpoint.model_sets)
             self.applied_id = checkpoint.applied_id
+            self.observed = ObservedCounts(self.shard, checkpoint.observed)
+            self._publish_observed()
         try:
             self.client.xgroup_create(self.stream, TRAINER_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -108,7 +120,7 @@ class ShardWorker:
                 self.client.xgroup_delconsumer(self.stream, TRAINER_GROUP, name)
 
     def apply(self, entries: list[StreamEntry]) -> int:
-        """Learn the entries newer than the applied id, in order; the number learned."""
+        """Count and learn the entries newer than the applied id, in order; the number learned."""
         applied = entry_order(self.applied_id)
         fresh: list[Observation] = []
         for entry_id, fields in entries:
@@ -118,10 +130,14 @@ class ShardWorker:
                 continue
             applied = order
             self.applied_id = entry_id.decode()
+            self.applied_since_checkpoint += 1
             try:
-                fresh.append(Observation.model_validate_json(fields[b"o"]))
-            except (KeyError, ValidationError) as exc:  # validated at write; never block a shard
+                observation = self._count(fields, order[0])
+            except (KeyError, ValueError, ValidationError) as exc:  # validated at write
                 log.error("shard %s: dropping unreadable entry %s: %s", self.shard, entry_id, exc)
+                continue
+            if observation is not None:
+                fresh.append(observation)
         if fresh:
             report = self.registry.learn(fresh, self.scope)
             for failure in report.failures:
@@ -129,8 +145,32 @@ class ShardWorker:
                     "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
                 )
             self.on_learned(report, self.registry)
-        self.applied_since_checkpoint += len(fresh)
+        self._publish_observed()
         return len(fresh)
+
+    def _count(self, fields: dict[bytes, bytes], entry_ms: int) -> Observation | None:
+        """Count one entry for its keys; the observation if it is in the sample learned.
+
+        The id, targets and copy flag are small fields of the entry, so an entry outside a
+        hot shard's sample is counted without parsing its observation.
+        """
+        if b"i" in fields and b"t" in fields:
+            observation_id, mask = fields[b"i"].decode(), int(fields[b"t"])
+            observation = None
+        else:  # an entry without them: what they say is in the observation
+            observation = Observation.model_validate_json(fields[b"o"])
+            observation_id, mask = dedup_id(observation), targets_mask(observation)
+        if fields.get(b"c") != b"1":  # a sampled copy is counted by its own shard
+            self.observed.count(mask)
+        if not self.gate.learns(entry_ms, observation_id):
+            return None
+        return observation or Observation.model_validate_json(fields[b"o"])
+
+    def _publish_observed(self) -> None:
+        """The shard's own keys' counts into its statuses (the global keys' are the fleet's,
+        which the trainer sums over every shard)."""
+        if not self.observed.is_global:
+            self.registry.count_observed(self.observed.by_key())
 
     def _restorable_checkpoint(self) -> ShardCheckpoint | None:
         """The shard's checkpoint, or None (reported) when it is refused: the shard then
@@ -155,7 +195,9 @@ class ShardWorker:
         if self.applied_since_checkpoint:
             self.checkpoints.write(
                 self.shard,
-                ShardCheckpoint(self.registry.export_state(), self.applied_id),
+                ShardCheckpoint(
+                    self.registry.export_state(), self.applied_id, dict(self.observed.counts)
+                ),
                 self.lease_token,
                 self.consumer,
                 self.applied_since_checkpoint,

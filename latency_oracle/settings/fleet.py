@@ -41,7 +41,11 @@ class FleetSettings(BaseModel):
         "forged snapshot is refused. Unset: snapshots are unsigned (checksum only).",
     )
     redis_key_prefix: str = Field(
-        "latency-oracle", min_length=1, description="Prefix of every Redis key this service uses."
+        "latency-oracle",
+        min_length=1,
+        pattern=r"^[^{}]+$",
+        description="Prefix of every Redis key this service uses (no braces: it goes inside "
+        "the keys' Redis Cluster hash tags).",
     )
     redis_timeout_s: float = Field(
         1.0, gt=0, description="Redis connect and socket timeout, seconds."
@@ -54,6 +58,22 @@ class FleetSettings(BaseModel):
     )
     pod_ttl_s: float = Field(
         30.0, gt=0, description="Seconds a pod's state stays live without a fresh report."
+    )
+    global_sample_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Redis mode: share of every shard's observations (chosen by observation "
+        "id) the global model learns; it still counts them all. Below 1 the global stream "
+        "and its one trainer stop carrying the whole fleet's load (docs/capacity.md).",
+    )
+    hot_key_max_rate: float = Field(
+        0.0,
+        ge=0,
+        description="Redis mode: observations/s a shard's (accelerator, served model) models "
+        "learn in full; past it, by stream time, they learn a sample of about this many a "
+        "second and count the rest (0: no ceiling). The global model's load is set by "
+        "global_sample_rate instead.",
     )
     trainer_name: str = Field(
         "", description="Consumer name of this trainer; empty: host name and process id."
