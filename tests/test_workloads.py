@@ -6,16 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from latency_oracle.sim.workloads import (
-    Shift,
-    SyntheticSpec,
-    TraceError,
-    apply_shifts,
-    azure_trace,
-    read_trace,
-    replay,
-    synthetic,
-)
+from latency_oracle.sim.traces import TraceError, azure_trace, read_trace
+from latency_oracle.sim.workloads import Shift, SyntheticSpec, apply_shifts, replay, synthetic
 
 
 def _csv(tmp_path: Path, body: str) -> Path:
@@ -100,7 +92,7 @@ def test_shifts_surge_and_long_prompts_reshape_only_what_follows() -> None:
     late = [a.request for a in shifted if a.request.arrival >= 120]
     early = [a.request for a in shifted if a.request.arrival < 100]
     assert median([r.prompt_tokens for r in late]) > 1.5 * median([r.prompt_tokens for r in early])
-    assert median([r.max_tokens for r in late]) > 5 * median([r.max_tokens for r in early])
+    assert median([r.output_tokens for r in late]) > 5 * median([r.output_tokens for r in early])
 
 
 def test_synthetic_workloads_are_seeded_and_chat_shares_prefixes() -> None:
