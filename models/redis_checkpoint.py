@@ -15,6 +15,7 @@ import redis
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ def entry_order(entry_id: str) -> tuple[int, int]:
 
 @dataclass(slots=True)
 class ShardCheckpoint:
-    """What a shard's trainer has learned, up to and including ``applied_id``."""
+    """What a shard's trainer has learned, up to and including ``applied_id`` (the output
+    lengths only where it learns them: the global shard)."""
 
     model_sets: dict[ModelKey, ModelSet]
     applied_id: str = NO_ENTRY_ID
+    output_lengths: dict[str, LengthCounts] | None = None
 
 
 class LeaseLost(RuntimeError):
@@ -77,7 +80,9 @@ class CheckpointStore:
 
     def decode(self, data: bytes) -> ShardCheckpoint:
         payload = decode_snapshot(data, self.quantiles, self.signing_key)
-        return ShardCheckpoint(payload["model_sets"], payload["extra"]["applied_id"])
+        return ShardCheckpoint(
+            payload["model_sets"], payload["extra"]["applied_id"], payload["output_lengths"]
+        )
 
     def write(
         self, shard: str, checkpoint: ShardCheckpoint, lease_token: str, trainer: str, applied: int
@@ -88,6 +93,7 @@ class CheckpointStore:
             self.quantiles,
             {"applied_id": checkpoint.applied_id},
             self.signing_key,
+            checkpoint.output_lengths,
         )
         keys = [
             self.keys.lease(shard),

@@ -75,6 +75,8 @@ class ShardWorker:
         checkpoint = self._restorable_checkpoint()
         if checkpoint is not None:
             self.registry.import_state(checkpoint.model_sets)
+            if checkpoint.output_lengths is not None:
+                self.registry.import_output_lengths(checkpoint.output_lengths)
             self.applied_id = checkpoint.applied_id
         try:
             self.client.xgroup_create(self.stream, TRAINER_GROUP, id="0", mkstream=True)
@@ -155,7 +157,11 @@ class ShardWorker:
         if self.applied_since_checkpoint:
             self.checkpoints.write(
                 self.shard,
-                ShardCheckpoint(self.registry.export_state(), self.applied_id),
+                ShardCheckpoint(
+                    self.registry.export_state(),
+                    self.applied_id,
+                    self.registry.export_output_lengths(),
+                ),
                 self.lease_token,
                 self.consumer,
                 self.applied_since_checkpoint,

@@ -1,0 +1,303 @@
+"""Output length, learned online: how many tokens a request will generate, before it runs.
+
+A router knows a request's prompt and the ``max_tokens`` cap its client sent (or none),
+never where the model will end its answer. Sidecars see both the cap and the tokens each
+finished request produced, so the distribution is learned from them, per served model,
+by prompt-size band and cap band: the cap bounds the answer, and clients that send small
+caps ask for short answers.
+
+Each cell keeps a histogram of output lengths (exact below ``EXACT_LENGTHS`` tokens, then
+``BINS_PER_OCTAVE`` log-spaced bins per doubling) plus an atom for the requests cut at
+their cap: a request of that cell is predicted to stop at its own cap with that share.
+Counts decay by ``1 / WINDOW`` per observation of the cell, so a cell follows drift
+within about ``WINDOW`` requests. A cell borrows ``PARENT_WEIGHT`` pseudo-requests from
+its parent, so a sparse cell answers like the coarser one until it has its own data:
+model (prompt band, cap band) <- model (cap band) <- fleet (cap band) <- fleet <- a broad
+log-normal prior. The fleet's pooled level counts a cut request as a length at its cap
+(caps differ there), the levels of one cap band as the atom.
+
+The state is plain numpy arrays in a dataclass, so it travels through the restricted
+snapshot codec (``models/snapshot_types.py``); counts of one layout add up, so states
+learned apart combine by summing. Predictions read a published table of per-cell
+quantiles, rebuilt after each batch learned: a lookup and a ``minimum`` with the caps.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from latency_oracle.features.schema import Observation
+
+log = logging.getLogger(__name__)
+
+EXACT_LENGTHS = 32  # lengths 1..32 each have their own bin
+BINS_PER_OCTAVE = 8
+OCTAVES = 15  # up to 32 * 2**15 = 1,048,576 tokens
+# Prompt bands: <=128, <=512, <=2048, <=8192, more. Cap bands: none sent, then <=32 ...
+# <=4096, more; common caps (256, 512, 1024, 4096) sit at the top of their band.
+PROMPT_EDGES = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
+CAP_EDGES = np.array([0, 32, 128, 256, 512, 1024, 2048, 4096])
+WINDOW = 2_000.0  # observations of a cell over which its counts decay by 1/e
+PARENT_WEIGHT = 20.0  # pseudo-observations a cell borrows from its parent
+PRIOR_WEIGHT = 2.0  # the prior's, in the fleet's pooled level: gone after a few requests
+PRIOR_MEDIAN, PRIOR_SIGMA = 200.0, 1.2  # the prior before anything is learned
+FLEET = "*"  # the state that learns every served model's requests
+# Served quantile levels: p50 and p90 for reports, deciles' midpoints as equally weighted
+# nodes of the distribution for routing.
+NODES = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95)
+LEVELS = (*NODES, 0.5, 0.9)
+P50, P90 = len(NODES), len(NODES) + 1
+
+
+def _bin_edges() -> np.ndarray:
+    exact = np.arange(1, EXACT_LENGTHS + 1, dtype=float)
+    steps = np.arange(1, BINS_PER_OCTAVE * OCTAVES + 1)
+    return np.concatenate([exact, EXACT_LENGTHS * 2.0 ** (steps / BINS_PER_OCTAVE)])
+
+
+EDGES = _bin_edges()  # bin b holds lengths in [EDGES[b], EDGES[b + 1])
+BINS = len(EDGES) - 1
+_LOW, _HIGH = EDGES[:-1], EDGES[1:]
+_EXACT = _HIGH - _LOW <= 1.0  # one length per bin: no interpolation inside it
+NP, NC = len(PROMPT_EDGES) + 1, len(CAP_EDGES) + 1
+_PROMPT_EDGES, _CAP_EDGES = PROMPT_EDGES.tolist(), CAP_EDGES.tolist()  # for bisect
+
+
+def prompt_band(input_tokens: np.ndarray) -> np.ndarray:
+    return np.searchsorted(PROMPT_EDGES, input_tokens, side="left")
+
+
+def cap_band(max_tokens: np.ndarray) -> np.ndarray:
+    """0 for no cap sent, then the band whose top the cap is at or under."""
+    return np.searchsorted(CAP_EDGES, max_tokens, side="left")
+
+
+def length_bin(tokens: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(EDGES, tokens, side="right") - 1, 0, BINS - 1)
+
+
+def _prior() -> np.ndarray:
+    """A broad log-normal over the bins (no atom): what a cell says before any data."""
+    mid = np.log(np.sqrt(_LOW * _HIGH))
+    weight = np.exp(-0.5 * ((mid - np.log(PRIOR_MEDIAN)) / PRIOR_SIGMA) ** 2) * (_HIGH - _LOW)
+    return np.append(weight / weight.sum(), 0.0)
+
+
+PRIOR = _prior()
+
+
+@dataclass(slots=True)
+class LengthCounts:
+    """Decayed counts of one served model (or the fleet): the last column of every level
+    is the atom of requests cut at their cap."""
+
+    cells: np.ndarray = field(default_factory=lambda: np.zeros((NP, NC, BINS + 1)))
+    by_cap: np.ndarray = field(default_factory=lambda: np.zeros((NC, BINS + 1)))
+    by_prompt: np.ndarray = field(default_factory=lambda: np.zeros((NP, BINS + 1)))
+    pooled: np.ndarray = field(default_factory=lambda: np.zeros(BINS + 1))
+    samples: int = 0  # observations learned (not decayed)
+
+    def learn(self, prompt: np.ndarray, cap: np.ndarray, slot: np.ndarray, raw: np.ndarray) -> None:
+        """Add observations: bands, their slot (length bin, or the atom ``BINS`` when cut
+        at the cap) and their length's bin (for the levels that pool caps)."""
+        for counts, index, where in (
+            (self.cells, (prompt, cap), slot),
+            (self.by_cap, (cap,), slot),
+            (self.by_prompt, (prompt,), raw),
+        ):
+            _decay(counts, index)
+            np.add.at(counts, (*index, where), 1.0)
+        self.pooled *= (1.0 - 1.0 / WINDOW) ** len(raw)
+        np.add.at(self.pooled, raw, 1.0)
+        self.samples += len(raw)
+
+
+def _decay(counts: np.ndarray, index: tuple[np.ndarray, ...]) -> None:
+    """Decay each indexed cell once per observation of it in the batch."""
+    seen = np.zeros(counts.shape[:-1])
+    np.add.at(seen, index, 1.0)
+    counts *= ((1.0 - 1.0 / WINDOW) ** seen)[..., None]
+
+
+def _shrunk(counts: np.ndarray, parent: np.ndarray, weight: float) -> np.ndarray:
+    """The cell's distribution with ``weight`` pseudo-counts of its parent's."""
+    total = counts.sum(axis=-1, keepdims=True)
+    return (counts + weight * parent) / (total + weight)
+
+
+def quantile_table(model: LengthCounts, fleet: LengthCounts) -> np.ndarray:
+    """(NP, NC, len(LEVELS)) uncut quantiles of each cell: the length below which a share
+    ``level`` of its requests ended at EOS, inf where that share is not reached before
+    the atom (those requests stop at their cap)."""
+    pooled = _shrunk(fleet.pooled, PRIOR, PRIOR_WEIGHT)
+    fleet_cap = _shrunk(fleet.by_cap, pooled, PARENT_WEIGHT)
+    model_cap = _shrunk(model.by_cap, fleet_cap, PARENT_WEIGHT)
+    model_pooled = _shrunk(model.pooled, pooled, PARENT_WEIGHT)
+    model_prompt = _shrunk(model.by_prompt, model_pooled, PARENT_WEIGHT)
+    parent = 0.5 * (model_cap[None] + model_prompt[:, None])
+    cells = _shrunk(model.cells, parent, PARENT_WEIGHT)
+    cdf = np.cumsum(cells[..., :BINS], axis=-1)
+    levels = np.array(LEVELS) - 1e-12
+    first = _first_reaching(cdf, levels)
+    reached = first < BINS
+    b = np.minimum(first, BINS - 1)
+    below = np.take_along_axis(np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf], -1), b, -1)
+    mass = np.take_along_axis(cells, b, -1)
+    share = np.clip((levels - below) / np.maximum(mass, 1e-300), 0.0, 1.0)
+    low, high = _LOW[b], _HIGH[b]
+    value = np.where(_EXACT[b], low, np.ceil(low * (high / low) ** share))
+    return np.where(reached, value, np.inf)
+
+
+def _first_reaching(cdf: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """(..., level) index of the first bin whose cdf reaches each level (``BINS`` where
+    none does), in one ``searchsorted``: row r is shifted by r, so the flattened rows are
+    one ascending array (each row's cdf lies in [0, 1])."""
+    rows = cdf.reshape(-1, BINS)
+    shift = np.arange(len(rows), dtype=float)[:, None]
+    flat = (rows + shift).ravel()
+    found = np.searchsorted(flat, (levels + shift).ravel()).reshape(len(rows), len(levels))
+    found = np.minimum(found - shift.astype(np.int64) * BINS, BINS)
+    return found.reshape(*cdf.shape[:-1], len(levels))
+
+
+@dataclass(frozen=True, slots=True)
+class LengthForecast:
+    """Output tokens at ``LEVELS`` for n requests, and how many observations of each
+    request's served model were learned (0: the fleet's, or the prior, answered)."""
+
+    tokens: np.ndarray  # (n, len(LEVELS))
+    samples: np.ndarray  # (n,)
+
+    @property
+    def p50(self) -> np.ndarray:
+        return self.tokens[:, P50]
+
+    @property
+    def p90(self) -> np.ndarray:
+        return self.tokens[:, P90]
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """(n, len(NODES)) equally likely lengths: the distribution for expectations."""
+        return self.tokens[:, : len(NODES)]
+
+
+class OutputLengths:
+    """The learned output-length distributions of a deployment (learning: one thread;
+    predictions: any thread, reading the published tables)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, LengthCounts] = {}
+        self._tables: dict[str, np.ndarray] = {}
+        self._publish([FLEET])
+
+    @property
+    def samples(self) -> int:
+        fleet = self.counts.get(FLEET)
+        return 0 if fleet is None else fleet.samples
+
+    def learn(self, observations: Sequence[Observation]) -> None:
+        """Learn the finished requests' output tokens against the caps they were sent."""
+        if not observations:
+            return
+        served = np.array([o.model for o in observations], dtype=object)
+        output = np.array([o.output_tokens for o in observations])
+        cap = np.array([o.max_tokens for o in observations])
+        keep = output > 0
+        served, output, cap = served[keep], output[keep], cap[keep]
+        prompt = prompt_band(np.array([o.input_tokens for o in observations])[keep])
+        bands = cap_band(cap)
+        raw = length_bin(output)
+        slot = np.where((cap > 0) & (output >= cap), BINS, raw)
+        touched = [FLEET]
+        self.counts.setdefault(FLEET, LengthCounts()).learn(prompt, bands, slot, raw)
+        for model in dict.fromkeys(served.tolist()):
+            rows = served == model
+            counts = self.counts.setdefault(model, LengthCounts())
+            counts.learn(prompt[rows], bands[rows], slot[rows], raw[rows])
+            touched.append(model)
+        self._publish(touched)
+
+    def _publish(self, models: list[str]) -> None:
+        fleet = self.counts.get(FLEET, LengthCounts())
+        tables = dict(self._tables)
+        if FLEET in models:  # every model's table borrows from the fleet's
+            models = list(dict.fromkeys([*self.counts, *models]))
+        for model in models:
+            tables[model] = quantile_table(self.counts.get(model, LengthCounts()), fleet)
+        self._tables = tables  # replaced whole: readers never see a half-built table
+
+    def predict(
+        self, served: np.ndarray, input_tokens: np.ndarray, max_tokens: np.ndarray
+    ) -> LengthForecast:
+        """Output tokens at ``LEVELS`` for each request (``max_tokens`` 0: no cap sent)."""
+        tables = self._tables
+        prompt, bands = prompt_band(input_tokens), cap_band(max_tokens)
+        cap = np.where(max_tokens > 0, max_tokens, np.inf)[:, None]
+        names = served.tolist()
+        first = names[0] if names else FLEET
+        if names.count(first) == len(names):
+            table = tables.get(first, tables[FLEET])
+            tokens = np.minimum(table[prompt, bands], cap)
+            samples = np.full(len(names), self._samples(first))
+        else:
+            tokens = np.empty((len(names), len(LEVELS)))
+            samples = np.empty(len(names))
+            for model in dict.fromkeys(names):
+                rows = served == model
+                table = tables.get(model, tables[FLEET])
+                tokens[rows] = np.minimum(table[prompt[rows], bands[rows]], cap[rows])
+                samples[rows] = self._samples(model)
+        return LengthForecast(tokens, samples)
+
+    def predict_one(self, served: str, input_tokens: int, max_tokens: int) -> np.ndarray:
+        """(len(LEVELS),) one request's output tokens: routing's path, one table row."""
+        tables = self._tables
+        table = tables.get(served)
+        if table is None:
+            table = tables[FLEET]
+        row = table[bisect_left(_PROMPT_EDGES, input_tokens), bisect_left(_CAP_EDGES, max_tokens)]
+        return np.minimum(row, max_tokens) if max_tokens > 0 else row
+
+    def _samples(self, model: str) -> int:
+        counts = self.counts.get(model)
+        return 0 if counts is None else counts.samples
+
+    # -- persistence: the counts travel, the tables are rebuilt -------------------------
+
+    def export(self) -> dict[str, LengthCounts] | None:
+        """The counts, for a snapshot (None before anything is learned)."""
+        return dict(self.counts) if self.counts else None
+
+    def restore(self, counts: dict[str, LengthCounts]) -> None:
+        """Replace everything learned with ``counts`` (a snapshot's, or a trainer's); counts
+        of another layout (a build with other bands) or not finite are left out: their
+        served models learn afresh."""
+        usable = {model: c for model, c in counts.items() if _usable(c)}
+        if len(usable) < len(counts):
+            log.warning(
+                "ignoring the output lengths of %s: not this build's layout",
+                ", ".join(sorted(repr(m) for m in set(counts) - set(usable))),
+            )
+        self.counts = usable
+        self._publish([FLEET])
+
+
+def _usable(counts: LengthCounts) -> bool:
+    expected = LengthCounts()
+    return all(
+        type(have) is np.ndarray
+        and have.shape == want.shape
+        and bool(np.isfinite(have).all() and (have >= 0).all())
+        for have, want in (
+            (counts.cells, expected.cells),
+            (counts.by_cap, expected.by_cap),
+            (counts.by_prompt, expected.by_prompt),
+            (counts.pooled, expected.pooled),
+        )
+    )
