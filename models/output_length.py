@@ -35,7 +35,7 @@ from latency_oracle.features.schema import Observation
 log = logging.getLogger(__name__)
 
 EXACT_LENGTHS = 32  # lengths 1..32 each have their own bin
-BINS_PER_OCTAVE = 8
+BINS_PER_OCTAVE = 16
 OCTAVES = 15  # up to 32 * 2**15 = 1,048,576 tokens
 # Prompt bands: <=128, <=512, <=2048, <=8192, more. Cap bands: none sent, then <=32 ...
 # <=4096, more; common caps (256, 512, 1024, 4096) sit at the top of their band.
