@@ -186,6 +186,10 @@ class Router:
             eligible = np.ones(len(phase_ttft), bool) if headroom is None else headroom >= 0
             eligible_any[m] |= eligible
             decode_ms = phase_tpot * (expected[m] if per_pod else expected)
+            if judged and not eligible.any():
+                wait = _retry_after_ms(phase, phase_ttft, phase_tpot, decode_ms, request)
+                retry_ms = max(retry_ms, wait)
+                continue
             if phase.ttft and phase.tpot:
                 latency = phase_ttft + decode_ms
             else:
@@ -193,10 +197,6 @@ class Router:
             phase_columns = columns if isinstance(m, slice) else columns.take(m)
             first = phase_ttft if phase.ttft else None
             view = PhaseView(phase.name, eligible, headroom, latency, first, phase_columns)
-            if judged and not eligible.any():
-                wait = _retry_after_ms(phase, phase_ttft, phase_tpot, decode_ms, request)
-                retry_ms = max(retry_ms, wait)
-                continue
             if name == "slo-attainment":
                 phase_nodes = nodes[m] if per_pod else nodes
                 view = _with_attainment(view, phase, batch, m, q, request, phase_nodes)
