@@ -46,11 +46,10 @@ PARENT_WEIGHT = 20.0  # pseudo-observations a cell borrows from its parent
 PRIOR_WEIGHT = 2.0  # the prior's, in the fleet's pooled level: gone after a few requests
 PRIOR_MEDIAN, PRIOR_SIGMA = 200.0, 1.2  # the prior before anything is learned
 FLEET = "*"  # the state that learns every served model's requests
-# Served quantile levels: p50 and p90 for reports, deciles' midpoints as equally weighted
-# nodes of the distribution for routing.
-NODES = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95)
-LEVELS = (*NODES, 0.5, 0.9)
-P50, P90 = len(NODES), len(NODES) + 1
+# Served quantile levels: the quintiles' midpoints, equally likely nodes of the
+# distribution for routing's expectations, which include the p50 and p90 it reports.
+LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+P50, P90 = LEVELS.index(0.5), LEVELS.index(0.9)
 
 
 def _bin_edges() -> np.ndarray:
@@ -180,11 +179,6 @@ class LengthForecast:
     @property
     def p90(self) -> np.ndarray:
         return self.tokens[:, P90]
-
-    @property
-    def nodes(self) -> np.ndarray:
-        """(n, len(NODES)) equally likely lengths: the distribution for expectations."""
-        return self.tokens[:, : len(NODES)]
 
 
 class OutputLengths:

@@ -40,22 +40,21 @@ class Predicted:
     def at_slo_quantile(self) -> np.ndarray:
         return self.ms[:, self.index]
 
-    def meet_probability(self, slo_ms: float, scale: np.ndarray | float = 1.0) -> np.ndarray:
-        """(n,) chance the latency (times ``scale``) stays within ``slo_ms``; a scale of
-        shape (n, k) gives the chance averaged over its k equally likely columns."""
-        columns = np.ndim(scale) == 2
-        median = np.maximum(self.ms[:, 0], 1e-6)
-        upper = self.ms[:, self.index]
-        if columns:
-            median, upper = median[:, None], upper[:, None]
-        median = median * scale
+    def meet_probability(self, slo_ms: float) -> np.ndarray:
+        """(n,) chance the latency stays within ``slo_ms``."""
+        return self.meet_probabilities(slo_ms, np.ones((len(self.ms), 1)))[:, 0]
+
+    def meet_probabilities(self, slo_ms: float, scales: np.ndarray) -> np.ndarray:
+        """(n, s) chance the latency, times each of ``scales`` (n, s), stays within
+        ``slo_ms``: one normal CDF over them all."""
+        median = np.maximum(self.ms[:, 0], 1e-6)[:, None]
         if self.index == 0:
-            met = (median <= slo_ms).astype(float)
-        else:
-            upper = np.maximum(upper * scale, median * (1 + 1e-6))
-            sigma = np.log(upper / median) / _Z.inv_cdf(self.levels[self.index])
-            met = _normal_cdf(np.log(slo_ms / median) / sigma)
-        return met.mean(axis=1) if columns else met
+            return (median * scales <= slo_ms).astype(float)
+        upper = np.maximum(self.ms[:, self.index], 1e-6)[:, None]
+        # The log-normal's sigma from its p50 and the SLO's quantile; a latency times s
+        # is the same log-normal shifted by log(s).
+        sigma = np.maximum(np.log(upper / median), 1e-6) / _Z.inv_cdf(self.levels[self.index])
+        return _normal_cdf((np.log(slo_ms / median) - np.log(scales)) / sigma)
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -68,35 +67,34 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.sign(z) * erf)
 
 
-def own_length_scale(columns: RequestColumns, nodes: np.ndarray) -> np.ndarray:
-    """(n, k) the request's TPOT at each of its ``nodes`` lengths, relative to the
-    prediction (which stands for its expected length): its own context, the prompt plus
-    half its answer on average, is part of every step's KV reads."""
-    batch = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
-    prompt = columns.input_tokens[:, None]
-    half = nodes / 2.0
-    expected = prompt + half.mean(axis=-1, keepdims=True)
-    return 1.0 + ATTENTION_SHARE * (prompt + half - expected) / np.maximum(batch + expected, 1.0)
-
-
-def decode_harm(
+def tpot_outcomes(
     columns: RequestColumns, tpot: Predicted, slo_tpot_ms: float, nodes: np.ndarray
-) -> np.ndarray:
-    """(n,) expected streams on each pod the request's decode pushes over the TPOT SLO,
-    over its equally likely output lengths ``nodes`` ((k,), or (n, k)).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) chance the request meets its TPOT SLO on each pod and (n,) the expected number
+    of the pod's running streams its decode pushes over theirs, both over its equally
+    likely output lengths ``nodes`` ((k,), or (n, k)).
 
-    The pod's running streams are taken to share the request's predicted TPOT (they are
-    in the same batch). The new stream adds its context to every step's KV reads, so the
-    KV-bound part of a step (``ATTENTION_SHARE``; the weights are read once for all
-    streams) grows by the context's share of the batch's, for as many of the streams'
-    steps as it shares: all of them for an answer of the expected length or longer, a
-    proportional share for a shorter one.
+    Its own TPOT: a longer answer reads more of its own context (the prompt plus half the
+    answer, on average) at every step, so each length scales the prediction, which stands
+    for the expected length, by that context's share of the batch's KV reads
+    (``ATTENTION_SHARE`` of a step; the weights are read once for all streams).
+
+    Its harm: the pod's running streams are taken to share the request's predicted TPOT
+    (they are in the same batch); the new stream adds its context to every step's KV
+    reads, for as many of their steps as it shares: all of them for an answer of the
+    expected length or longer, a proportional share for a shorter one.
     """
+    batch = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
+    context = columns.input_tokens[:, None] + nodes / 2.0  # (n, k)
+    expected_length = np.maximum(nodes.mean(axis=-1, keepdims=True), 1.0)
+    expected = columns.input_tokens[:, None] + expected_length / 2.0
+    own = 1.0 + ATTENTION_SHARE * (context - expected) / np.maximum(batch + expected, 1.0)
+    shared = np.minimum(nodes / expected_length, 1.0)
+    growth = 1.0 + ATTENTION_SHARE * shared * context / np.maximum(batch + context, 1.0)
+    k = own.shape[1]
+    unscaled = np.ones((len(own), 1))
+    met = tpot.meet_probabilities(slo_tpot_ms, np.hstack([own, growth, unscaled]))
+    before = met[:, -1]
+    harmed = np.maximum(before - met[:, k : 2 * k].mean(axis=1), 0.0)
     running = columns.running_requests + columns.waiting_requests
-    context = columns.input_tokens[:, None] + nodes / 2.0
-    batch_context = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
-    shared = np.minimum(nodes / np.maximum(nodes.mean(axis=-1, keepdims=True), 1.0), 1.0)
-    growth = 1.0 + ATTENTION_SHARE * shared * context / np.maximum(batch_context + context, 1.0)
-    before = tpot.meet_probability(slo_tpot_ms)
-    after = tpot.meet_probability(slo_tpot_ms, growth)
-    return running * np.maximum(before - after, 0.0)
+    return met[:, :k].mean(axis=1), running * harmed

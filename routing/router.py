@@ -30,9 +30,9 @@ from latency_oracle.features.engineering import (
     record_numbers,
 )
 from latency_oracle.features.schema import PodRole
-from latency_oracle.models.output_length import LEVELS, NODES, P50, P90
+from latency_oracle.models.output_length import LEVELS, P50, P90
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
-from latency_oracle.routing.attainment import Predicted, decode_harm, own_length_scale
+from latency_oracle.routing.attainment import Predicted, tpot_outcomes
 from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
 from latency_oracle.routing.inflight import (
     DECODE_TOKENS,
@@ -170,7 +170,7 @@ class Router:
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
         per_pod = lengths.ndim == 2  # candidates serving different models
-        nodes = lengths[..., : len(NODES)]  # equally likely output lengths
+        nodes = lengths  # equally likely output lengths (the quintiles' midpoints)
         expected = nodes.mean(axis=-1)  # the expected decode: scalar, or one per pod
         eligible_any = np.zeros(len(pods), dtype=bool)
         placed: list[tuple[_Phase, int]] = []
@@ -364,6 +364,6 @@ def _with_attainment(
     if phase.ttft and slo.ttft_ms is not None:
         attainment *= ttft.meet_probability(slo.ttft_ms)
     if phase.tpot and slo.tpot_ms is not None:
-        attainment *= tpot.meet_probability(slo.tpot_ms, own_length_scale(view.columns, nodes))
-        harm = decode_harm(view.columns, tpot, slo.tpot_ms, nodes)
+        met, harm = tpot_outcomes(view.columns, tpot, slo.tpot_ms, nodes)
+        attainment *= met
     return replace(view, attainment=attainment, harm=harm)
