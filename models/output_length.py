@@ -45,7 +45,9 @@ WINDOW = 2_000.0  # observations of a cell over which its counts decay by 1/e
 PARENT_WEIGHT = 20.0  # pseudo-observations a cell borrows from its parent
 PRIOR_WEIGHT = 2.0  # the prior's, in the fleet's pooled level: gone after a few requests
 PRIOR_MEDIAN, PRIOR_SIGMA = 200.0, 1.2  # the prior before anything is learned
-FLEET = "*"  # the state that learns every served model's requests
+# Keys of the counts in a snapshot: the fleet's (every served model's requests), and
+# each served model's, its name prefixed (so no model name can clash with the fleet's).
+FLEET, MODEL = "fleet", "model:"
 # Served quantile levels: the quintiles' midpoints, equally likely nodes of the
 # distribution for routing's expectations, which include the p50 and p90 it reports.
 LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -166,11 +168,9 @@ def _first_reaching(cdf: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class LengthForecast:
-    """Output tokens at ``LEVELS`` for n requests, and how many observations of each
-    request's served model were learned (0: the fleet's, or the prior, answered)."""
+    """Output tokens at ``LEVELS`` for n requests."""
 
     tokens: np.ndarray  # (n, len(LEVELS))
-    samples: np.ndarray  # (n,)
 
     @property
     def p50(self) -> np.ndarray:
@@ -182,104 +182,90 @@ class LengthForecast:
 
 
 class OutputLengths:
-    """The learned output-length distributions of a deployment (learning: one thread;
-    predictions: any thread, reading the published tables)."""
+    """The learned output-length distributions of a deployment: the fleet's and each
+    served model's (learning: one thread; predictions: any thread, reading the published
+    tables)."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, LengthCounts] = {}
+        self.fleet = LengthCounts()
+        self.models: dict[str, LengthCounts] = {}
         self._tables: dict[str, np.ndarray] = {}
-        self._publish([FLEET])
-
-    @property
-    def samples(self) -> int:
-        fleet = self.counts.get(FLEET)
-        return 0 if fleet is None else fleet.samples
+        self._fleet_table = quantile_table(self.fleet, self.fleet)
 
     def learn(self, observations: Sequence[Observation]) -> None:
         """Learn the finished requests' output tokens against the caps they were sent."""
+        observations = [o for o in observations if o.output_tokens > 0]
         if not observations:
             return
         served = np.array([o.model for o in observations], dtype=object)
         output = np.array([o.output_tokens for o in observations])
         cap = np.array([o.max_tokens for o in observations])
-        keep = output > 0
-        served, output, cap = served[keep], output[keep], cap[keep]
-        prompt = prompt_band(np.array([o.input_tokens for o in observations])[keep])
+        prompt = prompt_band(np.array([o.input_tokens for o in observations]))
         bands = cap_band(cap)
         raw = length_bin(output)
         slot = np.where((cap > 0) & (output >= cap), BINS, raw)
-        touched = [FLEET]
-        self.counts.setdefault(FLEET, LengthCounts()).learn(prompt, bands, slot, raw)
+        self.fleet.learn(prompt, bands, slot, raw)
         for model in dict.fromkeys(served.tolist()):
             rows = served == model
-            counts = self.counts.setdefault(model, LengthCounts())
+            counts = self.models.setdefault(model, LengthCounts())
             counts.learn(prompt[rows], bands[rows], slot[rows], raw[rows])
-            touched.append(model)
-        self._publish(touched)
+        self._publish()
 
-    def _publish(self, models: list[str]) -> None:
-        fleet = self.counts.get(FLEET, LengthCounts())
-        tables = dict(self._tables)
-        if FLEET in models:  # every model's table borrows from the fleet's
-            models = list(dict.fromkeys([*self.counts, *models]))
-        for model in models:
-            tables[model] = quantile_table(self.counts.get(model, LengthCounts()), fleet)
-        self._tables = tables  # replaced whole: readers never see a half-built table
+    def _publish(self) -> None:
+        """Rebuild every table (each borrows from the fleet's) and swap them in whole:
+        readers never see a half-built one."""
+        self._tables = {m: quantile_table(c, self.fleet) for m, c in self.models.items()}
+        self._fleet_table = quantile_table(self.fleet, self.fleet)
+
+    def _table(self, served: str) -> np.ndarray:
+        """A served model's table; a model never seen is answered like the fleet."""
+        table = self._tables.get(served)
+        return self._fleet_table if table is None else table
 
     def predict(
         self, served: np.ndarray, input_tokens: np.ndarray, max_tokens: np.ndarray
     ) -> LengthForecast:
         """Output tokens at ``LEVELS`` for each request (``max_tokens`` 0: no cap sent)."""
-        tables = self._tables
         prompt, bands = prompt_band(input_tokens), cap_band(max_tokens)
         cap = np.where(max_tokens > 0, max_tokens, np.inf)[:, None]
         names = served.tolist()
-        first = names[0] if names else FLEET
-        if names.count(first) == len(names):
-            table = tables.get(first, tables[FLEET])
-            tokens = np.minimum(table[prompt, bands], cap)
-            samples = np.full(len(names), self._samples(first))
-        else:
-            tokens = np.empty((len(names), len(LEVELS)))
-            samples = np.empty(len(names))
-            for model in dict.fromkeys(names):
-                rows = served == model
-                table = tables.get(model, tables[FLEET])
-                tokens[rows] = np.minimum(table[prompt[rows], bands[rows]], cap[rows])
-                samples[rows] = self._samples(model)
-        return LengthForecast(tokens, samples)
+        if not names or names.count(names[0]) == len(names):
+            table = self._table(names[0] if names else "")
+            return LengthForecast(np.minimum(table[prompt, bands], cap))
+        tokens = np.empty((len(names), len(LEVELS)))
+        for model in dict.fromkeys(names):
+            rows = served == model
+            tokens[rows] = np.minimum(self._table(model)[prompt[rows], bands[rows]], cap[rows])
+        return LengthForecast(tokens)
 
     def predict_one(self, served: str, input_tokens: int, max_tokens: int) -> np.ndarray:
         """(len(LEVELS),) one request's output tokens: routing's path, one table row."""
-        tables = self._tables
-        table = tables.get(served)
-        if table is None:
-            table = tables[FLEET]
+        table = self._table(served)
         row = table[bisect_left(_PROMPT_EDGES, input_tokens), bisect_left(_CAP_EDGES, max_tokens)]
         return np.minimum(row, max_tokens) if max_tokens > 0 else row
-
-    def _samples(self, model: str) -> int:
-        counts = self.counts.get(model)
-        return 0 if counts is None else counts.samples
 
     # -- persistence: the counts travel, the tables are rebuilt -------------------------
 
     def export(self) -> dict[str, LengthCounts] | None:
-        """The counts, for a snapshot (None before anything is learned)."""
-        return dict(self.counts) if self.counts else None
+        """The counts by key (``FLEET``, and ``MODEL`` + each served model's name), for a
+        snapshot; None before anything is learned."""
+        if not self.fleet.samples:
+            return None
+        return {FLEET: self.fleet} | {MODEL + name: c for name, c in self.models.items()}
 
     def restore(self, counts: dict[str, LengthCounts]) -> None:
         """Replace everything learned with ``counts`` (a snapshot's, or a trainer's); counts
         of another layout (a build with other bands) or not finite are left out: their
         served models learn afresh."""
-        usable = {model: c for model, c in counts.items() if _usable(c)}
+        usable = {key: c for key, c in counts.items() if _usable(c)}
         if len(usable) < len(counts):
             log.warning(
                 "ignoring the output lengths of %s: not this build's layout",
-                ", ".join(sorted(repr(m) for m in set(counts) - set(usable))),
+                ", ".join(sorted(repr(key) for key in set(counts) - set(usable))),
             )
-        self.counts = usable
-        self._publish([FLEET])
+        self.fleet = usable.get(FLEET, LengthCounts())
+        self.models = {k[len(MODEL) :]: c for k, c in usable.items() if k.startswith(MODEL)}
+        self._publish()
 
 
 def _usable(counts: LengthCounts) -> bool:

@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.output_length import WINDOW, LengthCounts, OutputLengths
+from latency_oracle.models.output_length import FLEET, WINDOW, LengthCounts, OutputLengths
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
 from latency_oracle.predictor.app import create_app
@@ -83,7 +83,7 @@ def test_prompt_and_cap_bands_are_told_apart() -> None:
 def test_a_new_served_model_borrows_the_fleets_lengths_until_it_has_its_own() -> None:
     lengths = OutputLengths()
     cold = lengths.predict(np.array(["new"], dtype=object), np.array([500]), np.array([0]))
-    assert cold.samples[0] == 0 and np.isfinite(cold.tokens).all()  # the prior
+    assert np.isfinite(cold.tokens).all()  # the prior
     lengths.learn([_observation(500, 0, 40 + i % 20, model="known") for i in range(2_000)])
     borrowed = _predict(lengths, 500, 0, model="new")
     assert 50 <= borrowed[1] <= 60
@@ -158,12 +158,11 @@ def test_lengths_survive_a_snapshot_and_a_foreign_layout_is_ignored() -> None:
             restored.output_lengths.predict_one("", prompt, cap),
             registry.output_lengths.predict_one("", prompt, cap),
         )
-    assert restored.output_lengths.samples == 600
+    assert restored.output_lengths.fleet.samples == 600
     older = decode_snapshot(encode_snapshot(registry.export_state(), QUANTILES), QUANTILES)
     assert older["output_lengths"] is None  # a snapshot without them still reads
-    foreign = LengthCounts(pooled=np.ones(7))
-    restored.import_output_lengths({"*": foreign})
-    assert restored.output_lengths.samples == 0
+    restored.import_output_lengths({FLEET: LengthCounts(pooled=np.ones(7))})
+    assert restored.output_lengths.fleet.samples == 0
 
 
 def test_predictions_and_routes_report_output_tokens(settings: Settings) -> None:
@@ -211,7 +210,8 @@ def test_trainers_learn_lengths_and_replicas_serve_them(
     try:
         make_store(client, settings).append(generate_stream(800, seed=9).observations)
         learn_and_checkpoint(trainer, 800)
-        assert wait_until(lambda: service.models.output_lengths.samples == 800, timeout_s=5.0)
+        lengths = service.models.output_lengths
+        assert wait_until(lambda: lengths.fleet.samples == 800, timeout_s=5.0)
     finally:
         service.stop()
         trainer.shutdown()
