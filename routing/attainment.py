@@ -68,11 +68,11 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
 
 
 def tpot_outcomes(
-    columns: RequestColumns, tpot: Predicted, slo_tpot_ms: float, nodes: np.ndarray
+    columns: RequestColumns, tpot: Predicted, slo_tpot_ms: float, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n,) chance the request meets its TPOT SLO on each pod and (n,) the expected number
     of the pod's running streams its decode pushes over theirs, both over its equally
-    likely output lengths ``nodes`` ((k,), or (n, k)).
+    likely output lengths ``lengths`` ((k,), or (n, k)).
 
     Its own TPOT: a longer answer reads more of its own context (the prompt plus half the
     answer, on average) at every step, so each length scales the prediction, which stands
@@ -85,11 +85,11 @@ def tpot_outcomes(
     expected length or longer, a proportional share for a shorter one.
     """
     batch = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
-    context = columns.input_tokens[:, None] + nodes / 2.0  # (n, k)
-    expected_length = np.maximum(nodes.mean(axis=-1, keepdims=True), 1.0)
+    context = columns.input_tokens[:, None] + lengths / 2.0  # (n, k)
+    expected_length = np.maximum(lengths.mean(axis=-1, keepdims=True), 1.0)
     expected = columns.input_tokens[:, None] + expected_length / 2.0
     own = 1.0 + ATTENTION_SHARE * (context - expected) / np.maximum(batch + expected, 1.0)
-    shared = np.minimum(nodes / expected_length, 1.0)
+    shared = np.minimum(lengths / expected_length, 1.0)
     growth = 1.0 + ATTENTION_SHARE * shared * context / np.maximum(batch + context, 1.0)
     k = own.shape[1]
     unscaled = np.ones((len(own), 1))

@@ -158,8 +158,8 @@ class Router:
     ) -> tuple[RouteDecision, list[tuple[_Phase, int]]]:
         """The decision, and the (phase, pod position) of each placement it made (none
         when it sheds or queues); ``q`` indexes the quantile the SLOs bind and
-        ``lengths`` are the request's output tokens at ``LEVELS`` (one row, or one per
-        pod)."""
+        ``lengths`` are the request's output tokens at ``LEVELS``, equally likely (one row,
+        or one per pod)."""
         ttft, tpot = batch.ttft_ms[:, q], batch.tpot_ms[:, q]
         # Only a candidate that nothing has been learned for (the physics prior answers
         # it) cannot be compared: a cold type is answered by the global model.
@@ -170,8 +170,7 @@ class Router:
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
         per_pod = lengths.ndim == 2  # candidates serving different models
-        nodes = lengths  # equally likely output lengths (the quintiles' midpoints)
-        expected = nodes.mean(axis=-1)  # the expected decode: scalar, or one per pod
+        expected = lengths.mean(axis=-1)  # equally likely lengths: the expected decode
         eligible_any = np.zeros(len(pods), dtype=bool)
         placed: list[tuple[_Phase, int]] = []
         reasons: list[str] = []
@@ -198,8 +197,8 @@ class Router:
             first = phase_ttft if phase.ttft else None
             view = PhaseView(phase.name, eligible, headroom, latency, first, phase_columns)
             if name == "slo-attainment":
-                phase_nodes = nodes[m] if per_pod else nodes
-                view = _with_attainment(view, phase, batch, m, q, request, phase_nodes)
+                phase_lengths = lengths[m] if per_pod else lengths
+                view = _with_attainment(view, phase, batch, m, q, request, phase_lengths)
             elif cold and phase.ttft:
                 view = replace(view, prefill_ms=phase_ttft)
             choice = policy.choose(view, self._rng)
@@ -347,10 +346,10 @@ def _with_attainment(
     members: slice | np.ndarray,
     q: int,
     request: RouteRequest,
-    nodes: np.ndarray,
+    lengths: np.ndarray,
 ) -> PhaseView:
     """The phase view with each pod's chance of meeting the SLOs and its decode harm, both
-    over the request's likely output lengths (``nodes``: equally likely, one row or one
+    over the request's likely output lengths (``lengths``: equally likely, one row or one
     per pod)."""
     slo = request.slo
     if slo.ttft_ms is None and slo.tpot_ms is None:
@@ -364,6 +363,6 @@ def _with_attainment(
     if phase.ttft and slo.ttft_ms is not None:
         attainment *= ttft.meet_probability(slo.ttft_ms)
     if phase.tpot and slo.tpot_ms is not None:
-        met, harm = tpot_outcomes(view.columns, tpot, slo.tpot_ms, nodes)
+        met, harm = tpot_outcomes(view.columns, tpot, slo.tpot_ms, lengths)
         attainment *= met
     return replace(view, attainment=attainment, harm=harm)
