@@ -42,19 +42,18 @@ class Predicted:
 
     def meet_probability(self, slo_ms: float) -> np.ndarray:
         """(n,) chance the latency stays within ``slo_ms``."""
-        return self.meet_probabilities(slo_ms, np.ones((len(self.ms), 1)))[:, 0]
-
-    def meet_probabilities(self, slo_ms: float, scales: np.ndarray) -> np.ndarray:
-        """(n, s) chance the latency, times each of ``scales`` (n, s), stays within
-        ``slo_ms``: one normal CDF over them all."""
-        median = np.maximum(self.ms[:, 0], 1e-6)[:, None]
         if self.index == 0:
-            return (median * scales <= slo_ms).astype(float)
-        upper = np.maximum(self.ms[:, self.index], 1e-6)[:, None]
-        # The log-normal's sigma from its p50 and the SLO's quantile; a latency times s
-        # is the same log-normal shifted by log(s).
+            return (self.ms[:, 0] <= slo_ms).astype(float)
+        return _normal_cdf(self.standard_score(slo_ms)[0])
+
+    def standard_score(self, slo_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) how many log-normal sigmas ``slo_ms`` lies above each median, and (n,)
+        the sigmas: the log-normal's from its p50 and the SLO's quantile (the latency
+        times s is the same log-normal shifted by log(s), its score by log(s) / sigma)."""
+        median = np.maximum(self.ms[:, 0], 1e-6)
+        upper = np.maximum(self.ms[:, self.index], 1e-6)
         sigma = np.maximum(np.log(upper / median), 1e-6) / _Z.inv_cdf(self.levels[self.index])
-        return _normal_cdf((np.log(slo_ms / median) - np.log(scales)) / sigma)
+        return np.log(slo_ms / median) / sigma, sigma
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -85,16 +84,22 @@ def tpot_outcomes(
     expected length or longer, a proportional share for a shorter one.
     """
     batch = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
-    context = columns.input_tokens[:, None] + lengths / 2.0  # (n, k)
-    expected_length = np.maximum(lengths.mean(axis=-1, keepdims=True), 1.0)
-    expected = columns.input_tokens[:, None] + expected_length / 2.0
-    own = 1.0 + ATTENTION_SHARE * (context - expected) / np.maximum(batch + expected, 1.0)
-    shared = np.minimum(lengths / expected_length, 1.0)
+    prompt = columns.input_tokens[:, None]
+    half = lengths * 0.5  # the answer's mean context over its decode
+    mean_half = np.maximum(half.sum(axis=-1, keepdims=True) / half.shape[-1], 0.5)
+    context = prompt + half  # (n, k)
+    own = 1.0 + ATTENTION_SHARE * (half - mean_half) / np.maximum(batch + prompt + mean_half, 1.0)
+    shared = np.minimum(half / mean_half, 1.0)
     growth = 1.0 + ATTENTION_SHARE * shared * context / np.maximum(batch + context, 1.0)
-    k = own.shape[1]
-    unscaled = np.ones((len(own), 1))
-    met = tpot.meet_probabilities(slo_tpot_ms, np.hstack([own, growth, unscaled]))
-    before = met[:, -1]
-    harmed = np.maximum(before - met[:, k : 2 * k].mean(axis=1), 0.0)
     running = columns.running_requests + columns.waiting_requests
-    return met[:, :k].mean(axis=1), running * harmed
+    if tpot.index == 0:  # the SLO binds the median: met or not, no spread
+        median = tpot.ms[:, :1]
+        met, after = median * own <= slo_tpot_ms, median * growth <= slo_tpot_ms
+        before = median[:, 0] <= slo_tpot_ms
+        return met.mean(axis=1), running * np.maximum(before - after.mean(axis=1), 0.0)
+    score, sigma = tpot.standard_score(slo_tpot_ms)
+    k = own.shape[1]
+    shifts = np.log(np.concatenate([own, growth], axis=1)) / sigma[:, None]
+    met = _normal_cdf(np.concatenate([score[:, None] - shifts, score[:, None]], axis=1))
+    harmed = np.maximum(met[:, -1] - met[:, k : 2 * k].sum(axis=1) / k, 0.0)
+    return met[:, :k].sum(axis=1) / k, running * harmed

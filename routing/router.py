@@ -170,7 +170,7 @@ class Router:
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
         per_pod = lengths.ndim == 2  # candidates serving different models
-        expected = lengths.mean(axis=-1)  # equally likely lengths: the expected decode
+        expected = lengths.sum(axis=-1) / lengths.shape[-1]  # equally likely: the mean
         eligible_any = np.zeros(len(pods), dtype=bool)
         placed: list[tuple[_Phase, int]] = []
         reasons: list[str] = []
