@@ -7,9 +7,11 @@ and learned once they finish, in arrival order, ``LAG`` requests late in batches
 contenders see the same finished requests: the rolling p90 of the served model's last
 ``window`` outputs, the best of several windows taken as the baseline, and Latency
 Oracle's distribution by prompt band and cap band (``models/output_length.py``).
-Reported per workload: coverage of the p90 (target 0.87-0.93), pinball loss at 0.9 in
-tokens, and its ratio to the baseline's (target <= 0.7). The first ``WARM`` requests are
-left out of the scores (both start from nothing).
+Reported per workload: how much its requests tell (the share cut at their cap; the
+correlation of log prompt and log true output length), coverage of the p90 (target
+0.87-0.93), pinball loss at 0.9 in tokens, and its ratio to the baseline's (target
+<= 0.7). The first ``WARM`` requests are left out of the scores (both start from
+nothing).
 """
 
 from __future__ import annotations
@@ -116,19 +118,21 @@ def workloads(settings: Settings) -> dict[str, list[Arrival]]:
 def main() -> None:
     settings = Settings(mlflow_enabled=False)
     print(
-        f"{'workload':14s} {'requests':>8s} {'cut at cap':>10s} {'coverage':>8s} "
+        f"{'workload':14s} {'requests':>8s} {'cut at cap':>10s} {'corr':>6s} {'coverage':>8s} "
         f"{'pinball':>8s} {'rolling':>8s} {'window':>6s} {'ratio':>6s}"
     )
     for name, arrivals in workloads(settings).items():
         served = served_lengths(arrivals)
         caps = np.array([a.request.max_tokens or 0 for a in arrivals])
         cut = float(np.mean((caps > 0) & (served >= caps)))
+        prompt = np.log([a.request.prompt_tokens for a in arrivals])
+        corr = np.corrcoef(prompt, np.log([a.request.output_tokens for a in arrivals]))[0, 1]
         mine, base, window = compare(arrivals)
         ratio = mine.pinball / base.pinball
         low, high = TARGET_COVERAGE
         verdict = "met" if low <= mine.coverage <= high and ratio <= TARGET_RATIO else "NOT met"
         print(
-            f"{name:14s} {len(arrivals):8d} {cut:10.1%} {mine.coverage:8.3f} "
+            f"{name:14s} {len(arrivals):8d} {cut:10.1%} {corr:6.2f} {mine.coverage:8.3f} "
             f"{mine.pinball:8.1f} {base.pinball:8.1f} {window:6d} {ratio:6.2f}  {verdict}"
         )
     print(f"targets: coverage {low}-{high}, pinball ratio <= {TARGET_RATIO}")
