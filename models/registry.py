@@ -80,7 +80,7 @@ class ModelRegistry:
         # the cap evicts from here.
         self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
         # How many tokens requests generate, per served model: learned where the global
-        # model is (the global trainer sees every observation), read by routing.
+        # model is (its trainer sees every served model's observations), read by routing.
         self.output_lengths = OutputLengths()
         self._lock = threading.Lock()
 
