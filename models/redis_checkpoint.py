@@ -23,6 +23,7 @@ from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,13 @@ def entry_order(entry_id: str) -> tuple[int, int]:
 @dataclass(slots=True)
 class ShardCheckpoint:
     """What a shard's trainer has learned, up to and including ``applied_id``; ``observed``
-    counts every observation per model key label, learned or not."""
+    counts every observation per model key label, learned or not; the output lengths only
+    where it learns them (the global shard)."""
 
     model_sets: dict[ModelKey, ModelSet]
     applied_id: str = NO_ENTRY_ID
     observed: dict[str, int] = field(default_factory=dict)
+    output_lengths: dict[str, LengthCounts] | None = None
 
 
 class LeaseLost(RuntimeError):
@@ -103,7 +106,11 @@ class CheckpointStore:
 
     def decode(self, data: bytes) -> ShardCheckpoint:
         payload = decode_snapshot(data, self.quantiles, self.signing_key)
-        return ShardCheckpoint(payload["model_sets"], payload["extra"]["applied_id"])
+        return ShardCheckpoint(
+            payload["model_sets"],
+            payload["extra"]["applied_id"],
+            output_lengths=payload["output_lengths"],
+        )
 
     def observed(self, shards: list[str]) -> dict[str, dict[str, int]]:
         """Each shard's observed counts as of its last checkpoint (small reads, no snapshot)."""
@@ -130,6 +137,7 @@ class CheckpointStore:
             self.quantiles,
             {"applied_id": checkpoint.applied_id},
             self.signing_key,
+            checkpoint.output_lengths,
         )
         keys = [
             self.keys.lease(shard),

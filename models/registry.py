@@ -29,6 +29,7 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import ModelEvent
 from latency_oracle.models.keys import ANY_MODEL, GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.models.model_set import BatchClock, LearnerFailure, ModelSet, ServingModel
+from latency_oracle.models.output_length import LengthCounts, OutputLengths
 from latency_oracle.models.prediction_batch import (
     TARGETS,
     Answer,
@@ -80,6 +81,9 @@ class ModelRegistry:
         self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
         # Observations counted per key where a sample is learned (``count_observed``).
         self._observed: dict[ModelKey, int] = {}
+        # How many tokens requests generate, per served model: learned where the global
+        # model is (its trainer sees every served model's observations), read by routing.
+        self.output_lengths = OutputLengths()
         self._lock = threading.Lock()
 
     # -- learning (one trainer thread) -------------------------------------------------
@@ -90,7 +94,8 @@ class ModelRegistry:
         """Apply a batch of observations to every model set they concern within ``scope``.
 
         Each observation trains the global model and its own (accelerator, served model)
-        key. Implausible observations are skipped here too, whichever door they came in by.
+        key, and, with the global model, the output lengths. Implausible observations are
+        skipped here too, whichever door they came in by.
         """
         plausible = self.config.bounds.keep_plausible(observations)
         implausible = len(observations) - len(plausible)
@@ -116,6 +121,8 @@ class ModelRegistry:
         failures: list[LearnerFailure] = []
         events: list[ModelEvent] = []
         with self._lock:
+            if scope != LearnScope.ACCELERATORS:
+                self.output_lengths.learn(observations)
             admit = [(a, m) for a, m, _ in pairs] if scope != LearnScope.GLOBAL else []
             own, evicted = self._admit(admit)
             for target, values in outcomes.items():
@@ -321,6 +328,17 @@ class ModelRegistry:
             self._pairs.clear()
             for model_set in model_sets.values():
                 self._adopt(model_set)
+
+    def export_output_lengths(self) -> dict[str, LengthCounts] | None:
+        """The learned output lengths, for a snapshot (None: nothing learned here, as in an
+        accelerator shard's trainer, so a reader keeps what it has)."""
+        with self._lock:
+            return self.output_lengths.export()
+
+    def import_output_lengths(self, counts: dict[str, LengthCounts]) -> None:
+        """Serve the output lengths of a snapshot (a restore, or a trainer's checkpoint)."""
+        with self._lock:
+            self.output_lengths.restore(counts)
 
     def merge_state(self, model_sets: dict[ModelKey, ModelSet]) -> None:
         """Replace only the given keys: a replica syncs each trainer shard's keys on its own."""

@@ -7,7 +7,8 @@ neither can be swapped. The body is zlib-compressed: the length of a JSON docume
 big-endian), the document, then the binary blobs it refers to (``models.codec``: numpy
 arrays as raw bytes with dtype and shape, XGBoost boosters in XGBoost's own UBJSON model
 format). The document's root holds the served quantiles, the feature names, the model
-sets and the writer's extra metadata.
+sets, the writer's extra metadata and, when the writer learned them, the output lengths
+(``models/output_length.py``; absent from older snapshots, which read as before).
 
 Readers given a key accept only snapshots signed with it: anyone able to write the store
 but not holding the key (a sidecar, a leaked Redis password) cannot get a model served.
@@ -30,6 +31,7 @@ from latency_oracle.features.engineering import FEATURE_NAMES
 from latency_oracle.models.codec import DecodeError, EncodeError
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
+from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
 
 __all__ = [
@@ -77,18 +79,22 @@ def encode_snapshot(
     quantiles: tuple[float, ...],
     extra: dict[str, Any] | None = None,
     key: bytes | None = None,
+    output_lengths: dict[str, LengthCounts] | None = None,
 ) -> bytes:
-    """The snapshot of ``model_sets``: signed with ``key`` when given, else unsigned.
+    """The snapshot of ``model_sets`` (and ``output_lengths``, when given): signed with
+    ``key`` when given, else unsigned.
 
     Raises ``EncodeError`` (naming the type and attribute path) if the state holds a type
     that ``models.snapshot_types`` does not list.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "quantiles": tuple(quantiles),
         "features": tuple(FEATURE_NAMES),
         "model_sets": model_sets,
         "extra": extra or {},
     }
+    if output_lengths is not None:
+        payload["output_lengths"] = output_lengths
     body = zlib.compress(SNAPSHOT_TYPES.encode(payload), level=1)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, UNSIGNED if key is None else HMAC_SHA256)
     return prefix + _digest(prefix, body, key) + body
@@ -162,6 +168,12 @@ def _payload(body: bytes) -> dict[str, Any]:
         isinstance(k, ModelKey) and isinstance(v, ModelSet) for k, v in model_sets.items()
     ):
         raise SnapshotError("snapshot's model sets are not model sets by key")
+    lengths = payload.setdefault("output_lengths", None)
+    if lengths is not None and (
+        type(lengths) is not dict
+        or not all(type(k) is str and isinstance(v, LengthCounts) for k, v in lengths.items())
+    ):
+        raise SnapshotError("snapshot's output lengths are not counts by served model")
     return payload
 
 

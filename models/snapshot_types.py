@@ -25,6 +25,7 @@ from latency_oracle.models.evaluation import PrequentialEvaluator
 from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.model_set import LearnerHealth, LearnerSlot, ModelSet
+from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.pod_calibration import PodOffsets
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.residual import ResidualFunction
@@ -64,6 +65,7 @@ SNAPSHOT_TYPES = TypeRegistry(
         ResidualFunction,
         FittedOffset,
         ServedModelScale,
+        LengthCounts,
         linear_model.LinearRegression,
         optim.SGD,
         optim.schedulers.Constant,

@@ -49,6 +49,10 @@ class Prediction(BaseModel):
     cold: bool = Field(
         description="True until the (accelerator, served model) key's own model is trained."
     )
+    output_tokens: dict[str, float] = Field(
+        description="Output tokens the request will generate, p50 and p90, learned per served "
+        "model by prompt size and max_tokens (cut at max_tokens when it is set)."
+    )
 
 
 class PredictionList(BaseModel):

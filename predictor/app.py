@@ -16,6 +16,7 @@ from latency_oracle.features.plausibility import ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest
 from latency_oracle.features.store import StoreFull
 from latency_oracle.models.evaluation import WindowScores
+from latency_oracle.models.output_length import LengthForecast
 from latency_oracle.models.registry import PredictionBatch
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import ServiceMetrics, quantile_label
@@ -168,7 +169,8 @@ def _predictor(service: OracleService, labels: list[str]) -> Handler:
         request: Request, body: PredictionRequest | list[PredictionRequest]
     ) -> Response:
         items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
-        rendered = _render(items, service.predict(items), labels)
+        lengths = service.predict_output_tokens(items)
+        rendered = _render(items, service.predict(items), lengths, labels)
         payload = {"predictions": rendered} if isinstance(body, list) else rendered[0]
         return Response(to_json(payload), media_type="application/json")
 
@@ -196,10 +198,14 @@ def _observer(service: OracleService) -> Handler:
 
 
 def _render(
-    items: Sequence[PredictionRequest], batch: PredictionBatch, labels: list[str]
+    items: Sequence[PredictionRequest],
+    batch: PredictionBatch,
+    lengths: LengthForecast,
+    labels: list[str],
 ) -> list[dict[str, object]]:
     ttft, tpot = batch.ttft_ms.tolist(), batch.tpot_ms.tolist()
     cold = batch.cold.tolist()
+    p50, p90 = lengths.p50.tolist(), lengths.p90.tolist()
     return [
         {
             "pod": item.pod,
@@ -209,6 +215,7 @@ def _render(
             "model": {"ttft": batch.ttft_model[i], "tpot": batch.tpot_model[i]},
             "key": {"ttft": batch.ttft_key[i], "tpot": batch.tpot_key[i]},
             "cold": cold[i],
+            "output_tokens": {"p50": p50[i], "p90": p90[i]},
         }
         for i, item in enumerate(items)
     ]

@@ -110,6 +110,8 @@ class ModelSync:
                 self.models.merge_state(
                     {k: m for k, m in checkpoint.model_sets.items() if k not in self.pinned}
                 )
+                if checkpoint.output_lengths is not None:  # the global shard's
+                    self.models.import_output_lengths(checkpoint.output_lengths)
         except redis.RedisError:
             del self._versions[shard]  # read it again once Redis answers
             raise

@@ -25,6 +25,7 @@ from latency_oracle.features.store import (
     StoreFull,
 )
 from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.output_length import LengthForecast
 from latency_oracle.models.registry import ModelRegistry, PredictionBatch
 from latency_oracle.models.snapshot import (
     EncodeError,
@@ -125,6 +126,14 @@ class OracleService:
         served = np.array([r.model for r in requests], dtype=object)
         return self.predict_columns(RequestColumns.from_requests(requests), served)
 
+    def predict_output_tokens(self, requests: Sequence[PredictionRequest]) -> LengthForecast:
+        """Each request's output tokens, learned by served model, prompt size and cap."""
+        return self.models.output_lengths.predict(
+            np.array([r.model for r in requests], dtype=object),
+            np.array([r.input_tokens for r in requests]),
+            np.array([r.max_tokens for r in requests]),
+        )
+
     def predict_columns(
         self, columns: RequestColumns, served_models: np.ndarray | None = None
     ) -> PredictionBatch:
@@ -218,7 +227,10 @@ class OracleService:
             return
         try:
             data = encode_snapshot(
-                state, self.config.quantiles, key=self.settings.snapshot_signing_key
+                state,
+                self.config.quantiles,
+                key=self.settings.snapshot_signing_key,
+                output_lengths=self.models.export_output_lengths(),
             )
             write_atomically(self.settings.snapshot_path, data)
             self.snapshot_error = None
@@ -238,6 +250,8 @@ class OracleService:
             log.error("ignoring snapshot %s: %s", path, exc)
             return False
         self.models.import_state(payload["model_sets"])
+        if payload["output_lengths"] is not None:
+            self.models.import_output_lengths(payload["output_lengths"])
         log.info("restored %d model sets from %s", len(payload["model_sets"]), path)
         return True
 

@@ -6,6 +6,11 @@ behave and what the models' log-space targets assume. A request that joins a pod
 also slows every stream already decoding there: each decode step reads one more
 sequence's KV cache. Its harm is counted in the same unit as its own chance of success:
 the expected number of the pod's running streams it tips over their TPOT SLO.
+
+Both depend on how long the request will decode, which no router knows: they are
+averaged over its likely output lengths (equally likely nodes of the learned
+distribution, ``models/output_length.py``). A longer answer reads more of its own
+context at every step and shares more of the other streams' remaining steps.
 """
 
 from __future__ import annotations
@@ -35,15 +40,20 @@ class Predicted:
     def at_slo_quantile(self) -> np.ndarray:
         return self.ms[:, self.index]
 
-    def meet_probability(self, slo_ms: float, scale: np.ndarray | float = 1.0) -> np.ndarray:
-        """(n,) chance the latency (times ``scale``) stays within ``slo_ms``."""
-        median = np.maximum(self.ms[:, 0], 1e-6) * scale
+    def meet_probability(self, slo_ms: float) -> np.ndarray:
+        """(n,) chance the latency stays within ``slo_ms``."""
         if self.index == 0:
-            return (median <= slo_ms).astype(float)
-        upper = np.maximum(self.ms[:, self.index] * scale, median * (1 + 1e-6))
-        sigma = np.log(upper / median) / _Z.inv_cdf(self.levels[self.index])
-        z = np.log(slo_ms / median) / sigma
-        return _normal_cdf(z)
+            return (self.ms[:, 0] <= slo_ms).astype(float)
+        return _normal_cdf(self.standard_score(slo_ms)[0])
+
+    def standard_score(self, slo_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) how many log-normal sigmas ``slo_ms`` lies above each median, and (n,)
+        the sigmas: the log-normal's from its p50 and the SLO's quantile (the latency
+        times s is the same log-normal shifted by log(s), its score by log(s) / sigma)."""
+        median = np.maximum(self.ms[:, 0], 1e-6)
+        upper = np.maximum(self.ms[:, self.index], 1e-6)
+        sigma = np.maximum(np.log(upper / median), 1e-6) / _Z.inv_cdf(self.levels[self.index])
+        return np.log(slo_ms / median) / sigma, sigma
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -56,20 +66,40 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.sign(z) * erf)
 
 
-def decode_harm(
-    columns: RequestColumns, tpot: Predicted, slo_tpot_ms: float, decode_length: float
-) -> np.ndarray:
-    """(n,) expected streams on each pod the request's decode pushes over the TPOT SLO.
+def tpot_outcomes(
+    columns: RequestColumns, tpot: Predicted, slo_tpot_ms: float, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) chance the request meets its TPOT SLO on each pod and (n,) the expected number
+    of the pod's running streams its decode pushes over theirs, both over its equally
+    likely output lengths ``lengths`` ((k,), or (n, k)).
 
-    The pod's running streams are taken to share the request's predicted TPOT (they are
-    in the same batch). The new stream adds its context to every step's KV reads, so the
-    KV-bound part of a step (``ATTENTION_SHARE``; the weights are read once for all
-    streams) grows by the context's share of the batch's.
+    Its own TPOT: a longer answer reads more of its own context (the prompt plus half the
+    answer, on average) at every step, so each length scales the prediction, which stands
+    for the expected length, by that context's share of the batch's KV reads
+    (``ATTENTION_SHARE`` of a step; the weights are read once for all streams).
+
+    Its harm: the pod's running streams are taken to share the request's predicted TPOT
+    (they are in the same batch); the new stream adds its context to every step's KV
+    reads, for as many of their steps as it shares: all of them for an answer of the
+    expected length or longer, a proportional share for a shorter one.
     """
+    batch = (columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight)[:, None]
+    prompt = columns.input_tokens[:, None]
+    half = lengths * 0.5  # the answer's mean context over its decode
+    mean_half = np.maximum(half.sum(axis=-1, keepdims=True) / half.shape[-1], 0.5)
+    context = prompt + half  # (n, k)
+    own = 1.0 + ATTENTION_SHARE * (half - mean_half) / np.maximum(batch + prompt + mean_half, 1.0)
+    shared = np.minimum(half / mean_half, 1.0)
+    growth = 1.0 + ATTENTION_SHARE * shared * context / np.maximum(batch + context, 1.0)
     running = columns.running_requests + columns.waiting_requests
-    context = columns.input_tokens + decode_length / 2.0
-    batch_context = columns.decode_tokens_in_flight + columns.prefill_tokens_in_flight
-    growth = 1.0 + ATTENTION_SHARE * context / np.maximum(batch_context + context, 1.0)
-    before = tpot.meet_probability(slo_tpot_ms)
-    after = tpot.meet_probability(slo_tpot_ms, growth)
-    return running * np.maximum(before - after, 0.0)
+    if tpot.index == 0:  # the SLO binds the median: met or not, no spread
+        median = tpot.ms[:, :1]
+        met, after = median * own <= slo_tpot_ms, median * growth <= slo_tpot_ms
+        before = median[:, 0] <= slo_tpot_ms
+        return met.mean(axis=1), running * np.maximum(before - after.mean(axis=1), 0.0)
+    score, sigma = tpot.standard_score(slo_tpot_ms)
+    k = own.shape[1]
+    shifts = np.log(np.concatenate([own, growth], axis=1)) / sigma[:, None]
+    met = _normal_cdf(np.concatenate([score[:, None] - shifts, score[:, None]], axis=1))
+    harmed = np.maximum(met[:, -1] - met[:, k : 2 * k].sum(axis=1) / k, 0.0)
+    return met[:, :k].sum(axis=1) / k, running * harmed

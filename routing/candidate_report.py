@@ -18,6 +18,14 @@ from typing_extensions import TypedDict  # pydantic reads TypedDicts from here b
 _ROLE_NAMES = {float(code): role.value for role, code in ROLE_CODES.items()}
 
 
+class OutputTokens(TypedDict):
+    """The request's output tokens as routing planned with them: the caller's hint, or the
+    learned distribution's median and p90, cut at max_tokens."""
+
+    p50: float
+    p90: float
+
+
 class CandidateReport(TypedDict):
     """One candidate of a decision, at the headline quantile: headroom is the SLO minus the
     prediction (null without that SLO); placements are this router's since the pod's scrape."""
@@ -32,6 +40,7 @@ class CandidateReport(TypedDict):
     meets_slo: bool
     cold: bool
     placed_since_scrape: float
+    output_tokens: OutputTokens
 
 
 def candidate_report(
@@ -42,9 +51,16 @@ def candidate_report(
     eligible: np.ndarray,
     cold: np.ndarray,
     pending: np.ndarray,
+    output_tokens: np.ndarray,
 ) -> list[CandidateReport]:
-    """One report per candidate, in the candidates' order, as plain JSON-ready values."""
+    """One report per candidate, in the candidates' order, as plain JSON-ready values;
+    ``output_tokens`` is (p50, p90), shared by every candidate, or one pair each."""
     n = len(columns)
+    if output_tokens.ndim == 1:
+        p50, p90 = output_tokens.tolist()
+        lengths = [{"p50": p50, "p90": p90}] * n
+    else:
+        lengths = [{"p50": p50, "p90": p90} for p50, p90 in output_tokens.tolist()]
     no_slo = [None] * n
     ttft_headroom = no_slo if slo.ttft_ms is None else (slo.ttft_ms - ttft).tolist()
     tpot_headroom = no_slo if slo.tpot_ms is None else (slo.tpot_ms - tpot).tolist()
@@ -61,6 +77,7 @@ def candidate_report(
             "meets_slo": meets,
             "cold": cold_model,
             "placed_since_scrape": placed_count,
+            "output_tokens": length,
         }
         for (
             pod,
@@ -73,6 +90,7 @@ def candidate_report(
             meets,
             cold_model,
             placed_count,
+            length,
         ) in zip(
             columns.pod.tolist(),
             columns.role.tolist(),
@@ -84,6 +102,7 @@ def candidate_report(
             eligible.tolist(),
             cold.tolist(),
             placed.tolist(),
+            lengths,
             strict=True,
         )
     ]

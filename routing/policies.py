@@ -26,6 +26,7 @@ class PhaseView:
     eligible: np.ndarray  # (n,) bool: the pod meets every SLO of this phase
     headroom: np.ndarray | None  # (n,) worst relative headroom (slo - p)/slo; None without SLOs
     latency_ms: np.ndarray  # (n,) predicted time this phase keeps the request
+    ttft_ms: np.ndarray | None  # (n,) predicted time to first token; None in a decode phase
     columns: RequestColumns  # the request on each pod (in-flight-adjusted)
     # (n,) chance the request meets this phase's SLOs on each pod, and the running streams
     # its decode would tip over the TPOT SLO there; None without SLOs
@@ -113,10 +114,14 @@ class SloAttainment:
     """Most SLOs met: the request's own chance of meeting them on the pod, less the
     running streams its decode would push over theirs (``routing/attainment.py``).
 
-    Pods within ``tolerance`` of the best are near-ties, decided by predicted latency
-    relative to the fastest of them plus the pod's KV-cache use: at light load every pod
-    meets the SLOs, and then the faster pod wins unless its cache is much fuller, which
-    keeps the KV balance that makes least-KV-cache routing strong under decode load.
+    Pods within ``tolerance`` of the best are near-ties, decided by the predicted time to
+    first token relative to the soonest of them plus the pod's KV-cache use: at light load
+    every pod meets the SLOs, and then the pod that starts the answer first wins unless
+    its cache is much fuller, which keeps the KV balance that makes least-KV-cache routing
+    strong under decode load. The decode is weighed already, in the chance of meeting the
+    TPOT SLO and in the harm; ranking near-ties by total latency (first token plus the
+    expected decode) let decode speed decide, which queued long prompts on the fastest
+    pods. A decode-only phase has no first token: its decode time ranks.
     """
 
     name = "slo-attainment"
@@ -132,8 +137,9 @@ class SloAttainment:
         harm = 0.0 if view.harm is None else view.harm
         utility = view.attainment - harm
         ties = near_best(-utility, None, self.tolerance, relative=False)
-        latency = view.latency_ms[ties]
-        balance = latency / max(float(latency.min()), 1e-9) + view.columns.kv_cache_usage[ties]
+        soonest = view.latency_ms if view.ttft_ms is None else view.ttft_ms
+        soonest = soonest[ties]
+        balance = soonest / max(float(soonest.min()), 1e-9) + view.columns.kv_cache_usage[ties]
         index = int(ties[int(np.argmin(balance))])
         reason = (
             f"slo-attainment: {view.attainment[index]:.0%} likely to meet the SLO, "

@@ -7,6 +7,10 @@ accelerator model is still cold is answered by the global model (it learns from 
 type, with hardware descriptors); only while some candidate has nothing learned for it
 anywhere (the physics prior answers) can predictions not tell pods apart, so a load
 heuristic places the request and nothing is shed on a guess.
+
+A router never knows how many tokens a request will generate: it plans with the caller's
+hint when given, else with the output-length distribution learned for the request's served
+model, prompt size and cap (``models/output_length.py``), both cut at ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from latency_oracle.features.engineering import (
     record_numbers,
 )
 from latency_oracle.features.schema import PodRole
+from latency_oracle.models.output_length import LEVELS, P50, P90
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
-from latency_oracle.routing.attainment import Predicted, decode_harm
+from latency_oracle.routing.attainment import Predicted, tpot_outcomes
 from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
 from latency_oracle.routing.inflight import (
     DECODE_TOKENS,
@@ -113,14 +118,32 @@ class Router:
             columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
             q = _slo_index(request.slo, self.models.config.quantiles, self._headline)
+            served = _served_models(request, pods)
             batch = self.models.predict(
-                columns,
-                through_headline=q <= self._headline,
-                served_models=_served_models(request, pods),
+                columns, through_headline=q <= self._headline, served_models=served
             )
-            decision, placed = self._decide(request, pods, phases, columns, batch, pending, q)
+            lengths = self._output_tokens(request, served)
+            decision, placed = self._decide(
+                request, pods, phases, columns, batch, pending, q, lengths
+            )
             self._reserve(request, columns, placed)  # nothing when shed or queued
         return decision
+
+    def _output_tokens(self, request: RouteRequest, served: np.ndarray) -> np.ndarray:
+        """The request's output tokens at ``LEVELS``: the caller's hint (one point), else
+        learned for its served model; one row when one model serves every candidate (the
+        usual case), else one per candidate."""
+        cap = request.max_tokens
+        if request.output_tokens_hint is not None:
+            hint = min(request.output_tokens_hint, cap or request.output_tokens_hint)
+            return np.full(len(LEVELS), float(hint))
+        lengths = self.models.output_lengths
+        names = served.tolist()
+        if names.count(names[0]) == len(names):
+            return lengths.predict_one(names[0], request.input_tokens, cap)
+        n = len(names)
+        every = np.full(n, request.input_tokens), np.full(n, cap)
+        return lengths.predict(served, *every).tokens
 
     def _decide(
         self,
@@ -131,9 +154,12 @@ class Router:
         batch: PredictionBatch,
         pending: np.ndarray,
         q: int,
+        lengths: np.ndarray,
     ) -> tuple[RouteDecision, list[tuple[_Phase, int]]]:
         """The decision, and the (phase, pod position) of each placement it made (none
-        when it sheds or queues); ``q`` indexes the quantile the SLOs bind."""
+        when it sheds or queues); ``q`` indexes the quantile the SLOs bind and
+        ``lengths`` are the request's output tokens at ``LEVELS``, equally likely (one row,
+        or one per pod)."""
         ttft, tpot = batch.ttft_ms[:, q], batch.tpot_ms[:, q]
         # Only a candidate that nothing has been learned for (the physics prior answers
         # it) cannot be compared: a cold type is answered by the global model.
@@ -143,7 +169,8 @@ class Router:
         policy = make_policy(name, mode, self.settings.route_tie_tolerance)
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
-        decode_length = max(request.max_tokens, 1)
+        per_pod = lengths.ndim == 2  # candidates serving different models
+        expected = lengths.sum(axis=-1) / lengths.shape[-1]  # equally likely: the mean
         eligible_any = np.zeros(len(pods), dtype=bool)
         placed: list[tuple[_Phase, int]] = []
         reasons: list[str] = []
@@ -157,24 +184,30 @@ class Router:
             )
             eligible = np.ones(len(phase_ttft), bool) if headroom is None else headroom >= 0
             eligible_any[m] |= eligible
+            decode_ms = phase_tpot * (expected[m] if per_pod else expected)
             if judged and not eligible.any():
-                retry_ms = max(retry_ms, _retry_after_ms(phase, phase_ttft, phase_tpot, request))
+                wait = _retry_after_ms(phase, phase_ttft, phase_tpot, decode_ms, request)
+                retry_ms = max(retry_ms, wait)
                 continue
             if phase.ttft and phase.tpot:
-                latency = phase_ttft + phase_tpot * decode_length
+                latency = phase_ttft + decode_ms
             else:
-                latency = phase_ttft if phase.ttft else phase_tpot * decode_length
+                latency = phase_ttft if phase.ttft else decode_ms
             phase_columns = columns if isinstance(m, slice) else columns.take(m)
-            view = PhaseView(phase.name, eligible, headroom, latency, phase_columns)
+            first = phase_ttft if phase.ttft else None
+            view = PhaseView(phase.name, eligible, headroom, latency, first, phase_columns)
             if name == "slo-attainment":
-                view = _with_attainment(view, phase, batch, m, q, request)
+                phase_lengths = lengths[m] if per_pod else lengths
+                view = _with_attainment(view, phase, batch, m, q, request, phase_lengths)
             elif cold and phase.ttft:
                 view = replace(view, prefill_ms=phase_ttft)
             choice = policy.choose(view, self._rng)
             position = phase.position(choice.index)
             placed.append((phase, position))
             reasons.append(f"{phase.name} {pods[position].pod}: {choice.reason}")
-        report = candidate_report(columns, ttft, tpot, slo, eligible_any, batch.cold, pending)
+        report = candidate_report(
+            columns, ttft, tpot, slo, eligible_any, batch.cold, pending, lengths[..., [P50, P90]]
+        )
         quantile = self.models.config.quantiles[q]
         if len(placed) < len(phases):
             verdict: Decision = "queue" if request.priority == "batch" else "shed"
@@ -267,20 +300,24 @@ def _relative_headroom(*targets: tuple[np.ndarray, float | None]) -> np.ndarray 
 
 
 def _retry_after_ms(
-    phase: _Phase, ttft: np.ndarray, tpot: np.ndarray, request: RouteRequest
+    phase: _Phase,
+    ttft: np.ndarray,
+    tpot: np.ndarray,
+    decode_ms: np.ndarray,
+    request: RouteRequest,
 ) -> float:
     """When the best pod of a failed phase should meet the SLO again.
 
     Queued prefill work drains in real time, so a TTFT overshoot of X ms is gone in about
     X ms; a TPOT miss lasts until the decodes it would share the batch with finish, about
-    the predicted TPOT times the request's own decode length.
+    the request's own expected decode time (``decode_ms``).
     """
     wait = np.zeros(len(ttft))
     if phase.ttft and request.slo.ttft_ms is not None:
         wait = np.maximum(wait, ttft - request.slo.ttft_ms)
     if phase.tpot and request.slo.tpot_ms is not None:
         missed = tpot > request.slo.tpot_ms
-        wait = np.maximum(wait, np.where(missed, tpot * max(request.max_tokens, 1), 0.0))
+        wait = np.maximum(wait, np.where(missed, decode_ms, 0.0))
     return float(wait.min())
 
 
@@ -309,8 +346,11 @@ def _with_attainment(
     members: slice | np.ndarray,
     q: int,
     request: RouteRequest,
+    lengths: np.ndarray,
 ) -> PhaseView:
-    """The phase view with each pod's chance of meeting the SLOs and its decode harm."""
+    """The phase view with each pod's chance of meeting the SLOs and its decode harm, both
+    over the request's likely output lengths (``lengths``: equally likely, one row or one
+    per pod)."""
     slo = request.slo
     if slo.ttft_ms is None and slo.tpot_ms is None:
         return view
@@ -323,6 +363,6 @@ def _with_attainment(
     if phase.ttft and slo.ttft_ms is not None:
         attainment *= ttft.meet_probability(slo.ttft_ms)
     if phase.tpot and slo.tpot_ms is not None:
-        attainment *= tpot.meet_probability(slo.tpot_ms)
-        harm = decode_harm(view.columns, tpot, slo.tpot_ms, max(request.max_tokens, 1))
+        met, harm = tpot_outcomes(view.columns, tpot, slo.tpot_ms, lengths)
+        attainment *= met
     return replace(view, attainment=attainment, harm=harm)

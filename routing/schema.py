@@ -6,9 +6,10 @@ router sends is bounded exactly like one a sidecar reports.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from latency_oracle.features.schema import (
+    MAX_TOKENS,
     MAX_TPOT_MS,
     MAX_TTFT_MS,
     Number,
@@ -16,7 +17,7 @@ from latency_oracle.features.schema import (
     ServerState,
     TokenCount,
 )
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from latency_oracle.settings import HeadroomMode, RoutePolicyName
 
@@ -64,6 +65,12 @@ class RouteRequest(BaseModel):
 
     input_tokens: TokenCount = Field(description="Prompt length in tokens.")
     max_tokens: TokenCount = Field(0, description="max_tokens requested; 0 when unset.")
+    output_tokens_hint: Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None = Field(
+        None,
+        description="The caller's own estimate of the output tokens (a classifier's, a "
+        "client's history): routing plans with it, cut at max_tokens, instead of the "
+        "learned distribution of the request's served model, prompt size and cap.",
+    )
     model: str = Field("", max_length=256, description="Served model name.")
     slo: Slo = Field(default_factory=Slo)
     priority: Priority = Field(

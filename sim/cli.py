@@ -7,6 +7,7 @@ happen only when the command runs.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -14,7 +15,9 @@ def _run(args: argparse.Namespace) -> None:
     from latency_oracle.sim.engine import Engine
     from latency_oracle.sim.engine_records import EngineConfig
     from latency_oracle.sim.gpu_profiles import canonical_model, shared_data_dir
+    from latency_oracle.sim.openai_text import AnswerLengths
     from latency_oracle.sim.server import create_sim_app
+    from latency_oracle.sim.traces import read_trace
 
     from latency_oracle.settings import Settings
 
@@ -29,9 +32,16 @@ def _run(args: argparse.Namespace) -> None:
         data_dir=shared_data_dir(settings),
     )
     name = args.served_model_name or canonical_model(args.model)
+    answers = None
+    if args.answer_lengths is not None:
+        answers = AnswerLengths(row.output_tokens for row in read_trace(args.answer_lengths))
     uvicorn.run(
         create_sim_app(
-            engine, name, speed=args.speed, prompt_tokens_details=args.enable_prompt_tokens_details
+            engine,
+            name,
+            speed=args.speed,
+            prompt_tokens_details=args.enable_prompt_tokens_details,
+            answers=answers,
         ),
         host=args.host,
         port=args.port,
@@ -61,5 +71,11 @@ def add_sim_engine_command(commands: argparse._SubParsersAction) -> None:
         "--enable-prompt-tokens-details",
         action="store_true",
         help="report prefix-cache hits in usage.prompt_tokens_details (as vLLM's flag does)",
+    )
+    sim.add_argument(
+        "--answer-lengths",
+        type=Path,
+        help="trace (CSV or JSONL) whose output lengths the model's answers follow, each "
+        "ending in EOS unless max_tokens comes first (default: the Azure code trace)",
     )
     sim.set_defaults(handler=_run)

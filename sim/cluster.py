@@ -26,7 +26,7 @@ from latency_oracle.sim.gpu_profiles import canonical_model
 from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
 from latency_oracle.sim.perf_model import PerfModel
 from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, scrape
-from latency_oracle.sim.workloads import Arrival, Shift
+from latency_oracle.sim.workloads import Arrival, ClientRequest, Shift
 
 DEFAULT_ACCELERATORS: tuple[str, ...] = ("H100", "H100", "A100", "A100", "L4", "L4")
 DEFAULT_SCRAPE_INTERVAL_S = 0.2
@@ -56,8 +56,10 @@ class Placement:
 class Policy(Protocol):
     name: str
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement | None:
-        """A placement, or None to shed the request."""
+    def choose(
+        self, request: ClientRequest, pods: Sequence[PodView], now: float
+    ) -> Placement | None:
+        """A placement, or None to shed the request (which is all its client sent)."""
         ...
 
     def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
@@ -181,8 +183,9 @@ def run_cluster(
 ) -> RunResult:
     """Replay ``arrivals`` through ``policy`` until every placed request has finished.
 
-    The policy gets ``PodView`` records (scrape, sidecar counts, its prefix index); only a
-    policy with an ``attach_engines`` method (the oracle) is handed the engines too.
+    The policy gets the request as its client sent it (``Arrival.sent``: no output length)
+    and ``PodView`` records (scrape, sidecar counts, its prefix index); only a policy with
+    an ``attach_engines`` method (the oracle) is handed the engines too.
     """
     result = RunResult(
         policy.name,
@@ -214,7 +217,7 @@ def run_cluster(
             reported = [_outcome(f, dispatched, pods) for f in finished]
             result.outcomes.extend(reported)
             policy.learn(reported, now)
-        placement = policy.choose(arrival, views, now)
+        placement = policy.choose(arrival.sent, views, now)
         if placement is None:
             result.shed.append(arrival)
         else:

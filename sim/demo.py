@@ -29,6 +29,7 @@ from latency_oracle.sim.demo_table import DemoStats, PodStats, redraw, render_ta
 from latency_oracle.sim.demo_warmup import (
     WARM_UP_LIMIT_S,
     poll_models,
+    prompt_ids,
     stream_completion,
     warm_up,
 )
@@ -39,7 +40,7 @@ from latency_oracle.sim.processes import (
     cli_argv,
     free_port,
 )
-from latency_oracle.sim.workloads import TraceRow, azure_trace, read_trace
+from latency_oracle.sim.traces import TraceRow, azure_trace, read_trace
 
 from latency_oracle.settings import Settings
 
@@ -170,12 +171,23 @@ def _wait_healthy(urls: list[str], children: Children) -> None:
         time.sleep(0.1)
 
 
+def route_body(index: int, row: TraceRow) -> dict[str, object]:
+    """What the demo asks ``/v1/route`` for trace row ``index``: the request as its client
+    sends it (prompt size and cap), never the trace's output length."""
+    return {
+        "input_tokens": row.input_tokens,
+        "max_tokens": row.sent_cap(index) or 0,
+        "slo": DEMO_SLO,
+    }
+
+
 async def _one_request(
-    client: httpx.AsyncClient, predictor: str, row: TraceRow, stats: DemoStats
+    client: httpx.AsyncClient, predictor: str, index: int, row: TraceRow, stats: DemoStats
 ) -> None:
-    route = {"input_tokens": row.input_tokens, "max_tokens": row.output_tokens, "slo": DEMO_SLO}
+    """Route the request, then stream it from the chosen pod, where the engine ends it at
+    its EOS or the cap."""
     try:
-        answer = (await client.post(f"{predictor}/v1/route", json=route)).json()
+        answer = (await client.post(f"{predictor}/v1/route", json=route_body(index, row))).json()
         if answer.get("decision") != "place":
             stats.shed += 1
             return
@@ -185,7 +197,8 @@ async def _one_request(
         stats.decided(bool(answer.get("cold")))
         chosen = next(c for c in answer["candidates"] if c["pod"] == answer["pod"])
         pod.predicted_ms.append(float(chosen["ttft_ms"]))
-        ttft_ms = await stream_completion(client, pod.url, row.input_tokens, row.output_tokens)
+        prompt = prompt_ids(index, row.input_tokens)
+        ttft_ms = await stream_completion(client, pod.url, prompt, row.sent_cap(index))
         if ttft_ms is not None:
             pod.actual_ms.append(ttft_ms)
         stats.finished += 1
@@ -225,7 +238,7 @@ async def replay_load(
             await warm_up(client, predictor, rows, stats, limit, draw)
         tasks: set[asyncio.Task[None]] = set()
         start, next_draw, origin = time.monotonic(), time.monotonic(), rows[0].arrival
-        for row in rows:
+        for index, row in enumerate(rows):
             due = start + (row.arrival - origin) / speed
             while time.monotonic() < min(due, deadline):
                 if time.monotonic() >= next_draw:
@@ -236,7 +249,7 @@ async def replay_load(
             if time.monotonic() >= deadline:
                 break
             stats.sent += 1
-            task = asyncio.create_task(_one_request(client, predictor, row, stats))
+            task = asyncio.create_task(_one_request(client, predictor, index, row, stats))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         for task in tasks:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import httpx
 from latency_oracle.sim.demo_table import DemoStats
-from latency_oracle.sim.workloads import TraceRow
+from latency_oracle.sim.traces import TraceRow
 
 WARM_UP_IN_FLIGHT = 8  # requests in flight per pod: queues form, so load is learned too
 # Short answers (TPOT needs two tokens): decode dominates a request on slow accelerators
@@ -29,10 +29,15 @@ WARM_UP_LIMIT_S = 60.0  # at most: a model that never serves must not hold the d
 
 
 async def stream_completion(
-    client: httpx.AsyncClient, url: str, input_tokens: int, max_tokens: int
+    client: httpx.AsyncClient, url: str, prompt: list[int], max_tokens: int | None
 ) -> float | None:
-    """Stream one completion from ``url``; the TTFT the client measured (ms), if any token."""
-    body = {"prompt": [1] * input_tokens, "max_tokens": max_tokens, "stream": True}
+    """Stream one completion from ``url``; the TTFT the client measured (ms), if any token.
+
+    Without ``max_tokens`` the engine's default applies (16 for completions, as vLLM's).
+    """
+    body: dict[str, object] = {"prompt": prompt, "stream": True}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     started = time.perf_counter()
     first: float | None = None
     async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
@@ -40,6 +45,12 @@ async def stream_completion(
             if first is None:
                 first = time.perf_counter()
     return None if first is None else (first - started) * 1e3
+
+
+def prompt_ids(index: int, tokens: int) -> list[int]:
+    """A prompt of ``tokens`` token ids, its first one the trace row's ``index``: each
+    request has its own prompt, so its own answer (the engine ends it by the prompt)."""
+    return [2 + index, *([1] * (tokens - 1))]
 
 
 async def poll_models(client: httpx.AsyncClient, predictor: str, stats: DemoStats) -> None:
@@ -64,13 +75,13 @@ async def warm_up(
     """Feed every pod until its accelerator's models serve; return when all do, or at
     ``deadline`` (monotonic)."""
     shapes = itertools.cycle(rows)
+    ids = itertools.count(len(rows))  # prompts of their own, apart from the replay's
 
     async def feed(url: str, accelerator: str) -> None:
         while accelerator not in stats.serving:  # a warm pod leaves the machine to the rest
-            row = next(shapes)
-            max_tokens = min(max(row.output_tokens, 2), WARM_UP_MAX_OUTPUT_TOKENS)
+            prompt = prompt_ids(next(ids), next(shapes).input_tokens)
             with contextlib.suppress(httpx.HTTPError):
-                await stream_completion(client, url, row.input_tokens, max_tokens)
+                await stream_completion(client, url, prompt, WARM_UP_MAX_OUTPUT_TOKENS)
             stats.warm_up_sent += 1
 
     stats.warming = True

@@ -46,6 +46,7 @@ class _Sequence:
         "computed",
         "first_token_time",
         "generated",
+        "limit",
         "owned_blocks",
         "preemptions",
         "published",
@@ -53,8 +54,9 @@ class _Sequence:
         "shared",
     )
 
-    def __init__(self, request: SimRequest) -> None:
+    def __init__(self, request: SimRequest, limit: int) -> None:
         self.request = request
+        self.limit = limit  # tokens it will generate: its answer, or less at the cap
         self.generated = 0
         self.computed = 0  # tokens whose KV is in the cache
         self.owned_blocks = 0
@@ -119,18 +121,23 @@ class Engine:
         return bool(self._running or self._waiting)
 
     def submit(self, request: SimRequest) -> None:
-        """Queue a request; an idle engine's clock jumps to its arrival."""
-        total = request.prompt_tokens + request.max_tokens
-        if request.prompt_tokens < 1 or request.max_tokens < 1:
+        """Queue a request; an idle engine's clock jumps to its arrival.
+
+        As vLLM does, a request whose prompt plus ``max_tokens`` cannot fit a sequence is
+        refused, and one without ``max_tokens`` may generate up to the context limit.
+        """
+        cap = request.max_tokens
+        if request.prompt_tokens < 1 or request.output_tokens < 1 or (cap is not None and cap < 1):
             raise ValueError("a request needs prompt_tokens >= 1 and max_tokens >= 1")
-        if total > self.max_sequence_tokens:
+        room = self.max_sequence_tokens - request.prompt_tokens
+        if room < 1 or (cap is not None and cap > room):
             raise ValueError(
-                f"prompt_tokens + max_tokens = {total} exceeds this engine's "
-                f"{self.max_sequence_tokens} tokens per sequence"
+                f"prompt_tokens + max_tokens = {request.prompt_tokens + (cap or 1)} exceeds "
+                f"this engine's {self.max_sequence_tokens} tokens per sequence"
             )
         if not self.has_work:
             self.now = max(self.now, request.arrival)
-        self._waiting.append(_Sequence(request))
+        self._waiting.append(_Sequence(request, min(request.output_tokens, cap or room)))
 
     def run_until(self, time: float) -> list[StepResult]:
         """Steps that start before ``time`` (the last may end after it)."""
@@ -301,7 +308,7 @@ class Engine:
             if seq.first_token_time < 0:
                 seq.first_token_time = end
                 result.first_tokens.append(rid)
-            if seq.generated >= seq.request.max_tokens:
+            if seq.generated >= seq.limit:
                 finished.append(seq)
                 result.finished.append(self._finish(seq, end))
         if finished:
@@ -328,6 +335,8 @@ class Engine:
             output_tokens=seq.generated,
             cached_tokens=seq.cached_tokens,
             preemptions=seq.preemptions,
+            max_tokens=request.max_tokens,
+            eos=seq.generated >= request.output_tokens,
         )
 
     def _next_jitter(self) -> float:

@@ -64,11 +64,18 @@ class EngineDriver:
         return (asyncio.get_running_loop().time() - self._origin) * self.speed
 
     def submit(
-        self, prompt_tokens: int, max_tokens: int, hashes: tuple[Hashable, ...]
+        self,
+        prompt_tokens: int,
+        answer_tokens: int,
+        max_tokens: int | None,
+        hashes: tuple[Hashable, ...],
     ) -> tuple[str, asyncio.Queue[TokenEvent]]:
-        """Queue a request arriving now; raises ValueError when it can never fit."""
+        """Queue a request arriving now, whose answer ends after ``answer_tokens`` (EOS) or
+        at its ``max_tokens``; raises ValueError when it can never fit."""
         request_id = f"sim-{next(self._ids)}"
-        request = SimRequest(request_id, self.sim_now(), prompt_tokens, max_tokens, hashes)
+        request = SimRequest(
+            request_id, self.sim_now(), prompt_tokens, answer_tokens, hashes, max_tokens
+        )
         self.engine.submit(request)
         queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
         self._queues[request_id] = queue

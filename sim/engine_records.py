@@ -31,16 +31,21 @@ class EngineConfig:
 class SimRequest:
     """A request as the engine sees it: token counts, not text.
 
-    ``block_hashes`` name the prompt's full KV blocks for the prefix cache, as a chain
-    (block i's hash covers all tokens up to the end of block i); requests sharing the first
-    k hashes share those k blocks. ``shared_prefix_hashes`` builds them from a prefix id.
+    ``output_tokens`` is the length of the model's answer: where it would emit EOS. Only
+    the engine knows it (a real model decides it token by token); the client's cap is
+    ``max_tokens`` (None: unset, so the context limit less the prompt applies), and the
+    request ends at whichever comes first. ``block_hashes`` name the prompt's full KV
+    blocks for the prefix cache, as a chain (block i's hash covers all tokens up to the end
+    of block i); requests sharing the first k hashes share those k blocks.
+    ``shared_prefix_hashes`` builds them from a prefix id.
     """
 
     request_id: str
     arrival: float
     prompt_tokens: int
-    max_tokens: int
+    output_tokens: int
     block_hashes: tuple[Hashable, ...] = ()
+    max_tokens: int | None = None
 
 
 def shared_prefix_hashes(
@@ -62,6 +67,8 @@ class FinishedRequest:
     output_tokens: int
     cached_tokens: int  # prompt tokens served from the prefix cache at first admission
     preemptions: int
+    max_tokens: int | None = None  # the client's cap, as sent (None: unset)
+    eos: bool = True  # the answer ended (EOS); False: cut at the cap or the context limit
 
     @property
     def ttft(self) -> float:

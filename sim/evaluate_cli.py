@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> None:
     from latency_oracle.sim.evaluation import DEFAULT_LOADS, DEFAULT_SLO_SCALE, Workload, evaluate
     from latency_oracle.sim.policies import POLICY_NAMES
     from latency_oracle.sim.report import write_report
-    from latency_oracle.sim.workloads import azure_trace
+    from latency_oracle.sim.traces import azure_trace
 
     from latency_oracle.settings import Settings
 

@@ -21,6 +21,7 @@ import numpy as np
 from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
 from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
+from latency_oracle.sim.traces import read_trace
 from latency_oracle.sim.workloads import (
     DEFAULT_RATE,
     Arrival,
@@ -29,7 +30,6 @@ from latency_oracle.sim.workloads import (
     WorkloadName,
     apply_shifts,
     default_shifts,
-    read_trace,
     replay,
     synthetic,
 )
@@ -67,7 +67,8 @@ class Workload:
         if self.trace is not None:
             rows = read_trace(self.trace)
             start = rows[0].arrival
-            return replay([r for r in rows if r.arrival - start < self.duration_s], load)
+            window = [r for r in rows if r.arrival - start < self.duration_s]
+            return replay(window, load, seed=self.seed)
         spec = SyntheticSpec(self.name, self.rate, self.duration_s, self.seed)
         return synthetic(spec, load, settings)
 

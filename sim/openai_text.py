@@ -5,13 +5,18 @@ A "token" is a whitespace-separated word cut into pieces of at most four charact
 count one token per id. Generated tokens are short words drawn deterministically from the
 request's fingerprint, each exactly one token under the same rule, so a chat transcript
 fed back as the next prompt tokenizes the way it was generated and shares its prefix.
+Where an answer ends (its EOS) is the model's own business: ``AnswerLengths`` draws it
+from a workload's output lengths, as a function of the prompt alone, so nothing a client
+or router sends (``max_tokens`` included) tells it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 CHARS_PER_TOKEN = 4
 # Output words, each at most CHARS_PER_TOKEN characters: one token each.
@@ -62,3 +67,20 @@ def fingerprint(content: object) -> str:
 def generated_token(digest: str, index: int) -> str:
     """The ``index``-th output token of the response with this fingerprint."""
     return " " + _WORDS[(int(digest[:8], 16) + 31 * index) % len(_WORDS)]
+
+
+class AnswerLengths:
+    """The length of the simulated model's answer to a prompt: the quantile, at a level
+    hashed from the model and the prompt, of a workload's output lengths. Deterministic
+    (the same prompt always gets the same answer) and distributed as the workload's."""
+
+    def __init__(self, lengths: Iterable[int]) -> None:
+        ordered = np.sort(np.fromiter(lengths, dtype=np.int64))
+        if not len(ordered) or ordered[0] < 1:
+            raise ValueError("answer lengths need at least one length, all >= 1")
+        self._ordered = ordered
+
+    def of(self, model: str, tokens: Sequence[str]) -> int:
+        """Tokens the model generates for ``tokens`` before its EOS."""
+        level = int(fingerprint([model, list(tokens)]), 16) / 16**24
+        return int(self._ordered[int(level * len(self._ordered))])

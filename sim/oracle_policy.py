@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from latency_oracle.sim.cluster import Outcome, Placement, PodView
 from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.workloads import Arrival
+from latency_oracle.sim.engine_records import SimRequest
+from latency_oracle.sim.workloads import ClientRequest
 
 DEFAULT_HORIZON_S = 30.0
 
@@ -41,13 +42,13 @@ class TrueLatencyOracle:
         """The cluster's engines: perfect knowledge is what makes this the limit."""
         self._engines = engines
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+    def choose(self, request: ClientRequest, pods: Sequence[PodView], now: float) -> Placement:
         engines = self._engines
         order = sorted(range(len(pods)), key=lambda i: _queued_work_ms(engines[i]))
         best = self.horizon_s
         ttfts = [float("inf")] * len(pods)
         for i in order:
-            ttfts[i] = _true_ttft(engines[i], arrival, bound=best)
+            ttfts[i] = _true_ttft(engines[i], request, bound=best)
             best = min(best, ttfts[i])
         fastest = min(ttfts)
         if fastest == float("inf"):
@@ -68,16 +69,20 @@ def _queued_work_ms(engine: Engine) -> float:
     return tokens * perf.non_attention_ms(2048) / 2048 * engine.slowdown
 
 
-def _true_ttft(engine: Engine, arrival: Arrival, bound: float) -> float:
-    """The request's TTFT on a copy of ``engine``; inf once it is sure to exceed ``bound``."""
+def _true_ttft(engine: Engine, request: ClientRequest, bound: float) -> float:
+    """The request's TTFT on a copy of ``engine``; inf once it is sure to exceed ``bound``.
+
+    The copy serves the request's prompt and first token only: its answer's length cannot
+    change when that token comes.
+    """
     fork = engine.fork()
-    request = arrival.request
-    fork.submit(request)
+    rid = request.request_id
+    fork.submit(SimRequest(rid, request.arrival, request.prompt_tokens, 1, request.block_hashes))
     deadline = request.arrival + bound
     while fork.now < deadline:
         step = fork.step()
         if step is None:
             break
-        if request.request_id in step.first_tokens:
+        if rid in step.first_tokens:
             return step.end - request.arrival
     return float("inf")

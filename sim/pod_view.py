@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from latency_oracle.features.schema import ServerState
 from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.workloads import Arrival
+from latency_oracle.sim.workloads import ClientRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +125,8 @@ class PodView:
             self.kv_capacity_tokens, 1
         )
 
-    def cached_tokens(self, arrival: Arrival) -> int:
+    def cached_tokens(self, request: ClientRequest) -> int:
         """Prompt tokens the prefix index expects this pod to hold for the request."""
-        request = arrival.request
         if not request.block_hashes:
             return 0
         usable = request.block_hashes[: (request.prompt_tokens - 1) // self.block_size]

@@ -21,7 +21,7 @@ from latency_oracle.routing.router import Router
 from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
 from latency_oracle.sim.cluster import Outcome, Placement, PodView
 from latency_oracle.sim.oracle_policy import TrueLatencyOracle
-from latency_oracle.sim.workloads import Arrival
+from latency_oracle.sim.workloads import ClientRequest
 
 from latency_oracle.settings import Settings
 
@@ -47,7 +47,7 @@ class RoundRobin:
     def __init__(self, seed: int = 0) -> None:
         self._next = seed
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
+    def choose(self, request: ClientRequest, pods: Sequence[PodView], now: float) -> Placement:
         self._next += 1
         return Placement(self._next % len(pods))
 
@@ -63,11 +63,11 @@ class _ScoredHeuristic:
     def __init__(self, seed: int = 0) -> None:
         self._rng = random.Random(seed)
 
-    def score(self, arrival: Arrival, pod: PodView) -> float:
+    def score(self, request: ClientRequest, pod: PodView) -> float:
         raise NotImplementedError
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
-        return Placement(_least([self.score(arrival, p) for p in pods], self._rng))
+    def choose(self, request: ClientRequest, pods: Sequence[PodView], now: float) -> Placement:
+        return Placement(_least([self.score(request, p) for p in pods], self._rng))
 
     def learn(self, outcomes: Sequence[Outcome], now: float) -> None:
         """Learns nothing."""
@@ -78,7 +78,7 @@ class LeastRequests(_ScoredHeuristic):
 
     name = "least-requests"
 
-    def score(self, arrival: Arrival, pod: PodView) -> float:
+    def score(self, request: ClientRequest, pod: PodView) -> float:
         return pod.requests
 
 
@@ -87,7 +87,7 @@ class LeastKvCache(_ScoredHeuristic):
 
     name = "least-kv-cache"
 
-    def score(self, arrival: Arrival, pod: PodView) -> float:
+    def score(self, request: ClientRequest, pod: PodView) -> float:
         return pod.kv_cache_usage
 
 
@@ -104,14 +104,14 @@ class PrefixAffinity(_ScoredHeuristic):
         super().__init__(seed)
         self._home: dict[str, int] = {}
 
-    def score(self, arrival: Arrival, pod: PodView) -> float:
+    def score(self, request: ClientRequest, pod: PodView) -> float:
         return pod.requests
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement:
-        session = arrival.session
+    def choose(self, request: ClientRequest, pods: Sequence[PodView], now: float) -> Placement:
+        session = request.session
         if session is not None and session in self._home:
             return Placement(self._home[session])
-        placement = super().choose(arrival, pods, now)
+        placement = super().choose(request, pods, now)
         if session is not None:
             self._home[session] = placement.pod
         return placement
@@ -150,12 +150,13 @@ class LatencyOracle:
     def _clock(self) -> float:
         return EPOCH + self._now
 
-    def choose(self, arrival: Arrival, pods: Sequence[PodView], now: float) -> Placement | None:
+    def choose(
+        self, request: ClientRequest, pods: Sequence[PodView], now: float
+    ) -> Placement | None:
         self._now = now
-        request = arrival.request
-        candidates = [_candidate(pod, arrival) for pod in pods]
+        candidates = [_candidate(pod, request) for pod in pods]
         route = RouteRequest(
-            input_tokens=request.prompt_tokens, max_tokens=request.max_tokens, slo=self.slo
+            input_tokens=request.prompt_tokens, max_tokens=request.max_tokens or 0, slo=self.slo
         )
         decision = self.router.route(route, candidates)
         if decision.decision != "place":
@@ -184,13 +185,13 @@ def _ms(value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def _candidate(pod: PodView, arrival: Arrival) -> CandidatePod:
+def _candidate(pod: PodView, request: ClientRequest) -> CandidatePod:
     state = pod.server_state()
-    hits = pod.cached_tokens(arrival)
+    hits = pod.cached_tokens(request)
     return CandidatePod(
         pod=pod.spec.name,
         accelerator=pod.spec.accelerator,
-        prefix_cache_hit_tokens=min(hits, arrival.request.prompt_tokens) if hits else None,
+        prefix_cache_hit_tokens=min(hits, request.prompt_tokens) if hits else None,
         scraped_at=EPOCH + pod.scraped_at,
         **state.model_dump(),
     )
@@ -207,7 +208,7 @@ def _observation(outcome: Outcome) -> Observation:
         input_tokens=finished.prompt_tokens,
         prefix_cache_hit_tokens=finished.cached_tokens,
         output_tokens=finished.output_tokens,
-        max_tokens=finished.output_tokens,
+        max_tokens=finished.max_tokens or 0,  # the cap the client sent, as the sidecar reads it
         ttft_ms=max(outcome.ttft_ms, 1e-3),
         tpot_ms=outcome.tpot_ms,
         **outcome.state.model_dump(),

@@ -3,7 +3,11 @@
 A thin shell: requests are tokenized deterministically (``sim/openai_text.py``), queued in
 the simulated engine, and answered token by token as ``sim/engine_driver.py`` releases
 them in real time. Responses follow vLLM's wire format (SSE chunks, a usage chunk when
-``stream_options.include_usage`` is set, ``data: [DONE]``). A response is a pure function
+``stream_options.include_usage`` is set, ``data: [DONE]``). An answer ends where the
+simulated model puts its EOS (``AnswerLengths``: drawn from a workload's output lengths
+by the prompt) or at the client's cap, whichever comes first (``finish_reason`` "stop" or
+"length"); vLLM's ``ignore_eos`` runs it to the cap. As in vLLM, ``max_tokens`` defaults
+to 16 for completions and to the context left for chat. A response is a pure function
 of the prompt, ``max_tokens`` and model (its id and text are derived from them, and
 ``created`` is the server's start time), so two identical calls return identical bytes:
 a proxy can be checked byte for byte against a direct call.
@@ -27,6 +31,7 @@ from latency_oracle.sim.engine_driver import EngineDriver, TokenEvent
 from latency_oracle.sim.engine_metrics import EngineMetrics
 from latency_oracle.sim.engine_records import FinishedRequest
 from latency_oracle.sim.openai_text import (
+    AnswerLengths,
     block_hashes,
     chat_tokens,
     fingerprint,
@@ -51,6 +56,7 @@ class _GenerationBody(BaseModel):
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    ignore_eos: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -94,9 +100,8 @@ class _Generation:
         }
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(self, index: int, last: bool) -> bytes:
+    def chunk(self, index: int, finish: str | None) -> bytes:
         text = generated_token(self.digest, index)
-        finish = "length" if last else None
         if self.chat:
             choice = {"index": 0, "delta": {"content": text}, "logprobs": None}
             choice["finish_reason"] = finish
@@ -113,29 +118,36 @@ class _Generation:
     def usage_chunk(self, usage: dict[str, Any]) -> bytes:
         return b"data: " + _json({**self.head, "choices": [], "usage": usage}) + b"\n\n"
 
-    def full(self, tokens: int, usage: dict[str, Any]) -> bytes:
+    def full(self, tokens: int, finish: str, usage: dict[str, Any]) -> bytes:
         text = "".join(generated_token(self.digest, i) for i in range(tokens))
         if self.chat:
             message = {"role": "assistant", "content": text}
             choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None}
-            choice["finish_reason"] = "length"
+            choice["finish_reason"] = finish
             head = {**self.head, "object": "chat.completion"}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             choice["stop_reason"] = None
             head = self.head
         return _json({**head, "choices": [choice], "usage": usage})
 
 
 def create_sim_app(
-    engine: Engine, model_name: str, speed: float = 1.0, prompt_tokens_details: bool = False
+    engine: Engine,
+    model_name: str,
+    speed: float = 1.0,
+    prompt_tokens_details: bool = False,
+    answers: AnswerLengths | None = None,
 ) -> FastAPI:
     """The HTTP engine around ``engine``, released in real time scaled by ``speed``.
 
     ``prompt_tokens_details`` reports each request's prefix-cache hits in its usage
     (``prompt_tokens_details.cached_tokens``), as vLLM does with
     ``--enable-prompt-tokens-details``: in the final usage only, once the request is done.
+    ``answers`` says where the model ends each answer (default: the Azure code trace's
+    output lengths).
     """
+    answers = answers or default_answer_lengths()
     driver = EngineDriver(engine, speed)
     metrics = EngineMetrics(engine, model_name)
     driver.finished_listeners.append(metrics.record)
@@ -158,14 +170,20 @@ def create_sim_app(
             return _error(404, f"The model `{body.model}` does not exist.", "model")
         if not tokens:
             return _error(400, "the prompt has no tokens", "messages" if chat else "prompt")
-        max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+        if max_tokens is None and not chat:
+            max_tokens = DEFAULT_MAX_TOKENS
+        limit = max_tokens or max(engine.max_sequence_tokens - len(tokens), 1)
+        answer = limit if body.ignore_eos else answers.of(model_name, tokens)
         digest = fingerprint([model_name, tokens, max_tokens, chat])
         try:
-            request_id, queue = driver.submit(len(tokens), max_tokens, block_hashes(tokens, block))
+            request_id, queue = driver.submit(
+                len(tokens), answer, max_tokens, block_hashes(tokens, block)
+            )
         except ValueError as exc:
             return _error(400, str(exc), "max_tokens")
         wire = _Generation(chat, digest, created, model_name, body)
-        usage = _Usage(len(tokens), max_tokens, prompt_tokens_details)
+        finish = "stop" if answer < limit else "length"
+        usage = _Usage(len(tokens), min(answer, limit), finish, prompt_tokens_details)
         if body.stream:
             stream = _stream(wire, queue, usage, lambda: driver.abort(request_id))
             return StreamingResponse(stream, media_type="text/event-stream")
@@ -174,7 +192,8 @@ def create_sim_app(
         finally:
             driver.abort(request_id)
         return Response(
-            wire.full(max_tokens, usage.report(finished)), media_type="application/json"
+            wire.full(usage.completion_tokens, finish, usage.report(finished)),
+            media_type="application/json",
         )
 
     @app.post("/v1/completions")
@@ -205,19 +224,27 @@ def create_sim_app(
     return app
 
 
+def default_answer_lengths() -> AnswerLengths:
+    """Answers as long as the Azure code trace's outputs (the package's own data)."""
+    from latency_oracle.sim.traces import azure_trace, read_trace
+
+    return AnswerLengths(row.output_tokens for row in read_trace(azure_trace()))
+
+
 @dataclass(frozen=True, slots=True)
 class _Usage:
     """A request's usage report, with its prefix-cache hits when details are on."""
 
     prompt_tokens: int
-    max_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS) or "length" (the cap or the context limit)
     details: bool
 
     def report(self, finished: FinishedRequest | None) -> dict[str, Any]:
         usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.max_tokens,
-            "total_tokens": self.prompt_tokens + self.max_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
         if self.details and finished is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": finished.cached_tokens}
@@ -239,16 +266,16 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """SSE chunks as tokens are released; an early exit (client gone) aborts the request."""
     sent = 0
-    max_tokens = usage.max_tokens
+    tokens = usage.completion_tokens
     try:
-        while sent < max_tokens:
+        while sent < tokens:
             event = await queue.get()
             if event.finished is not None:
                 break
             if wire.chat and sent == 0:
                 yield wire.role_chunk()
             sent += 1
-            yield wire.chunk(sent - 1, sent == max_tokens)
+            yield wire.chunk(sent - 1, usage.finish_reason if sent == tokens else None)
         if wire.include_usage:
             finished = await _finished(queue) if usage.details else None
             yield wire.usage_chunk(usage.report(finished))

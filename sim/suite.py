@@ -32,7 +32,7 @@ from latency_oracle.sim.evaluation import (
 )
 from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, SloTargets
-from latency_oracle.sim.workloads import azure_trace
+from latency_oracle.sim.traces import azure_trace
 
 from latency_oracle.settings import Settings
 

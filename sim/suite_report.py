@@ -48,6 +48,14 @@ def render_suite(suite: Suite) -> str:
         "decode tokens, its own placements since the scrape, and prefix-cache hits estimated "
         "from an index of the prompt blocks it routed to each pod (an LRU of the pod's cache "
         "size). No engine internals.",
+        "- Requests as clients send them (`sim/client_caps.py`): each carries its client's "
+        "`max_tokens`, fixed per client or session (no cap for 35% of clients, else 256, "
+        "512, 1,024, 2,048 or 4,096), and ends at its true length (the model's EOS, from the "
+        "workload's data) or at the cap, whichever comes first. No policy sees the true "
+        "length: Latency Oracle routes on the cap and a learned output-length distribution "
+        "(`models/output_length.py`), and learns from the cap each request was sent with. "
+        "Reports before this setup gave every request a cap equal to its true length and "
+        "let Latency Oracle route and learn on it, which no production router can.",
         "- SLOs per workload, from its data: 5x the unloaded TTFT and decode step of the "
         "median prompt on the slowest pod. Attainment = share of requests meeting both; "
         "goodput = such requests per second.",

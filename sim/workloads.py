@@ -2,41 +2,43 @@
 
 A workload is a list of ``Arrival`` in time order. A replayed trace keeps its real
 arrival times and token counts (``load`` divides the times, so 2.0 replays an hour in
-half an hour); synthetic workloads draw arrivals and lengths from a seed. Shifts are
-scheduled changes mid-run: a load surge and a switch to long prompts rewrite the
+half an hour); synthetic workloads draw arrivals and lengths from a seed. Every request
+carries its client's ``max_tokens``: the trace's own column when it has one, else a cap
+fixed per client (``sim/client_caps.py``); its output length is the model's, known to the
+engine only. A router sees ``Arrival.sent``, the request as the client sent it. Shifts
+are scheduled changes mid-run: a load surge and a switch to long prompts rewrite the
 arrivals, a degraded pod is applied by the cluster at its time (``Shift.slowdown``).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from latency_oracle.sim.client_caps import client_cap, client_of
 from latency_oracle.sim.engine_records import SimRequest, shared_prefix_hashes
-from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.traces import TraceRow, arxiv_lengths, azure_trace, read_trace
 
 from latency_oracle.settings import Settings
 
-AZURE_TRACE = "traces/azure_code_2023.csv"
-ARXIV_LENGTHS = "traces/arxiv_summarization_lengths.csv"
 WorkloadName = Literal["azure", "poisson", "bursty", "chat", "long-prompt", "conversation"]
 WORKLOADS: tuple[str, ...] = ("azure", "poisson", "bursty", "chat", "long-prompt", "conversation")
 ShiftKind = Literal["surge", "long-prompts", "degrade"]
 
-# Column names a trace may use for each field (the first present wins).
-_ARRIVAL = ("arrived_at", "arrival", "arrival_time", "timestamp")
-_INPUT = ("num_prefill_tokens", "input_tokens", "prompt_tokens")
-_OUTPUT = ("num_decode_tokens", "output_tokens", "completion_tokens")
-_SESSION = ("session_id", "session", "conversation_id")
 
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A request as its client sent it, all a router gets: no output length, which only
+    the model knows when it ends its answer."""
 
-class TraceError(ValueError):
-    """A trace row that cannot be replayed; the message names the file and line."""
+    request_id: str
+    arrival: float
+    prompt_tokens: int
+    max_tokens: int | None  # None: the client sent no cap
+    block_hashes: tuple[Hashable, ...]  # the prompt's blocks (a router has the prompt)
+    session: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +48,13 @@ class Arrival:
     request: SimRequest
     session: str | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class TraceRow:
-    arrival: float
-    input_tokens: int
-    output_tokens: int
-    session: str | None
+    @property
+    def sent(self) -> ClientRequest:
+        """What the client sent: the request less its true output length."""
+        r = self.request
+        return ClientRequest(
+            r.request_id, r.arrival, r.prompt_tokens, r.max_tokens, r.block_hashes, self.session
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,67 +74,13 @@ class Shift:
         return f"pod {self.pod} degraded to 1/{self.factor:g} speed from {self.at:.0f} s"
 
 
-def read_trace(path: Path) -> list[TraceRow]:
-    """Rows of a CSV (header row) or JSONL (one object per line) trace, in arrival order."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = list(_jsonl_rows(path))
-    else:
-        rows = list(_csv_rows(path))
-    if not rows:
-        raise TraceError(f"{path}: no requests")
-    return sorted(rows, key=lambda row: row.arrival)
+def replay(
+    rows: Sequence[TraceRow], load: float = 1.0, prefix_tokens: int = 0, seed: int = 0
+) -> list[Arrival]:
+    """A trace as arrivals, time compressed by ``load``; sessions share ``prefix_tokens``.
 
-
-def _csv_rows(path: Path) -> Iterable[TraceRow]:
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        for line, record in enumerate(reader, start=2):
-            yield _row(path, line, record)
-
-
-def _jsonl_rows(path: Path) -> Iterable[TraceRow]:
-    with path.open() as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as exc:
-                raise TraceError(f"{path}:{line}: not JSON ({exc})") from exc
-            if not isinstance(record, dict):
-                raise TraceError(f"{path}:{line}: expected a JSON object")
-            yield _row(path, line, record)
-
-
-def _row(path: Path, line: int, record: dict[str, object]) -> TraceRow:
-    where = f"{path}:{line}"
-    arrival = _number(where, record, _ARRIVAL, float)
-    input_tokens = _number(where, record, _INPUT, int)
-    output_tokens = _number(where, record, _OUTPUT, int)
-    if not np.isfinite(arrival) or arrival < 0:
-        raise TraceError(f"{where}: arrival time must be a finite number >= 0, got {arrival}")
-    if input_tokens < 1 or output_tokens < 1:
-        raise TraceError(f"{where}: input and output tokens must be >= 1")
-    session = next((record[k] for k in _SESSION if record.get(k) not in (None, "")), None)
-    return TraceRow(arrival, input_tokens, output_tokens, None if session is None else str(session))
-
-
-def _number(where: str, record: dict[str, object], names: Sequence[str], kind: type) -> float:
-    name = next((n for n in names if n in record), None)
-    if name is None:
-        raise TraceError(f"{where}: missing column, expected one of {', '.join(names)}")
-    value = record[name]
-    try:
-        number = kind(float(value)) if kind is int else kind(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise TraceError(f"{where}: {name}={value!r} is not a number") from exc
-    if kind is int and float(value) != number:  # type: ignore[arg-type]
-        raise TraceError(f"{where}: {name}={value!r} is not a whole number of tokens")
-    return number
-
-
-def replay(rows: Sequence[TraceRow], load: float = 1.0, prefix_tokens: int = 0) -> list[Arrival]:
-    """A trace as arrivals, time compressed by ``load``; sessions share ``prefix_tokens``."""
+    A row's cap is the trace's when it records one, else its client's (``TraceRow.sent_cap``).
+    """
     if load <= 0:
         raise ValueError("load must be > 0")
     start = rows[0].arrival
@@ -143,24 +91,15 @@ def replay(rows: Sequence[TraceRow], load: float = 1.0, prefix_tokens: int = 0) 
             shared = min(prefix_tokens, row.input_tokens)
             hashes = shared_prefix_hashes(row.session, shared)
         request = SimRequest(
-            f"r{i}", (row.arrival - start) / load, row.input_tokens, row.output_tokens, hashes
+            f"r{i}",
+            (row.arrival - start) / load,
+            row.input_tokens,
+            row.output_tokens,
+            hashes,
+            row.sent_cap(i, seed),
         )
         arrivals.append(Arrival(request, row.session))
     return arrivals
-
-
-def azure_trace(settings: Settings | None = None) -> Path:
-    return shared_data_dir(settings) / AZURE_TRACE
-
-
-def arxiv_lengths(settings: Settings | None = None) -> np.ndarray:
-    """(n, 2) prompt and output token counts of arXiv summarization requests."""
-    with (shared_data_dir(settings) / ARXIV_LENGTHS).open(newline="") as handle:
-        rows = [
-            (int(r["num_prefill_tokens"]), int(r["num_decode_tokens"]))
-            for r in csv.DictReader(handle)
-        ]
-    return np.array(rows, dtype=np.int64)
 
 
 DEFAULT_RATE = 2.6  # requests/s: the Azure trace's mean
@@ -192,9 +131,18 @@ def synthetic(spec: SyntheticSpec, load: float = 1.0, settings: Settings | None 
         pool = np.array([(r.input_tokens, r.output_tokens) for r in trace])
         lengths = pool[rng.integers(0, len(pool), n)]
     if spec.name == "chat":
-        return _chat_sessions(times, lengths, rng)
+        return _chat_sessions(times, lengths, rng, spec.seed)
     return [
-        Arrival(SimRequest(f"r{i}", float(t), int(p), int(o)))
+        Arrival(
+            SimRequest(
+                f"r{i}",
+                float(t),
+                int(p),
+                int(o),
+                (),
+                client_cap(client_of(i, None, spec.seed), spec.seed),
+            )
+        )
         for i, (t, (p, o)) in enumerate(zip(times, lengths, strict=True))
     ]
 
@@ -231,22 +179,28 @@ CHAT_SYSTEM_PROMPT_TOKENS = 512
 CHAT_SESSIONS = 64
 
 
-def _chat_sessions(times: np.ndarray, lengths: np.ndarray, rng: np.random.Generator):
+def _chat_sessions(
+    times: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, seed: int
+) -> list[Arrival]:
     """Turns of a few dozen conversations; a turn's prompt extends its session's history.
 
     Every turn shares the session's system prompt plus earlier turns as a cached prefix:
-    the workload where prefix affinity should pay.
+    the workload where prefix affinity should pay. A session sends one cap throughout,
+    and its history grows by the answers as served (cut at the cap).
     """
     sessions = rng.integers(0, CHAT_SESSIONS, len(times))
     history: dict[int, int] = {}
     arrivals = []
     for i, (t, session, (prompt, output)) in enumerate(zip(times, sessions, lengths, strict=True)):
+        name = f"s{session}"
+        cap = client_cap(client_of(i, name, seed), seed)
         prefix = history.get(int(session), CHAT_SYSTEM_PROMPT_TOKENS)
         total = min(prefix + int(prompt) // 4 + 1, 8_000)
-        hashes = shared_prefix_hashes(f"s{session}", min(prefix, total - 1))
-        history[int(session)] = min(total + int(output), 6_000)
-        request = SimRequest(f"r{i}", float(t), total, int(output), hashes)
-        arrivals.append(Arrival(request, f"s{session}"))
+        hashes = shared_prefix_hashes(name, min(prefix, total - 1))
+        served = min(int(output), cap or int(output))
+        history[int(session)] = min(total + served, 6_000)
+        request = SimRequest(f"r{i}", float(t), total, int(output), hashes, cap)
+        arrivals.append(Arrival(request, name))
     return arrivals
 
 
@@ -288,7 +242,10 @@ def _surged(arrival: Arrival, shift: Shift) -> Arrival:
 
 def _long(arrival: Arrival, lengths: np.ndarray) -> Arrival:
     request = replace(
-        arrival.request, prompt_tokens=int(lengths[0]), max_tokens=int(lengths[1]), block_hashes=()
+        arrival.request,
+        prompt_tokens=int(lengths[0]),
+        output_tokens=int(lengths[1]),
+        block_hashes=(),
     )
     return replace(arrival, request=request)
 

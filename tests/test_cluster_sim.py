@@ -55,7 +55,9 @@ def test_every_request_is_served_or_shed_exactly_once(
     by_id = {a.request.request_id: a.request for a in arrivals}
     for outcome in result.outcomes:
         request = by_id[outcome.request_id]
-        assert outcome.finished.output_tokens == request.max_tokens
+        assert outcome.finished.output_tokens == min(
+            request.output_tokens, request.max_tokens or request.output_tokens
+        )
         assert outcome.finished.first_token_time > request.arrival
         assert outcome.finished.finish_time >= outcome.finished.first_token_time
     if name != "latency-oracle-shed":
@@ -184,7 +186,7 @@ def test_prefix_hits_are_estimated_from_what_was_routed_where() -> None:
     )
     request = SimRequest("r", 0.0, 40, 5, ("b", "c", "d"))
     # Only blocks the prompt fully covers, short of its last token, can be hits.
-    assert view.cached_tokens(Arrival(request)) == 32
+    assert view.cached_tokens(Arrival(request).sent) == 32
 
 
 def test_learned_predictions_take_over_within_two_minutes_at_the_traces_rate() -> None:

@@ -298,7 +298,7 @@ def test_meet_probability_follows_the_lognormal_between_served_quantiles() -> No
         assert predicted.meet_probability(slo)[0] == pytest.approx(expected, abs=1e-6)
 
 
-def _view(attainment, harm, latency, kv) -> PhaseView:
+def _view(attainment, harm, ttft, kv) -> PhaseView:
     n = len(attainment)
     numbers = {name: np.zeros(n) for name in NUMBER_FIELDS} | {"kv_cache_usage": np.array(kv)}
     columns = RequestColumns.of(
@@ -310,7 +310,8 @@ def _view(attainment, harm, latency, kv) -> PhaseView:
         "pod",
         np.ones(n, bool),
         np.zeros(n),
-        np.array(latency, dtype=float),
+        np.array(ttft, dtype=float) + 1_000.0,  # the decode adds the same to every pod
+        np.array(ttft, dtype=float),
         columns,
         attainment=np.array(attainment, dtype=float),
         harm=np.array(harm, dtype=float),
@@ -322,7 +323,7 @@ def test_slo_attainment_weighs_the_streams_a_decode_would_slow() -> None:
     rng = random.Random(0)
     # Pod 0 is faster but its batch would lose streams to the new decode: pod 1 wins.
     assert policy.choose(_view([0.99, 0.97], [0.6, 0.0], [100, 300], [0.2, 0.2]), rng).index == 1
-    # Near-ties in attainment: the faster pod, unless its KV cache is much fuller.
+    # Near-ties in attainment: the sooner first token, unless its KV cache is much fuller.
     assert policy.choose(_view([0.99, 0.98], [0, 0], [100, 120], [0.2, 0.2]), rng).index == 0
     assert policy.choose(_view([0.99, 0.98], [0, 0], [100, 120], [0.9, 0.1]), rng).index == 1
     # A pod that misses the SLO is not a near-tie, however fast.

@@ -60,10 +60,10 @@ def test_every_request_finishes_once_with_all_its_tokens_even_when_preempted() -
     emitted = Counter(rid for step in steps for rid in step.emitted)
     firsts = Counter(rid for step in steps for rid in step.first_tokens)
     for request in requests:
-        assert emitted[request.request_id] == request.max_tokens
+        assert emitted[request.request_id] == request.output_tokens
         assert firsts[request.request_id] == 1
     by_id = {f.request_id: f for f in finished}
-    assert all(by_id[r.request_id].output_tokens == r.max_tokens for r in requests)
+    assert all(by_id[r.request_id].output_tokens == r.output_tokens for r in requests)
     assert engine.state().preemptions > 0
     assert sum(f.preemptions for f in finished) == engine.state().preemptions
     assert max(usage) <= 1.0 and max(usage) > 0.9
@@ -90,7 +90,8 @@ def test_more_load_never_lowers_mean_ttft() -> None:
     means = []
     for load in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
         requests = [
-            SimRequest(r.request_id, r.arrival / load, r.prompt_tokens, r.max_tokens) for r in base
+            SimRequest(r.request_id, r.arrival / load, r.prompt_tokens, r.output_tokens)
+            for r in base
         ]
         finished = _finished(_replay(Engine.create("A100", seed=0), requests))
         means.append(np.mean([f.ttft for f in finished.values()]))
@@ -146,9 +147,31 @@ def test_abort_frees_the_request_and_its_blocks() -> None:
 def test_impossible_requests_are_rejected_at_submit() -> None:
     engine = Engine.create("H100", config=EngineConfig(max_model_len=4_096))
     with pytest.raises(ValueError, match="4096 tokens per sequence"):
-        engine.submit(SimRequest("big", 0.0, 4_000, 200))
+        engine.submit(SimRequest("big", 0.0, 4_000, 200, max_tokens=200))
+    with pytest.raises(ValueError, match="4096 tokens per sequence"):
+        engine.submit(SimRequest("no room", 0.0, 4_096, 200))
     with pytest.raises(ValueError, match="max_tokens >= 1"):
         engine.submit(SimRequest("empty", 0.0, 10, 0))
+    with pytest.raises(ValueError, match="max_tokens >= 1"):
+        engine.submit(SimRequest("no cap", 0.0, 10, 5, max_tokens=0))
+
+
+def test_a_request_ends_at_its_eos_or_its_cap_whichever_comes_first() -> None:
+    engine = Engine.create("H100", config=EngineConfig(max_model_len=4_096))
+    requests = [
+        SimRequest("eos first", 0.0, 100, 20, max_tokens=50),
+        SimRequest("cap first", 0.0, 100, 80, max_tokens=50),
+        SimRequest("no cap", 0.0, 100, 80),
+        SimRequest("context limit", 0.0, 4_000, 200),
+    ]
+    finished = _finished(_replay(engine, requests))
+    ends = {rid: (f.output_tokens, f.eos, f.max_tokens) for rid, f in finished.items()}
+    assert ends == {
+        "eos first": (20, True, 50),
+        "cap first": (50, False, 50),
+        "no cap": (80, True, None),
+        "context limit": (96, False, None),
+    }
 
 
 def test_a_degraded_pod_takes_proportionally_longer() -> None:

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
+from latency_oracle.sim.traces import azure_trace, read_trace
 from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from sim_support import SimEngineProcess, sim_engine_process
@@ -78,6 +79,34 @@ def test_non_streaming_answers_carry_text_and_usage(engine: SimEngineProcess) ->
     assert models["data"][0]["id"] == MODEL
 
 
+def test_answers_end_at_the_models_eos_or_the_cap(engine: SimEngineProcess) -> None:
+    """The engine ends each answer where its model would (a length drawn from the Azure
+    code trace's outputs by the prompt alone), unless the cap comes first."""
+    lengths = sorted(r.output_tokens for r in read_trace(azure_trace()))
+    usages = []
+    for i in range(16):
+        body = {"prompt": f"question {i} " * 20, "max_tokens": 200}
+        answer = httpx.post(f"{engine.url}/v1/completions", json=body, timeout=30).json()
+        usages.append((answer["usage"]["completion_tokens"], answer["choices"][0]))
+        again = httpx.post(f"{engine.url}/v1/completions", json=body, timeout=30).json()
+        assert again["usage"] == answer["usage"]  # the same prompt, the same answer
+    assert all(c["finish_reason"] == ("stop" if n < 200 else "length") for n, c in usages)
+    assert len({n for n, _ in usages}) > 5 and all(lengths[0] <= n <= 200 for n, _ in usages)
+    eos = usages[0][0]
+    body = {"prompt": "question 0 " * 20, "max_tokens": eos - 1}
+    cut = httpx.post(f"{engine.url}/v1/completions", json=body, timeout=30).json()
+    assert cut["usage"]["completion_tokens"] == eos - 1
+    assert cut["choices"][0]["finish_reason"] == "length"
+    forced = httpx.post(
+        f"{engine.url}/v1/completions",
+        json={**body, "max_tokens": 2 * eos, "ignore_eos": True},
+        timeout=30,
+    ).json()
+    assert forced["usage"]["completion_tokens"] == 2 * eos
+    default = httpx.post(f"{engine.url}/v1/completions", json={"prompt": "question 0 " * 20})
+    assert default.json()["usage"]["completion_tokens"] == min(eos, 16)  # vLLM's default cap
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
@@ -98,7 +127,7 @@ def test_bad_requests_get_4xx_naming_the_field(
 
 def test_metrics_parse_and_follow_load_and_disconnects(engine: SimEngineProcess) -> None:
     prompt = "a shared prompt " * 40  # 200 tokens: 12 full blocks of 16
-    long = {"prompt": prompt, "max_tokens": 5_000, "stream": True}
+    long = {"prompt": prompt, "max_tokens": 5_000, "ignore_eos": True, "stream": True}
     before = _metrics(engine.url)
     httpx.post(f"{engine.url}/v1/completions", json={"prompt": prompt, "max_tokens": 1})
     with ExitStack() as streams, httpx.Client(timeout=30) as client:

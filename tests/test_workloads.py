@@ -6,16 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from latency_oracle.sim.workloads import (
-    Shift,
-    SyntheticSpec,
-    TraceError,
-    apply_shifts,
-    azure_trace,
-    read_trace,
-    replay,
-    synthetic,
-)
+from latency_oracle.sim.traces import TraceError, azure_trace, read_trace
+from latency_oracle.sim.workloads import Shift, SyntheticSpec, apply_shifts, replay, synthetic
 
 
 def _csv(tmp_path: Path, body: str) -> Path:
@@ -100,7 +92,7 @@ def test_shifts_surge_and_long_prompts_reshape_only_what_follows() -> None:
     late = [a.request for a in shifted if a.request.arrival >= 120]
     early = [a.request for a in shifted if a.request.arrival < 100]
     assert median([r.prompt_tokens for r in late]) > 1.5 * median([r.prompt_tokens for r in early])
-    assert median([r.max_tokens for r in late]) > 5 * median([r.max_tokens for r in early])
+    assert median([r.output_tokens for r in late]) > 5 * median([r.output_tokens for r in early])
 
 
 def test_synthetic_workloads_are_seeded_and_chat_shares_prefixes() -> None:
@@ -123,3 +115,30 @@ def test_synthetic_workloads_are_seeded_and_chat_shares_prefixes() -> None:
     assert len(turns[-1].block_hashes) > len(turns[0].block_hashes)
     long = synthetic(SyntheticSpec("long-prompt", rate=1.0, duration_s=300, seed=3))
     assert sorted(a.request.prompt_tokens for a in long)[len(long) // 2] > 2_000
+
+
+def test_a_traces_max_tokens_column_is_used_and_otherwise_each_client_keeps_one_cap(
+    tmp_path: Path,
+) -> None:
+    capped = tmp_path / "capped.csv"
+    capped.write_text(
+        "arrived_at,num_prefill_tokens,num_decode_tokens,max_tokens\n"
+        "0.0,100,50,64\n1.0,100,50,0\n2.0,100,50,\n3.0,100,30,4096\n"
+    )
+    arrivals = replay(read_trace(capped))
+    assert [a.request.max_tokens for a in arrivals] == [64, None, None, 4096]
+    assert [a.sent.max_tokens for a in arrivals] == [64, None, None, 4096]
+    assert all(not hasattr(a.sent, "output_tokens") for a in arrivals)
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_text(
+        "\n".join(
+            json.dumps({"arrival": i, "input_tokens": 10, "output_tokens": 5, "session": i % 3})
+            for i in range(30)
+        )
+    )
+    by_session: dict[str | None, set[int | None]] = {}
+    for arrival in replay(read_trace(sessions), seed=7):
+        by_session.setdefault(arrival.session, set()).add(arrival.request.max_tokens)
+    assert all(len(caps) == 1 for caps in by_session.values())  # one cap per client
+    mix = {a.request.max_tokens for a in replay(read_trace(azure_trace()))}
+    assert mix == {None, 256, 512, 1024, 2048, 4096}  # the documented mix, all of it

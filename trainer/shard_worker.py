@@ -85,6 +85,8 @@ class ShardWorker:
         checkpoint = self._restorable_checkpoint()
         if checkpoint is not None:
             self.registry.import_state(checkpoint.model_sets)
+            if checkpoint.output_lengths is not None:
+                self.registry.import_output_lengths(checkpoint.output_lengths)
             self.applied_id = checkpoint.applied_id
             self.observed = ObservedCounts(self.shard, checkpoint.observed)
             self._publish_observed()
@@ -196,7 +198,10 @@ class ShardWorker:
             self.checkpoints.write(
                 self.shard,
                 ShardCheckpoint(
-                    self.registry.export_state(), self.applied_id, dict(self.observed.counts)
+                    self.registry.export_state(),
+                    self.applied_id,
+                    dict(self.observed.counts),
+                    self.registry.export_output_lengths(),
                 ),
                 self.lease_token,
                 self.consumer,
