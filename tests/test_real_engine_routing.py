@@ -55,11 +55,11 @@ def test_a_window_wraps_around_the_trace(tmp_path: Path) -> None:
 def test_bodies_send_the_cap_or_none_through_chat() -> None:
     ids = np.arange(1000, dtype=np.int32)
     corpus = Corpus("x" * 1000, ids, np.arange(1000), np.arange(1, 1001))
-    capped = trace_load.TraceRequest(0, 0.0, 10, 5, 256, 7)
+    capped = trace_load.TraceRequest(0, 0.0, 10, 5, 256)
     path, body = capped.body(corpus, "m")
     assert path == "/v1/completions" and body["prompt"] == [10, 11, 12, 13, 14]
-    assert body["max_tokens"] == 256 and body["seed"] == 7 and body["stream"] is True
-    path, body = trace_load.TraceRequest(0, 0.0, 10, 5, 0, 7).body(corpus, "m")
+    assert body["max_tokens"] == 256 and "seed" not in body and body["stream"] is True
+    path, body = trace_load.TraceRequest(0, 0.0, 10, 5, 0).body(corpus, "m")
     assert path == "/v1/chat/completions" and "max_tokens" not in body
     assert body["messages"] == [{"role": "user", "content": "xxxxx"}]
 
@@ -73,7 +73,7 @@ def _pod(url: str, running: float, waiting: float, kv: float) -> ScrapedPod:
 
 
 def _request(prompt_tokens: int) -> trace_load.TraceRequest:
-    return trace_load.TraceRequest(0, 0.0, 0, prompt_tokens, 0, 0)
+    return trace_load.TraceRequest(0, 0.0, 0, prompt_tokens, 0)
 
 
 def test_heuristics_count_what_they_sent_since_the_scrape() -> None:

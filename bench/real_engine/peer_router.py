@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 from latency_oracle.sim.processes import free_port, running_process
 
 from real_engine.engine import KV_BLOCK_TOKENS
-from real_engine.install import home
+from real_engine.install import home, run_logged
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,11 @@ def ensure_router(root: Path | None = None) -> Path:
     if marker.exists() and json.loads(marker.read_text()).get("pin") == ROUTER_PIN:
         return router_binary(root)
     log.warning("installing %s into %s", ROUTER_PIN, venv)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run_logged([sys.executable, "-m", "venv", "--clear", str(venv)], logs / "install.log")
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", ROUTER_PIN], check=True)
+    run_logged([*pip, "install", "-q", ROUTER_PIN], logs / "install.log")
     marker.write_text(json.dumps({"pin": ROUTER_PIN}))
     return router_binary(root)
 

@@ -8,10 +8,11 @@ answer ends at the model's EOS (the shaped EOS row of ``make_model.py``) or its 
 the trace's own output length is never sent and never shown to a router.
 
 Clients that send no cap use the chat API (vLLM's completions API would cap them at 16
-tokens); the others send their prompt as token ids to the completions API. Each request
-carries a sampling seed, so a request decodes the same tokens on a given model whichever
-policy placed it. The engines serve 8,192 tokens of context: a prompt is cut so that it
-and its cap fit (the trace's longest prompts lose their tail).
+tokens); the others send their prompt as token ids to the completions API. No request
+carries a sampling seed: vLLM 0.32's CPU engine dies on the first seeded request ("CPU
+Generator does not use offset"), so answers are sampled afresh in every run. The engines
+serve 8,192 tokens of context: a prompt is cut so that it and its cap fit (the trace's
+longest prompts lose their tail).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class TraceRequest:
     corpus_start: int  # the prompt: corpus tokens [corpus_start, corpus_start + prompt_tokens)
     prompt_tokens: int
     max_tokens: int  # 0: the client sends none
-    seed: int
 
     @property
     def chat(self) -> bool:
@@ -50,7 +50,6 @@ class TraceRequest:
             "model": model,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "seed": self.seed,
         }
         stop = self.corpus_start + self.prompt_tokens
         if self.chat:
@@ -97,5 +96,5 @@ def requests(
         length = prompt_tokens(row, cap)
         rng = np.random.default_rng([seed, index])
         first = int(rng.integers(0, corpus_tokens - length))
-        out.append(TraceRequest(index, float(at), first, length, cap, seed * 1_000_003 + index))
+        out.append(TraceRequest(index, float(at), first, length, cap))
     return out
