@@ -35,16 +35,17 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latency_oracle.sim.processes import free_port
-from latency_oracle.sim.traces import azure_trace
+from latency_oracle.sim.traces import azure_trace, read_trace
 
 from real_engine import peer_router, route_score, trace_load
 from real_engine.client import CUT, stream
@@ -68,6 +69,8 @@ PEERS = tuple(f"vllm-router-{p}" for p in peer_router.POLICIES)
 SERVICE = ("latency-oracle", "latency-oracle-shed")
 ALL = (*HEURISTICS, *PEERS, *SERVICE)
 SETTLE_TIMEOUT_S = 90.0
+SLO_SCALE = 5.0  # SLOs: this times the idle fleet's slowest latencies (sim/evaluation.py)
+CALIBRATION_REPEATS = 3
 
 
 def fleet_specs() -> tuple[list[EngineSpec], dict[str, str], dict[str, str]]:
@@ -77,16 +80,16 @@ def fleet_specs() -> tuple[list[EngineSpec], dict[str, str], dict[str, str]]:
     accelerators: the fast one the last core, the slow one core 0, which it shares with
     the sidecars, the predictor, the peer router and the load generator."""
     cores = sorted(os.sched_getaffinity(0))
-    pods = [
-        ("pod-fast", "tiny", "cpu-tiny", cores[-1]),
-        ("pod-slow", "large", "cpu-large", cores[0]),
-    ]
+    # (name, core, max_num_batched_tokens, label): prefill chunks of 512 tokens make long
+    # prompts' first token slower on the slow pod.
+    pods = [("pod-fast", cores[-1], 2048, "cpu-core1"), ("pod-slow", cores[0], 512, "cpu-core0")]
     specs, labels, events = [], {}, {}
-    for name, preset, label, core in pods:
+    for name, core, batched, label in pods:
         events[name] = f"tcp://127.0.0.1:{free_port()}"
         config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": events[name]}
         extra = ("--kv-events-config", json.dumps(config))
-        specs.append(EngineSpec(name, preset, MODEL, str(core), extra_args=extra))
+        spec = EngineSpec(name, "tiny", MODEL, str(core), batched, extra_args=extra)
+        specs.append(spec)
         labels[name] = label
     return specs, labels, events
 
@@ -98,7 +101,7 @@ class Config:
     drain_s: float  # after the last arrival, then the rest is cut
     rounds: int
     warmup_s: float
-    slo: route_score.Slo
+    slo: route_score.Slo | None  # None: calibrated on the idle fleet
     policies: tuple[str, ...]
     seed: int
 
@@ -244,8 +247,31 @@ class Comparison:
         corpus_tokens = len(self.corpus.ids)
         return trace_load.requests(azure_trace(), corpus_tokens, start, count, rate, c.seed)
 
+    async def calibrate(self, client: httpx.AsyncClient) -> route_score.Slo:
+        """SLOs from the idle fleet, as the cluster evaluation sets them: ``SLO_SCALE``
+        times the slowest pod's TTFT of the trace's median prompt, and its TPOT."""
+        median = int(np.median([r.input_tokens for r in read_trace(azure_trace())]))
+        ttfts, tpots = [], []
+        for pod in self.fleet.pods.values():
+            for _ in range(CALIBRATION_REPEATS):
+                body = {"model": MODEL, "prompt": self.corpus.ids[:median].tolist()}
+                body |= {"max_tokens": 32, "ignore_eos": True, "stream": True}
+                measured = await stream(client, pod.url + "/v1/completions", body)
+                if measured.ttft_ms is not None and measured.tpot_ms is not None:
+                    ttfts.append((pod.spec.name, measured.ttft_ms))
+                    tpots.append((pod.spec.name, measured.tpot_ms))
+                await self.settle(client)
+        ttft = max(np.median([t for n, t in ttfts if n == name]) for name in self.fleet.pods)
+        tpot = max(np.median([t for n, t in tpots if n == name]) for name in self.fleet.pods)
+        slo = route_score.Slo(round(SLO_SCALE * ttft, -1), round(SLO_SCALE * tpot, 0))
+        print(f"idle: TTFT {ttfts}, TPOT {tpots} -> SLOs {slo}", flush=True)
+        return slo
+
     async def _rounds(self, client: httpx.AsyncClient) -> None:
+        if self.config.slo is None:
+            self.config = replace(self.config, slo=await self.calibrate(client))
         c = self.config
+        assert c.slo is not None
         if c.warmup_s > 0:
             print(f"warm-up: round-robin for {c.warmup_s:.0f} s", flush=True)
             warm = self._requests(c.rounds, c.warmup_s, c.rates[0])
@@ -345,7 +371,7 @@ def main() -> None:
         drain_s=args.drain,
         rounds=args.rounds,
         warmup_s=args.warmup,
-        slo=slo or DEFAULT_SLO,
+        slo=slo,
         policies=policies,
         seed=args.seed,
     )
@@ -373,12 +399,11 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
+    meta["config"] = asdict(comparison.config)  # with the SLOs calibrated
     out.write_text(json.dumps({**meta, "rows": comparison.rows}, default=str))
     print(f"rows: {out}")
     print("\n".join(report(comparison.summaries)))
 
-
-DEFAULT_SLO = route_score.Slo(ttft_ms=2000.0, tpot_ms=150.0)
 
 if __name__ == "__main__":
     main()
