@@ -4,6 +4,7 @@ send them, the policies' choices on scraped state, and the scoring of runs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from real_engine.epp_view import PodView
 from real_engine.prompts import Corpus
 from real_engine.route_policies import Least, RoundRobin, ScrapedPod
 from real_engine.route_score import Outcome, Slo
+from real_engine.routing import report, rescore
 
 SLO = Slo(ttft_ms=1000.0, tpot_ms=100.0)
 
@@ -135,3 +137,27 @@ def test_runs_pool_as_medians_and_the_verdict_takes_the_best_rival() -> None:
     assert v is not None and not v.met  # 11% lower only, and less attainment
     lines = route_score.table(pooled)
     assert "1200 (1000-1400)" in lines[2] and lines[4].startswith("| latency-oracle | 1 |")
+
+
+def test_a_saved_run_is_rescored_per_rate_and_policy(tmp_path: Path) -> None:
+    rows = []
+    for policy, ttft in (("least-requests", 900.0), ("latency-oracle", 400.0)):
+        for round_ in (0, 1):
+            for i in range(10):
+                row = {"policy": policy, "round": round_, "rate": 0.25, "arrival_s": i * 4.0}
+                row |= {"ttft_ms": ttft + 10 * i, "tpot_ms": 50.0, "shed": False}
+                rows.append(row)
+    rows.append({"policy": "warm-up", "ttft_ms": 1.0, "tpot_ms": 1.0, "shed": False})
+    saved = tmp_path / "run.json"
+    saved.write_text(
+        json.dumps({"config": {"slo": {"ttft_ms": 950.0, "tpot_ms": 100.0}}, "rows": rows})
+    )
+    summaries = rescore(saved, None)
+    assert list(summaries) == [0.25]
+    assert [s.policy for s in summaries[0.25]] == ["least-requests"] * 2 + ["latency-oracle"] * 2
+    assert summaries[0.25][0].attainment == pytest.approx(0.6)  # 900-950 ms of 900-990 ms
+    assert summaries[0.25][0].goodput == pytest.approx(6 / 36.0)
+    lines = report(rescore(saved, Slo(2000.0, 100.0)))
+    assert any(line.startswith("| least-requests | 2 | 100.0%") for line in lines)
+    verdict = next(line for line in lines if line.startswith("latency-oracle:"))
+    assert "bar met" in verdict and "outside the 80-95% band" in verdict

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import os
@@ -323,7 +324,9 @@ def _report(summaries: list[route_score.Summary]) -> list[str]:
 
 def rescore(path: Path, slo: route_score.Slo | None) -> dict[float, list[route_score.Summary]]:
     """A saved run's summaries, from its rows (under another SLO when given)."""
-    saved = json.loads(path.read_text())
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        saved = json.load(handle)
     slo = slo or route_score.Slo(**saved["config"]["slo"])
     by_run: dict[tuple[float, str, int], list[dict[str, object]]] = {}
     for row in saved["rows"]:
