@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -380,6 +381,8 @@ def main() -> None:
     )
     if any(p in PEERS for p in policies):
         peer_router.ensure_router()
+    # SIGTERM stops the engines, sidecars and routers as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # vLLM's /reset_prefix_cache (between runs) answers only in its development mode.
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")
     specs, labels, kv_events = fleet_specs()
