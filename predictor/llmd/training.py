@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from latency_oracle.features.schema import Observation
-from latency_oracle.predictor.llmd_schema import LlmdEntry, role_of
+from latency_oracle.predictor.llmd.bodies import LlmdEntry, role_of
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ Where it differs from llm-d's own server, on purpose:
   that type (one EPP per InferencePool, so its URL names the pool's hardware).
   ``pod_type`` (the EPP's role label) is the pod's role; an optional ``pod`` field
   (not sent by the stock client) reaches per-pod calibration.
-- **Training** skips implausible entries instead of failing the flush (``llmd_training``).
+- **Training** skips implausible entries instead of failing the flush (``llmd.training``).
 - **No model download.** The client never predicts locally from XGBoost trees (its
   ``Predict`` asks over HTTP for ``xgboost``), and Latency Oracle's models are not plain
   trees or linear coefficients over llm-d's features, so none are exported; the endpoints
@@ -45,7 +45,7 @@ from latency_oracle.predictor.api_models import Detail
 from latency_oracle.predictor.auth import TokenGate, read_gate, write_gate
 from latency_oracle.predictor.http_errors import store_full_response
 from latency_oracle.predictor.json_routes import JsonRoute, received_at
-from latency_oracle.predictor.llmd_schema import (
+from latency_oracle.predictor.llmd.bodies import (
     MODEL_TYPE,
     OBJECTIVE_TYPE,
     LlmdBulkRequest,
@@ -58,8 +58,8 @@ from latency_oracle.predictor.llmd_schema import (
     render_predictions,
     request_columns,
 )
-from latency_oracle.predictor.llmd_status import status_routes
-from latency_oracle.predictor.llmd_training import SkipLog, observations, out_of_bounds
+from latency_oracle.predictor.llmd.status_routes import status_routes
+from latency_oracle.predictor.llmd.training import SkipLog, observations, out_of_bounds
 from latency_oracle.predictor.service import OracleService
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -20,13 +20,13 @@ from fastapi import status
 from latency_oracle.models.keys import Target
 from latency_oracle.predictor.api_models import Detail
 from latency_oracle.predictor.json_routes import JsonRoute
-from latency_oracle.predictor.llmd_schema import MODEL_TYPE, OBJECTIVE_TYPE
+from latency_oracle.predictor.llmd.bodies import MODEL_TYPE, OBJECTIVE_TYPE
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
-    from latency_oracle.predictor.llmd_routes import LlmdAdapter
+    from latency_oracle.predictor.llmd.routes import LlmdAdapter
 
 SERVICE_NAME = "http-based-latency-predictor"
 NATIVE_PREDICTION = (
