@@ -3,7 +3,7 @@
 In Redis mode a key may learn a sample: the global model learns ``global_sample_rate`` of
 every shard, and a hot shard learns about ``hot_key_max_rate`` entries a second. Each
 shard's trainer counts every observation of its keys, exactly (the counts are
-checkpointed with the models, ``models.redis_checkpoint``); the global keys' count is
+checkpointed with the models, ``models.persistence.redis_checkpoint``); the global keys' count is
 every shard's, summed. Statuses carry the count (``KeyStatus.observed``), so
 ``/v1/models`` and ``/metrics`` say what share was learned.
 """

@@ -27,7 +27,7 @@ from latency_oracle.features.store import (
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.output_length import LengthForecast
 from latency_oracle.models.registry import ModelRegistry, PredictionBatch
-from latency_oracle.models.snapshot import (
+from latency_oracle.models.persistence.snapshot import (
     EncodeError,
     SnapshotError,
     decode_snapshot,

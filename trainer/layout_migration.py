@@ -34,8 +34,8 @@ from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, Redi
 from latency_oracle.features.redis_store import connect_as
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.model_set import ModelSet
-from latency_oracle.models.redis_checkpoint import NO_ENTRY_ID
-from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.models.persistence.redis_checkpoint import NO_ENTRY_ID
+from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
 
 from latency_oracle.settings import Settings
 

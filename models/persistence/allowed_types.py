@@ -1,18 +1,18 @@
-"""Everything a model snapshot may contain: the codec's allow-list (``models.codec``).
+"""Everything a model snapshot may contain: the codec's allow-list (``models.persistence.codec``).
 
 A class a learner or model set keeps in its state must be listed here, one line each, or
 encoding a snapshot fails naming the class and the attribute path to it. Plain classes
 are rebuilt from their attributes, dataclasses through their constructor; a class whose
 state is not plain data (River's Rust-backed parts, caches a snapshot leaves out) gets an
 ``Adapter``. Renaming or moving a listed class changes its name in the format: bump
-``models.snapshot.FORMAT_VERSION``.
+``models.persistence.snapshot.FORMAT_VERSION``.
 """
 
 from __future__ import annotations
 
 from latency_oracle.models.baseline_fit import FittedOffset
 from latency_oracle.models.calibration import AdaptiveConformal
-from latency_oracle.models.codec import Adapter, TypeRegistry
+from latency_oracle.models.persistence.codec import Adapter, TypeRegistry
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import (
     ChallengerRace,

@@ -24,7 +24,7 @@ from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.output_length import LengthCounts
-from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class LeaseLost(RuntimeError):
 
 class CheckpointStore:
     """Reads and (lease-fenced) writes shard checkpoints, signed with ``signing_key`` when
-    given: then only checkpoints signed with it are read (``models.snapshot``)."""
+    given: then only checkpoints signed with it are read (``models.persistence.snapshot``)."""
 
     def __init__(
         self,

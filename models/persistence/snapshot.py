@@ -4,7 +4,7 @@ Layout (format 6): ``LOSNAP``, the format version (u16, big-endian), the digest 
 (u8: 0 = SHA-256 checksum, unsigned; 1 = HMAC-SHA256 under the snapshot key), the 32-byte
 digest, then the body. The digest covers the header's first fields and the body, so
 neither can be swapped. The body is zlib-compressed: the length of a JSON document (u32,
-big-endian), the document, then the binary blobs it refers to (``models.codec``: numpy
+big-endian), the document, then the binary blobs it refers to (``models.persistence.codec``: numpy
 arrays as raw bytes with dtype and shape, XGBoost boosters in XGBoost's own UBJSON model
 format). The document's root holds the served quantiles, the feature names, the model
 sets, the writer's extra metadata and, when the writer learned them, the output lengths
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from latency_oracle.features.engineering import FEATURE_NAMES
-from latency_oracle.models.codec import DecodeError, EncodeError
+from latency_oracle.models.persistence.codec import DecodeError, EncodeError
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.output_length import LengthCounts
-from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 
 __all__ = [
     "EncodeError",
@@ -46,7 +46,7 @@ __all__ = [
 
 MAGIC = b"LOSNAP"
 FORMAT_VERSION = 7  # 7: the baseline's fitted scale and floor, pods' peer miss rates;
-# 6: no pickle: JSON document + blobs (models.codec), HMAC signatures
+# 6: no pickle: JSON document + blobs (models.persistence.codec), HMAC signatures
 LAST_PICKLE_FORMAT = 5
 UNSIGNED, HMAC_SHA256 = 0, 1
 MAX_BODY_BYTES = 1 << 30  # a decompression bomb stops here
@@ -85,7 +85,7 @@ def encode_snapshot(
     ``key`` when given, else unsigned.
 
     Raises ``EncodeError`` (naming the type and attribute path) if the state holds a type
-    that ``models.snapshot_types`` does not list.
+    that ``models.persistence.allowed_types`` does not list.
     """
     payload: dict[str, Any] = {
         "quantiles": tuple(quantiles),
