@@ -24,8 +24,8 @@ from latency_oracle.features.redis_pods import RedisPodStates
 from latency_oracle.features.redis_store import RedisObservationStore, connect
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR
-from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.persistence.snapshot import encode_snapshot
+from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.sim.local_redis import local_redis
 from latency_oracle.sim.synthetic_stream import generate_stream
 

@@ -144,7 +144,7 @@ class BaseLearner(ABC):
         return self._function
 
     def snapshot(self) -> bytes:
-        """The learner's attributes in the snapshot codec's format (``models.persistence.codec``)."""
+        """The learner's attributes in the snapshot codec's format (``persistence.codec``)."""
         return _snapshot_types().encode(self.__dict__)
 
     def restore(self, data: bytes) -> None:

@@ -54,8 +54,8 @@ def _load_predictor() -> type:
         """One model key's registered version, answering a DataFrame of requests."""
 
         def load_context(self, context: Any) -> None:
-            from latency_oracle.models.registry import ModelRegistry
             from latency_oracle.models.persistence.snapshot import decode_snapshot
+            from latency_oracle.models.registry import ModelRegistry
 
             quantiles = tuple(context.model_config[QUANTILES_CONFIG])
             data = Path(context.artifacts[SNAPSHOT_ARTIFACT]).read_bytes()

@@ -22,8 +22,8 @@ from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.learned_share import fleet_observed
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
 from latency_oracle.models.persistence.redis_pins import FleetPins
-from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.persistence.snapshot import refusal_reason
+from latency_oracle.models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 

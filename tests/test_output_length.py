@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.output_length import FLEET, WINDOW, LengthCounts, OutputLengths
-from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import generate_stream

@@ -13,8 +13,8 @@ from latency_oracle.features.redis_store import connect
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
-from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.models.persistence.snapshot import encode_snapshot
+from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.layout_migration import MigrationRefused, migrate
 from latency_oracle.trainer.loop import Trainer

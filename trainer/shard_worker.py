@@ -27,8 +27,8 @@ from latency_oracle.models.persistence.redis_checkpoint import (
     ShardCheckpoint,
     entry_order,
 )
-from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
 from latency_oracle.models.persistence.snapshot import refusal_reason
+from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
 from latency_oracle.trainer.leases import StreamEntry
 from latency_oracle.trainer.sampling import HotKeyGate
 from pydantic import ValidationError

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from latency_oracle.models.baseline_fit import FittedOffset
 from latency_oracle.models.calibration import AdaptiveConformal
-from latency_oracle.models.persistence.codec import Adapter, TypeRegistry
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import (
     ChallengerRace,
@@ -26,6 +25,7 @@ from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.model_set import LearnerHealth, LearnerSlot, ModelSet
 from latency_oracle.models.output_length import LengthCounts
+from latency_oracle.models.persistence.codec import Adapter, TypeRegistry
 from latency_oracle.models.pod_calibration import PodOffsets
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.residual import ResidualFunction

@@ -203,7 +203,9 @@ class _Encoder:
     def _registered(self, kind: type) -> str:
         name = qualified_name(kind)
         if self.registry.classes.get(name) is not kind:
-            raise EncodeError(f"{name} is not in the snapshot registry (models/persistence/allowed_types.py)")
+            raise EncodeError(
+                f"{name} is not in the snapshot registry (models/persistence/allowed_types.py)"
+            )
         return name
 
     def _items(self, values: Iterable[Any]) -> list[Any]:

@@ -18,7 +18,11 @@ from latency_oracle.features.redis_client import RedisClient
 from latency_oracle.features.redis_keys import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
-from latency_oracle.models.persistence.snapshot import SnapshotError, decode_snapshot, encode_snapshot
+from latency_oracle.models.persistence.snapshot import (
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 
 @dataclass(frozen=True, slots=True)

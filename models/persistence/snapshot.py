@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from latency_oracle.features.engineering import FEATURE_NAMES
-from latency_oracle.models.persistence.codec import DecodeError, EncodeError
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
+from latency_oracle.models.persistence.codec import DecodeError, EncodeError
 
 __all__ = [
     "EncodeError",
