@@ -20,11 +20,11 @@ from typing import Protocol
 
 from latency_oracle.features.schema import ServerState
 from latency_oracle.sidecar.inflight import InflightCounter
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import EngineConfig, FinishedRequest, StepResult
-from latency_oracle.sim.gpu_profiles import canonical_model
-from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
-from latency_oracle.sim.perf_model import PerfModel
+from latency_oracle.sim.engine.gpu_profiles import canonical_model
+from latency_oracle.sim.engine.hardware import DEFAULT_BASE_GPU, accelerator_profile
+from latency_oracle.sim.engine.perf_model import PerfModel
+from latency_oracle.sim.engine.records import EngineConfig, FinishedRequest, StepResult
+from latency_oracle.sim.engine.scheduler import Engine
 from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, scrape
 from latency_oracle.sim.workloads import Arrival, ClientRequest, Shift
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
-from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
 from latency_oracle.sim.traces import read_trace
 from latency_oracle.sim.workloads import (

@@ -20,8 +20,8 @@ import random
 from collections.abc import Sequence
 
 from latency_oracle.sim.cluster import Outcome, Placement, PodView
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import SimRequest
+from latency_oracle.sim.engine.records import SimRequest
+from latency_oracle.sim.engine.scheduler import Engine
 from latency_oracle.sim.workloads import ClientRequest
 
 DEFAULT_HORIZON_S = 30.0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from latency_oracle.features.schema import ServerState
 from latency_oracle.sidecar.inflight import InflightCounter
-from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine.scheduler import Engine
 from latency_oracle.sim.workloads import ClientRequest
 
 
@@ -52,7 +52,7 @@ class Scrape:
 
 
 def scrape(engine: Engine, sidecar: InflightCounter) -> Scrape:
-    """Read a pod as its sidecar does: only what ``sim/engine_metrics.py`` exports."""
+    """Read a pod as its sidecar does: only what ``sim/engine/exported_metrics.py`` exports."""
     state = engine.state()
     return Scrape(
         running_requests=state.running_requests,

@@ -52,7 +52,7 @@ def render(evaluation: Evaluation, plots: dict[str, str | None]) -> str:
         f"{', '.join(f'{x:g}x' for x in evaluation.loads)} (a load of 2 replays the "
         "arrivals twice as fast).",
         f"- Cluster: {', '.join(evaluation.pods)}; Llama-2-7B, simulated engines "
-        "(`sim/engine.py`) on measured GPU step costs.",
+        "(`sim/engine/scheduler.py`) on measured GPU step costs.",
         f"- SLOs (from the data: {evaluation.slo_scale:g}x the unloaded latency of the median "
         f"prompt on the slowest pod): TTFT <= {slo.ttft_ms:g} ms, TPOT <= {slo.tpot_ms:g} ms. "
         "SLO attainment counts shed requests as misses; goodput is requests/s meeting both.",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from latency_oracle.sim.cluster import ClusterConfig, RunResult
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.evaluation import (
     ATTAINMENT_TARGET,
     DEFAULT_SLO_SCALE,
@@ -30,7 +31,6 @@ from latency_oracle.sim.evaluation import (
     summarize,
     versions,
 )
-from latency_oracle.sim.gpu_profiles import shared_data_dir
 from latency_oracle.sim.policies import HEURISTICS, SloTargets
 from latency_oracle.sim.traces import azure_trace
 

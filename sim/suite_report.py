@@ -41,7 +41,7 @@ def render_suite(suite: Suite) -> str:
         "# Cluster evaluation: the service's routing vs heuristics over four workloads",
         "",
         f"- Cluster: six simulated vLLM pods ({', '.join(DEFAULT_ACCELERATORS)}), "
-        "Llama-2-7B, step costs from measured GPU profiles (`sim/engine.py`).",
+        "Llama-2-7B, step costs from measured GPU profiles (`sim/engine/scheduler.py`).",
         "- What every policy sees (`sim/pod_view.py`), heuristics and Latency Oracle alike: "
         "each pod's vLLM `/metrics` scraped every 0.2 s (requests running and waiting, "
         "KV-cache use, prefix-cache counters), its sidecar's counts of in-flight prompt and "

@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import FinishedRequest, SimRequest, StepResult
+from latency_oracle.sim.engine.records import FinishedRequest, SimRequest, StepResult
+from latency_oracle.sim.engine.scheduler import Engine
 
 
 @dataclass(frozen=True, slots=True)

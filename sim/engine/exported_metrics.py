@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import FinishedRequest
+from latency_oracle.sim.engine.records import FinishedRequest
+from latency_oracle.sim.engine.scheduler import Engine
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector

@@ -24,7 +24,7 @@ import numpy as np
 from latency_oracle.settings import Settings
 
 # The reference data vendored as package data (latency_oracle/sim/data once installed).
-PACKAGED_DATA = Path(__file__).resolve().parent / "data"
+PACKAGED_DATA = Path(__file__).resolve().parents[1] / "data"
 
 # Operators of one decoder layer and how often each runs per layer.
 LAYER_OPS: dict[str, int] = {

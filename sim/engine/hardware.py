@@ -1,6 +1,6 @@
 """Accelerator profiles: the measured non-attention cost curve of each simulated GPU.
 
-Three GPUs are measured (H100, A100, A40: ``sim/gpu_profiles.py``). Every other type in
+Three GPUs are measured (H100, A100, A40: ``sim/engine/gpu_profiles.py``). Every other type in
 ``features.accelerators.HARDWARE_SPECS`` is derived from one measured GPU (H100 unless
 told otherwise) by spec-sheet ratios, split by a roofline of the layer's GEMMs:
 
@@ -12,7 +12,7 @@ GEMM does 2 FLOPs per weight per token and reads 2 bytes per weight, so on the b
 its compute time over its weight-read time is ``n / (F/B)``; ``w(n)`` is the share of the
 layer bound by compute, the rest is bound by reading weights. Small batches therefore
 scale with bandwidth and large prefills with FLOP/s. Memory size sets KV capacity
-(``sim/perf_model.py``).
+(``sim/engine/perf_model.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from latency_oracle.features.accelerators import HARDWARE_SPECS, HardwareSpec, normalize_accelerator
-from latency_oracle.sim.gpu_profiles import MEASURED_GPUS, MeasuredLayerCosts, load_measured
+from latency_oracle.sim.engine.gpu_profiles import MEASURED_GPUS, MeasuredLayerCosts, load_measured
 
 DEFAULT_BASE_GPU = "H100"
 

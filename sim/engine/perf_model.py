@@ -8,7 +8,7 @@ token per decoding request) on ``tp`` GPUs::
             + 2 * L * h_kv * d_h * BYTES * sum_decodes ctx / (tp * B * DECODE_ATTENTION_EFFICIENCY)
             + STEP_OVERHEAD_MS
 
-``layer_ms`` is the measured (or derived, ``sim/hardware.py``) non-attention cost of one
+``layer_ms`` is the measured (or derived, ``sim/engine/hardware.py``) non-attention cost of one
 layer, interpolated between measured token counts within GEMM tiles (``gpu_profiles``).
 A prefill chunk of ``c`` tokens after ``p`` tokens already in the KV cache does ``4 * d``
 FLOPs per (query, key) pair per layer (QK^T and PV), causally ``c * (p + c / 2)`` pairs;
@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from latency_oracle.sim.hardware import AcceleratorProfile
+from latency_oracle.sim.engine.hardware import AcceleratorProfile
 
 PREFILL_ATTENTION_EFFICIENCY = 0.45
 DECODE_ATTENTION_EFFICIENCY = 0.70

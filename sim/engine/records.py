@@ -1,6 +1,6 @@
 """What goes into and comes out of a simulated engine: its knobs, requests, results, load.
 
-Kept apart from the scheduler (``sim/engine.py``) so the workloads, the cluster evaluation
+Kept apart from the scheduler (``sim/engine/scheduler.py``) so the workloads, the cluster evaluation
 and the HTTP shell depend on these records, not on how the engine schedules.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from latency_oracle.features.schema import ServerState
-from latency_oracle.sim.perf_model import BLOCK_SIZE_TOKENS
+from latency_oracle.sim.engine.perf_model import BLOCK_SIZE_TOKENS
 
 DEFAULT_STEP_JITTER = 0.02
 

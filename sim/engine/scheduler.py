@@ -7,12 +7,12 @@ budget (``max_num_batched_tokens``) and ``max_num_seqs`` allow. KV blocks are al
 as tokens are scheduled; a waiting request whose blocks do not fit waits, and a running
 request that needs a block when none is left preempts the most recently admitted running
 request, which frees its blocks and later recomputes its prompt and the tokens it has
-already generated. Prompt prefixes are found in the block cache (``sim/kv_cache.py``)
-and skipped. The step's duration comes from ``sim/perf_model.py`` times a lognormal
+already generated. Prompt prefixes are found in the block cache (``sim/engine/kv_cache.py``)
+and skipped. The step's duration comes from ``sim/engine/perf_model.py`` times a lognormal
 jitter drawn from the seed, so runs are deterministic under a seed.
 
 Time is in seconds and never read from a clock: the cluster evaluation drives many
-engines in simulated time, the HTTP shell (``sim/server.py``) sleeps between steps.
+engines in simulated time, the HTTP shell (``sim/engine/server.py``) sleeps between steps.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
-from latency_oracle.sim.engine_records import (
+from latency_oracle.sim.engine.gpu_profiles import canonical_model, shared_data_dir
+from latency_oracle.sim.engine.hardware import DEFAULT_BASE_GPU, accelerator_profile
+from latency_oracle.sim.engine.kv_cache import KVBlockPool
+from latency_oracle.sim.engine.perf_model import PerfModel
+from latency_oracle.sim.engine.records import (
     EngineConfig,
     EngineState,
     FinishedRequest,
     SimRequest,
     StepResult,
 )
-from latency_oracle.sim.gpu_profiles import canonical_model, shared_data_dir
-from latency_oracle.sim.hardware import DEFAULT_BASE_GPU, accelerator_profile
-from latency_oracle.sim.kv_cache import KVBlockPool
-from latency_oracle.sim.perf_model import PerfModel
 
 _JITTER_BATCH = 4096
 

@@ -1,7 +1,7 @@
 """The simulated engine as an OpenAI-compatible HTTP server with vLLM's ``/metrics``.
 
-A thin shell: requests are tokenized deterministically (``sim/openai_text.py``), queued in
-the simulated engine, and answered token by token as ``sim/engine_driver.py`` releases
+A thin shell: requests are tokenized deterministically (``sim/engine/openai_text.py``), queued in
+the simulated engine, and answered token by token as ``sim/engine/driver.py`` releases
 them in real time. Responses follow vLLM's wire format (SSE chunks, a usage chunk when
 ``stream_options.include_usage`` is set, ``data: [DONE]``). An answer ends where the
 simulated model puts its EOS (``AnswerLengths``: drawn from a workload's output lengths
@@ -26,11 +26,9 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
 from latency_oracle.features.schema import MAX_TOKENS
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_driver import EngineDriver, TokenEvent
-from latency_oracle.sim.engine_metrics import EngineMetrics
-from latency_oracle.sim.engine_records import FinishedRequest
-from latency_oracle.sim.openai_text import (
+from latency_oracle.sim.engine.driver import EngineDriver, TokenEvent
+from latency_oracle.sim.engine.exported_metrics import EngineMetrics
+from latency_oracle.sim.engine.openai_text import (
     AnswerLengths,
     block_hashes,
     chat_tokens,
@@ -38,6 +36,8 @@ from latency_oracle.sim.openai_text import (
     generated_token,
     text_tokens,
 )
+from latency_oracle.sim.engine.records import FinishedRequest
+from latency_oracle.sim.engine.scheduler import Engine
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 

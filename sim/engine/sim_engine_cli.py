@@ -12,11 +12,11 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> None:
     import uvicorn
-    from latency_oracle.sim.engine import Engine
-    from latency_oracle.sim.engine_records import EngineConfig
-    from latency_oracle.sim.gpu_profiles import canonical_model, shared_data_dir
-    from latency_oracle.sim.openai_text import AnswerLengths
-    from latency_oracle.sim.server import create_sim_app
+    from latency_oracle.sim.engine.gpu_profiles import canonical_model, shared_data_dir
+    from latency_oracle.sim.engine.openai_text import AnswerLengths
+    from latency_oracle.sim.engine.records import EngineConfig
+    from latency_oracle.sim.engine.scheduler import Engine
+    from latency_oracle.sim.engine.server import create_sim_app
     from latency_oracle.sim.traces import read_trace
 
     from latency_oracle.settings import Settings
