@@ -16,7 +16,7 @@ from latency_oracle.sim.demo import (
     summary,
 )
 from latency_oracle.sim.demo_table import DemoStats, PodStats, render_table
-from latency_oracle.sim.workloads import read_trace
+from latency_oracle.sim.evaluation.workloads import read_trace
 
 from latency_oracle.settings import Settings
 

@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from latency_oracle.sim.evaluation import (
+from latency_oracle.sim.evaluation.evaluated_policies import HEURISTICS
+from latency_oracle.sim.evaluation.load_sweep import (
     ATTAINMENT_TARGET,
     COVERAGE_TARGET,
     COVERAGE_TOLERANCE,
@@ -19,7 +20,6 @@ from latency_oracle.sim.evaluation import (
     Evaluation,
     Summary,
 )
-from latency_oracle.sim.policies import HEURISTICS
 
 LEARNED = "latency-oracle"
 LEARNED_SHED = "latency-oracle-shed"
@@ -77,8 +77,9 @@ def render(evaluation: Evaluation, plots: dict[str, str | None]) -> str:
     capped = [s for s in (*evaluation.sweep, *evaluation.shift_summaries) if s.capped]
     if capped:
         lines += [
-            "The oracle's forks stop at a simulated horizon (`sim/oracle_policy.py`); where "
-            "no fork reached the first token within it, the least queued pod got the request: "
+            "The oracle's forks stop at a simulated horizon "
+            "(`sim/evaluation/oracle_policy.py`); where no fork reached the first token "
+            "within it, the least queued pod got the request: "
             + "; ".join(f"{s.capped} of {s.requests} at {s.load:g}x" for s in capped)
             + ".",
             "",

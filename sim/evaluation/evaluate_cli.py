@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latency_oracle.sim.workloads import WORKLOADS
+from latency_oracle.sim.evaluation.workloads import WORKLOADS
 
 # Registering the command stays light (the evaluation and its policies are imported when it
 # runs): the CLI builds every subcommand's parser, and the sidecar's process must not load
@@ -23,7 +23,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _names(text: str) -> list[str]:
-    from latency_oracle.sim.policies import POLICY_NAMES
+    from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [n for n in names if n not in POLICY_NAMES]
@@ -35,9 +35,14 @@ def _names(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from latency_oracle.sim.evaluation import DEFAULT_LOADS, DEFAULT_SLO_SCALE, Workload, evaluate
-    from latency_oracle.sim.policies import POLICY_NAMES
-    from latency_oracle.sim.report import write_report
+    from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
+    from latency_oracle.sim.evaluation.load_sweep import (
+        DEFAULT_LOADS,
+        DEFAULT_SLO_SCALE,
+        Workload,
+        evaluate,
+    )
+    from latency_oracle.sim.evaluation.report import write_report
     from latency_oracle.sim.traces import azure_trace
 
     from latency_oracle.settings import Settings
@@ -66,8 +71,8 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _run_suite(args: argparse.Namespace, settings: object) -> None:
-    from latency_oracle.sim.suite import SUITE_POLICIES, run_suite
-    from latency_oracle.sim.suite_report import write_suite_report
+    from latency_oracle.sim.evaluation.suite import SUITE_POLICIES, run_suite
+    from latency_oracle.sim.evaluation.suite_report import write_suite_report
 
     suite = run_suite(
         settings,  # type: ignore[arg-type]

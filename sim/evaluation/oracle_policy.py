@@ -19,10 +19,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from latency_oracle.sim.cluster import Outcome, Placement, PodView
 from latency_oracle.sim.engine.records import SimRequest
 from latency_oracle.sim.engine.scheduler import Engine
-from latency_oracle.sim.workloads import ClientRequest
+from latency_oracle.sim.evaluation.cluster import Outcome, Placement, PodView
+from latency_oracle.sim.evaluation.workloads import ClientRequest
 
 DEFAULT_HORIZON_S = 30.0
 

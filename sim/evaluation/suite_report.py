@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from latency_oracle.sim.cluster import DEFAULT_ACCELERATORS
-from latency_oracle.sim.evaluation import Summary
-from latency_oracle.sim.report import change
-from latency_oracle.sim.suite import (
+from latency_oracle.sim.evaluation.cluster import DEFAULT_ACCELERATORS
+from latency_oracle.sim.evaluation.load_sweep import Summary
+from latency_oracle.sim.evaluation.report import change
+from latency_oracle.sim.evaluation.suite import (
     EARLY_S,
     LEARNED,
     SAME,
@@ -42,12 +42,12 @@ def render_suite(suite: Suite) -> str:
         "",
         f"- Cluster: six simulated vLLM pods ({', '.join(DEFAULT_ACCELERATORS)}), "
         "Llama-2-7B, step costs from measured GPU profiles (`sim/engine/scheduler.py`).",
-        "- What every policy sees (`sim/pod_view.py`), heuristics and Latency Oracle alike: "
-        "each pod's vLLM `/metrics` scraped every 0.2 s (requests running and waiting, "
+        "- What every policy sees (`sim/evaluation/pod_view.py`), heuristics and Latency Oracle "
+        "alike: each pod's vLLM `/metrics` scraped every 0.2 s (requests running and waiting, "
         "KV-cache use, prefix-cache counters), its sidecar's counts of in-flight prompt and "
-        "decode tokens, its own placements since the scrape, and prefix-cache hits estimated "
-        "from an index of the prompt blocks it routed to each pod (an LRU of the pod's cache "
-        "size). No engine internals.",
+        "decode tokens, its own placements since the scrape, and prefix-cache hits estimated from"
+        " an index of the prompt blocks it routed to each pod (an LRU of the pod's cache size). "
+        "No engine internals.",
         "- Requests as clients send them (`sim/client_caps.py`): each carries its client's "
         "`max_tokens`, fixed per client or session (no cap for 35% of clients, else 256, "
         "512, 1,024, 2,048 or 4,096), and ends at its true length (the model's EOS, from the "

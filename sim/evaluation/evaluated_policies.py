@@ -4,7 +4,7 @@ The heuristics are what gateways do without a latency model. ``LatencyOracle`` r
 through the service's own ``Router`` and ``ModelRegistry``, learning online from the
 requests it placed, exactly as a predictor fed by sidecars would. All of them see only
 ``PodView`` records (scrapes, sidecar counts, their prefix index); the yardstick that
-reads the engines is ``sim/oracle_policy.py``.
+reads the engines is ``sim/evaluation/oracle_policy.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.routing.inflight import InFlightLedger
 from latency_oracle.routing.router import Router
 from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
-from latency_oracle.sim.cluster import Outcome, Placement, PodView
-from latency_oracle.sim.oracle_policy import TrueLatencyOracle
-from latency_oracle.sim.workloads import ClientRequest
+from latency_oracle.sim.evaluation.cluster import Outcome, Placement, PodView
+from latency_oracle.sim.evaluation.oracle_policy import TrueLatencyOracle
+from latency_oracle.sim.evaluation.workloads import ClientRequest
 
 from latency_oracle.settings import Settings
 

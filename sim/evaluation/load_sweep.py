@@ -18,11 +18,20 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
-from latency_oracle.sim.policies import HEURISTICS, POLICY_NAMES, SloTargets, make_policy
-from latency_oracle.sim.traces import read_trace
-from latency_oracle.sim.workloads import (
+from latency_oracle.sim.evaluation.cluster import (
+    ClusterConfig,
+    RunResult,
+    build_engines,
+    run_cluster,
+)
+from latency_oracle.sim.evaluation.evaluated_policies import (
+    HEURISTICS,
+    POLICY_NAMES,
+    SloTargets,
+    make_policy,
+)
+from latency_oracle.sim.evaluation.workloads import (
     DEFAULT_RATE,
     Arrival,
     Shift,
@@ -33,6 +42,7 @@ from latency_oracle.sim.workloads import (
     replay,
     synthetic,
 )
+from latency_oracle.sim.traces import read_trace
 
 from latency_oracle.settings import Settings
 

@@ -4,7 +4,7 @@ Discrete events: before each arrival every engine runs the steps that start befo
 each pod's sidecar counts the tokens of the steps that ended by then, and the requests
 whose last token came out are handed to the policy (that is when a sidecar reports
 them); scheduled pod slowdowns take effect, and the policy places the request. Policies
-see only what production routers see (``sim/pod_view.py``): each pod's last scrape
+see only what production routers see (``sim/evaluation/pod_view.py``): each pod's last scrape
 (every ``scrape_interval_s``), its sidecar's counts as of then, what they placed since,
 and their index of routed prompt blocks. The oracle alone also reads the engines.
 """
@@ -25,8 +25,8 @@ from latency_oracle.sim.engine.hardware import DEFAULT_BASE_GPU, accelerator_pro
 from latency_oracle.sim.engine.perf_model import PerfModel
 from latency_oracle.sim.engine.records import EngineConfig, FinishedRequest, StepResult
 from latency_oracle.sim.engine.scheduler import Engine
-from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, scrape
-from latency_oracle.sim.workloads import Arrival, ClientRequest, Shift
+from latency_oracle.sim.evaluation.pod_view import PodSpec, PodView, PrefixIndex, scrape
+from latency_oracle.sim.evaluation.workloads import Arrival, ClientRequest, Shift
 
 DEFAULT_ACCELERATORS: tuple[str, ...] = ("H100", "H100", "A100", "A100", "L4", "L4")
 DEFAULT_SCRAPE_INTERVAL_S = 0.2
@@ -101,7 +101,7 @@ class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
     shed: list[Arrival] = field(default_factory=list)
     wall_s: float = 0.0
-    capped: int = 0  # oracle decisions its fork horizon made (sim/oracle_policy.py)
+    capped: int = 0  # oracle decisions its fork horizon made (sim/evaluation/oracle_policy.py)
 
 
 @dataclass(frozen=True, slots=True)

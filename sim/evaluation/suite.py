@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from latency_oracle.sim.cluster import ClusterConfig, RunResult
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
-from latency_oracle.sim.evaluation import (
+from latency_oracle.sim.evaluation.cluster import ClusterConfig, RunResult
+from latency_oracle.sim.evaluation.evaluated_policies import HEURISTICS, SloTargets
+from latency_oracle.sim.evaluation.load_sweep import (
     ATTAINMENT_TARGET,
     DEFAULT_SLO_SCALE,
     ProgressBar,
@@ -31,7 +32,6 @@ from latency_oracle.sim.evaluation import (
     summarize,
     versions,
 )
-from latency_oracle.sim.policies import HEURISTICS, SloTargets
 from latency_oracle.sim.traces import azure_trace
 
 from latency_oracle.settings import Settings

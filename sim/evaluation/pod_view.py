@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from latency_oracle.features.schema import ServerState
 from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sim.engine.scheduler import Engine
-from latency_oracle.sim.workloads import ClientRequest
+from latency_oracle.sim.evaluation.workloads import ClientRequest
 
 
 @dataclass(frozen=True, slots=True)
