@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 from latency_oracle.features.schema import Observation
-from latency_oracle.sim.demo import route_body
+from latency_oracle.sim.demo.launcher import route_body
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.evaluation.cluster import (
     ClusterConfig,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 import httpx
-from latency_oracle.sim.demo_table import DemoStats
+from latency_oracle.sim.demo.live_table import DemoStats
 from latency_oracle.sim.traces import TraceRow
 
 WARM_UP_IN_FLIGHT = 8  # requests in flight per pod: queues form, so load is learned too

@@ -4,7 +4,7 @@ Three simulated engines on different accelerators, a sidecar in front of each, t
 predictor on its embedded store (sidecars post observations and pod state to it), and a
 load generator replaying the Azure trace: each request asks ``/v1/route`` where to go,
 then streams from the chosen pod's sidecar. A warm-up first teaches every model
-(``sim/demo_warmup.py``), so routing runs on learned predictions within seconds rather
+(``sim/demo/warmup.py``), so routing runs on learned predictions within seconds rather
 than after minutes of a sparse trace. A terminal table, redrawn in place, shows per pod
 the predicted p90 TTFT against the TTFT the client measured, and the decisions.
 Every child is stopped on exit, Ctrl-C or SIGTERM.
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from latency_oracle.sim.demo_table import DemoStats, PodStats, redraw, render_table
-from latency_oracle.sim.demo_warmup import (
+from latency_oracle.sim.demo.live_table import DemoStats, PodStats, redraw, render_table
+from latency_oracle.sim.demo.warmup import (
     WARM_UP_LIMIT_S,
     poll_models,
     prompt_ids,
@@ -220,7 +220,7 @@ async def replay_load(
     """Send the trace's requests at their (compressed) times until it ends or time is up.
 
     With ``warm_up_first``, every pod first serves trace-shaped requests until all models
-    serve (``sim/demo_warmup.py``), within the same ``duration_s``.
+    serve (``sim/demo/warmup.py``), within the same ``duration_s``.
     """
     stats = DemoStats(
         {name: PodStats(acc, sidecars[name]) for name, acc in DEMO_PODS}, startup_s=startup_s
