@@ -21,8 +21,12 @@ import sys
 import time
 import uuid
 
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect, store_for
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import (
+    RedisObservationStore,
+    connect,
+    store_for,
+)
 from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from latency_oracle.features.accelerators import GLOBAL_ACCELERATOR
-from latency_oracle.features.redis_keys import GLOBAL_SHARD
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD
 from latency_oracle.models.keys import ModelKey, Target
 
 _TARGET_BITS = ((Target.TTFT, 1), (Target.TPOT, 2))

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 from demo_feed import feed, learner_settings, route_all
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load

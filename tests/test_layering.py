@@ -53,7 +53,8 @@ def loaded_by(statement: str) -> set[str]:
         ),
         ("import latency_oracle.models.registry", {"latency_oracle.predictor"}),
         (
-            "import latency_oracle.features.engineering, latency_oracle.features.redis_store",
+            "import latency_oracle.features.engineering,"
+            " latency_oracle.features.redis.observation_store",
             {"latency_oracle.models", *ML_STACK},
         ),
     ],

@@ -16,8 +16,8 @@ import redis
 from cluster_support import local_cluster
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect, connect_as
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect, connect_as
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.persistence.redis_pins import FleetPins

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.registry import LearnScope, ModelRegistry

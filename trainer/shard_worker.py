@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 
 import redis
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import dedup_id, targets_mask
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.observation_store import dedup_id, targets_mask
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.learned_share import ObservedCounts

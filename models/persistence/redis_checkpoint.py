@@ -19,8 +19,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.output_length import LengthCounts

@@ -14,8 +14,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.persistence.snapshot import (

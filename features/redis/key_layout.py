@@ -95,7 +95,7 @@ class RedisKeys:
         return f"{self._shard(shard)}:obs"
 
     def seen(self, shard: str, dedup_id: str) -> str:
-        """An idempotency id (``redis_store.dedup_id``) already appended to this shard."""
+        """An idempotency id (``observation_store.dedup_id``) already appended to this shard."""
         return f"{self._shard(shard)}:seen:{dedup_id}"
 
     def snapshot(self, shard: str) -> str:

@@ -3,7 +3,7 @@
 Every pod reports its engine's state a few times a second: 10,000 pods make ~50,000 writes
 a second. One index for all of them would put every write on one Redis master and make
 every reader fetch every pod. Instead a pod belongs to one of ``POD_BUCKETS`` buckets
-(``redis_keys.pod_bucket``): its state is a key of the bucket, and the bucket's index sorts
+(``key_layout.pod_bucket``): its state is a key of the bucket, and the bucket's index sorts
 its pods by the Redis server's clock at their last report, all in one hash slot. A report
 is one write-only script on one master, and a reader that keeps a cursor per bucket
 fetches only the pods that reported since it last looked (``PodStateReader``), with one
@@ -25,8 +25,8 @@ import time
 from collections.abc import Iterable
 
 from latency_oracle.features.pod_state import PodState, select_pods
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import POD_BUCKETS, RedisKeys, pod_bucket
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import POD_BUCKETS, RedisKeys, pod_bucket
 
 # KEYS: the pod's state key, its bucket's index. ARGV: pod, state JSON, TTL (ms), bucket
 # cap, and "1" to sweep the index (expired pods, pods past the cap). Scores are the

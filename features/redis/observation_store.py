@@ -1,7 +1,7 @@
 """The Redis back end of the observation and pod-state store, used when a Redis URL is set.
 
 Observations go to their shard's stream: one per (accelerator type, served model) pair
-(``redis_keys``), so on a Redis Cluster shards spread over the masters. One Lua script per
+(``key_layout``), so on a Redis Cluster shards spread over the masters. One Lua script per
 shard and write claims each observation's idempotency id (``SET NX EX``) and only then
 appends it, atomically and within the shard's hash slot: a retried write, even one whose
 first attempt died after Redis executed it, never makes a second entry.
@@ -24,9 +24,14 @@ from typing import TYPE_CHECKING
 
 import redis
 from latency_oracle.features.pod_state import PodState, select_pods
-from latency_oracle.features.redis_client import RedisClient, ScriptCall, run_scripts
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys, shard_of
-from latency_oracle.features.redis_pods import PodStateReader, RedisPodStates
+from latency_oracle.features.redis.client import RedisClient, ScriptCall, run_scripts
+from latency_oracle.features.redis.key_layout import (
+    GLOBAL_SHARD,
+    TRAINER_GROUP,
+    RedisKeys,
+    shard_of,
+)
+from latency_oracle.features.redis.pods import PodStateReader, RedisPodStates
 from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
 from latency_oracle.features.schema import Observation
 from latency_oracle.features.store import AppendResult
