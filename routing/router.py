@@ -43,7 +43,7 @@ from latency_oracle.routing.inflight import (
     InFlightLedger,
 )
 from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_policy
-from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
+from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
 
 from latency_oracle.settings import Settings
 
