@@ -34,7 +34,7 @@ from latency_oracle.models.output_length import LEVELS, P50, P90
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
 from latency_oracle.routing.attainment import Predicted, tpot_outcomes
 from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
-from latency_oracle.routing.inflight import (
+from latency_oracle.routing.inflight_ledger import (
     DECODE_TOKENS,
     LOAD_FIELDS,
     PREFILL_TOKENS,
