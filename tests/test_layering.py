@@ -149,3 +149,60 @@ def test_every_package_folder_is_installed() -> None:
             relative = init.parent.relative_to(ROOT / folder)
             found.add(".".join([package, *relative.parts]))
     assert found == listed
+
+
+def package_modules() -> list[Path]:
+    """Every module of the installed package, from the folders ``package-dir`` maps."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {ROOT / folder for folder in mapping["package-dir"].values()}
+    nested = {f for f in folders if any(f != o and f.is_relative_to(o) for o in folders)}
+    return sorted(m for folder in folders - nested for m in folder.rglob("*.py"))
+
+
+# Names that mean one thing wherever they appear: a package's marker and its
+# ``python -m`` entry, and a process's ASGI application (the predictor's, the sidecar's).
+ONE_MEANING_EVERYWHERE = frozenset({"__init__.py", "__main__.py", "app.py"})
+# The settings package names each module after the part of the product it configures
+# (``settings/tracking.py`` holds ``operations/tracking.py``'s knobs), so its names repeat
+# those parts' on purpose.
+NAMED_AFTER_WHAT_IT_CONFIGURES = ROOT / "latency_oracle" / "settings"
+
+
+def test_no_module_name_repeats_across_folders() -> None:
+    """``from ... import schema`` or a stack trace through ``policies.py`` names one module."""
+    folders_of: dict[str, list[str]] = {}
+    for module in package_modules():
+        if module.name in ONE_MEANING_EVERYWHERE:
+            continue
+        if module.parent == NAMED_AFTER_WHAT_IT_CONFIGURES:
+            continue
+        folders_of.setdefault(module.name, []).append(str(module.parent.relative_to(ROOT)))
+    repeated = {name: folders for name, folders in folders_of.items() if len(folders) > 1}
+    assert not repeated, repeated
+
+
+def family_prefix(module: Path) -> str:
+    """The part of a module's name before its first underscore: ``redis_keys`` -> ``redis``.
+
+    Leading underscores are dropped first, so a compiled loop's private numpy twin
+    (``_forest_walk_fallback.py``) counts with the module it serves (``forest.py``).
+    """
+    return module.stem.lstrip("_").split("_")[0]
+
+
+def test_no_folder_holds_a_family_of_modules() -> None:
+    """Three modules sharing a prefix are one topic: they belong in a subpackage of that
+    name (``predictor/llmd/``, ``features/redis/``), not side by side in a flat folder.
+
+    Two may share one (``pod_mirror.py``, ``pod_routes.py`` are two topics about pods);
+    ``__init__.py`` and ``__main__.py`` are no family.
+    """
+    families: dict[tuple[str, str], list[str]] = {}
+    for module in package_modules():
+        if module.name in {"__init__.py", "__main__.py"}:
+            continue
+        folder = str(module.parent.relative_to(ROOT))
+        families.setdefault((folder, family_prefix(module)), []).append(module.name)
+    crowded = {f"{folder}/{prefix}*": names for (folder, prefix), names in families.items()}
+    crowded = {family: names for family, names in crowded.items() if len(names) >= 3}
+    assert not crowded, crowded
