@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 
-# The global model's sample of every shard (features.redis_store).
+# The global model's sample of every shard (features.redis.observation_store).
 GLOBAL_SAMPLE = b"global"
-# A hot key's sample (trainer.sampling).
+# A hot key's sample (trainer.hot_keys).
 HOT_KEY_SAMPLE = b"hot-key"
 _SCALE = float(1 << 64)
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.registry import LearnScope, ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.inflight import WAITING, InFlightLedger
+from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
 from latency_oracle.sim.processes import free_port
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 from latency_oracle.trainer.loop import Trainer
