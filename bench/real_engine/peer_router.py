@@ -48,7 +48,9 @@ def ensure_router(root: Path | None = None) -> Path:
     return router_binary(root)
 
 
-def argv(binary: Path, policy: str, workers: dict[str, str], model: str, port: int) -> list[str]:
+def argv(
+    binary: Path, policy: str, workers: dict[str, str], model: str, port: int, metrics_port: int
+) -> list[str]:
     """``workers``: each worker's URL and where its engine publishes KV-cache events
     (``kv_aware`` subscribes to them; the block size is the harness's)."""
     kv_events = [
@@ -61,6 +63,9 @@ def argv(binary: Path, policy: str, workers: dict[str, str], model: str, port: i
         *("--worker-urls", *workers),
         *("--policy", policy),
         *(kv_events if policy == "kv_aware" else []),
+        # Its Prometheus exporter binds a fixed port by default: two routers in a row (or
+        # another session's) would collide there and the second exit at start-up.
+        *("--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port)),
         *("--log-level", "warning"),
     ]
 
@@ -70,6 +75,6 @@ def running_router(policy: str, workers: dict[str, str], model: str) -> Iterator
     """A ``vllm-router`` with ``policy`` over ``workers`` until the block ends; its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = argv(ensure_router(), policy, workers, model, port)
+    command = argv(ensure_router(), policy, workers, model, port, free_port())
     with running_process(command, {}, f"{url}/health", START_TIMEOUT_S):
         yield url

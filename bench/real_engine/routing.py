@@ -112,8 +112,16 @@ class Comparison:
     """The engines' live view, the policies, and the runs' rows."""
 
     def __init__(
-        self, fleet: Fleet, corpus: Corpus, config: Config, kv_events: dict[str, str]
+        self,
+        fleet: Fleet,
+        corpus: Corpus,
+        config: Config,
+        kv_events: dict[str, str],
+        out: Path,
+        meta: dict[str, object],
     ) -> None:
+        self.out = out
+        self.meta = meta
         self.fleet = fleet
         self.kv_events = kv_events
         self.corpus = corpus
@@ -232,6 +240,11 @@ class Comparison:
         )
         return route_score.Outcome(ttft_ms, tpot_ms, shed)
 
+    def save(self) -> None:
+        """The rows so far, with the command and the configuration (SLOs calibrated)."""
+        meta = {**self.meta, "config": asdict(self.config), "load_average_now": os.getloadavg()}
+        self.out.write_text(json.dumps({**meta, "rows": self.rows}, default=str))
+
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         async with httpx.AsyncClient(timeout=600.0, limits=limits) as client:
@@ -265,7 +278,7 @@ class Comparison:
                 await self.settle(client)
         ttft = max(np.median([t for n, t in ttfts if n == name]) for name in self.fleet.pods)
         tpot = max(np.median([t for n, t in tpots if n == name]) for name in self.fleet.pods)
-        slo = route_score.Slo(round(SLO_SCALE * ttft, -1), round(SLO_SCALE * tpot, 0))
+        slo = route_score.Slo(float(round(SLO_SCALE * ttft, -1)), float(round(SLO_SCALE * tpot)))
         print(f"idle: TTFT {ttfts}, TPOT {tpots} -> SLOs {slo}", flush=True)
         return slo
 
@@ -291,6 +304,7 @@ class Comparison:
                     outcomes = await self.replay(client, policy, requests, label)
                 summary = route_score.summarize(name, outcomes, requests[-1].arrival_s, c.slo)
                 self.summaries.setdefault(rate, []).append(summary)
+                self.save()  # after every run: an interrupted comparison keeps its runs
                 print(
                     f"{rate} req/s, round {round_}, {name}: {time.perf_counter() - began:.0f} s, "
                     f"attainment {summary.attainment:.1%}, "
@@ -386,27 +400,22 @@ def main() -> None:
     # vLLM's /reset_prefix_cache (between runs) answers only in its development mode.
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")
     specs, labels, kv_events = fleet_specs()
-    load_before = os.getloadavg()
-    with Fleet(specs, accelerators=labels, embedded_predictor=True) as fleet:
-        for line in fleet.describe():
-            print(line, flush=True)
-        corpus = Corpus.load(ensure_venv(), ensure_model("tiny"), home() / "corpus")
-        comparison = Comparison(fleet, corpus, config, kv_events)
-        asyncio.run(comparison.run())
     out = args.out or home() / "logs" / f"routing-{int(time.time())}.json"
     meta = {
         "command": " ".join(sys.argv),
-        "config": asdict(config),
         "engines": [asdict(s) for s in specs],
         "accelerators": labels,
         "vllm": VLLM_PIN,
         "router": peer_router.ROUTER_PIN,
         "cores": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
+        "load_average_before": os.getloadavg(),
     }
-    meta["config"] = asdict(comparison.config)  # with the SLOs calibrated
-    out.write_text(json.dumps({**meta, "rows": comparison.rows}, default=str))
+    with Fleet(specs, accelerators=labels, embedded_predictor=True) as fleet:
+        for line in fleet.describe():
+            print(line, flush=True)
+        corpus = Corpus.load(ensure_venv(), ensure_model("tiny"), home() / "corpus")
+        comparison = Comparison(fleet, corpus, config, kv_events, out, meta)
+        asyncio.run(comparison.run())
     print(f"rows: {out}")
     print("\n".join(report(comparison.summaries)))
 
