@@ -119,6 +119,9 @@ class LatencyOracle:
     client: httpx.AsyncClient
     shed: bool = False
     name: str = ""
+    # What each decision said, by trace index: the policy that decided ("heuristic" while
+    # the models are cold), and the chosen pod's predicted p90 TTFT; for the rows.
+    decisions: dict[int, dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = "latency-oracle-shed" if self.shed else "latency-oracle"
@@ -133,6 +136,13 @@ class LatencyOracle:
         decision = await self._route(body)
         if decision.get("decision") != "place" and not self.shed:
             decision = await self._route({**body, "slo": {}, "policy": "least-latency"})
+        chosen = [c for c in decision.get("candidates", []) if c.get("pod") == decision.get("pod")]
+        self.decisions[request.index] = {
+            "route_decision": decision.get("decision"),
+            "route_policy": decision.get("policy"),
+            "route_cold": decision.get("cold"),
+            "route_ttft_p90": chosen[0].get("ttft_ms") if chosen else None,
+        }
         if decision.get("decision") != "place":
             return None
         return self.pods[str(decision["pod"])]

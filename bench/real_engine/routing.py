@@ -17,8 +17,9 @@ and without shedding, and the vLLM project's ``vllm-router`` with its ``power_of
 
 The machine is small and shared, so one run proves little: each round replays its own
 trace window once per policy, in a shuffled order, and the table gives each number's
-median over the rounds and its range. Before the rounds a warm-up window runs
-round-robin, so that the service's learners have seen both pods (every policy's
+median over the rounds and its range. Before the rounds warm-up windows run
+round-robin (one, or until the service has learned ``--warmup-observations``), so that
+the service's learners have seen both pods (every policy's
 requests go through the sidecars, so they keep learning during the others' runs too,
 as in production). Between runs the engines drain and their prefix caches are reset.
 """
@@ -73,6 +74,7 @@ ALL = (*HEURISTICS, *PEERS, *SERVICE)
 SETTLE_TIMEOUT_S = 90.0
 SLO_SCALE = 5.0  # SLOs: this times the idle fleet's slowest latencies (sim/evaluation.py)
 CALIBRATION_REPEATS = 3
+MAX_WARMUP_WINDOWS = 12
 
 
 def fleet_specs() -> tuple[list[EngineSpec], dict[str, str], dict[str, str]]:
@@ -102,7 +104,8 @@ class Config:
     seconds: float  # of arrivals per run
     drain_s: float  # after the last arrival, then the rest is cut
     rounds: int
-    warmup_s: float
+    warmup_s: float  # a warm-up window's arrivals
+    warmup_observations: int  # windows run until the service has learned this many
     slo: route_score.Slo | None  # None: calibrated on the idle fleet
     policies: tuple[str, ...]
     seed: int
@@ -187,8 +190,9 @@ class Comparison:
                 target = await policy.target(request)
             except httpx.HTTPError as exc:
                 return self._row(label, request, None, error=repr(exc)[:200])
+            notes = getattr(policy, "decisions", {}).get(request.index, {})
             if target is None:
-                return self._row(label, request, None, shed=True)
+                return self._row(label, request, None, shed=True, **notes)
             path, body = request.body(self.corpus, MODEL)
             measured = await stream(client, target + path, body, deadline=deadline)
             policy.done(target)
@@ -208,6 +212,7 @@ class Comparison:
                 output_tokens=measured.output_tokens,
                 finish_reason=measured.finish_reason,
                 error=measured.error,
+                **notes,
             )
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
@@ -262,6 +267,14 @@ class Comparison:
         corpus_tokens = len(self.corpus.ids)
         return trace_load.requests(azure_trace(), corpus_tokens, start, count, rate, c.seed)
 
+    async def learned(self, client: httpx.AsyncClient) -> int:
+        """Observations the service's global model has learned (its ``/v1/models``)."""
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            response = await client.get(f"{self.fleet.predictor_url}/v1/models")
+            keys = response.json()["models"]
+            return max((int(m["samples"]) for m in keys if m["accelerator"] == "global"), default=0)
+        return 0
+
     async def calibrate(self, client: httpx.AsyncClient) -> route_score.Slo:
         """SLOs from the idle fleet, as the cluster evaluation sets them: ``SLO_SCALE``
         times the slowest pod's TTFT of the trace's median prompt, and its TPOT."""
@@ -287,10 +300,14 @@ class Comparison:
             self.config = replace(self.config, slo=await self.calibrate(client))
         c = self.config
         assert c.slo is not None
-        if c.warmup_s > 0:
-            print(f"warm-up: round-robin for {c.warmup_s:.0f} s", flush=True)
-            warm = self._requests(c.rounds, c.warmup_s, c.rates[0])
+        for window in range(MAX_WARMUP_WINDOWS if c.warmup_s > 0 else 0):
+            learned = await self.learned(client)
+            if window and learned >= c.warmup_observations:
+                break
+            print(f"warm-up: round-robin for {c.warmup_s:.0f} s ({learned} learned)", flush=True)
+            warm = self._requests(c.rounds + window, c.warmup_s, c.rates[0])
             await self.replay(client, RoundRobin(self._scraped()), warm, {"policy": "warm-up"})
+            await self.settle(client)
         order = random.Random(c.seed)
         for rate, round_ in itertools.product(c.rates, range(c.rounds)):
             requests = self._requests(round_, c.seconds, rate)
@@ -367,6 +384,13 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=30.0, help="s after the last arrival")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=90.0, help="s of round-robin first")
+    parser.add_argument(
+        "--warmup-observations",
+        type=int,
+        default=0,
+        help="repeat warm-up windows until the service has learned this many (its global "
+        "model answers from 100: LATENCY_ORACLE_GLOBAL_MIN_SAMPLES)",
+    )
     parser.add_argument("--slo-ttft-ms", type=float, default=None)
     parser.add_argument("--slo-tpot-ms", type=float, default=None)
     parser.add_argument("--policies", default=",".join(ALL))
@@ -389,6 +413,7 @@ def main() -> None:
         drain_s=args.drain,
         rounds=args.rounds,
         warmup_s=args.warmup,
+        warmup_observations=args.warmup_observations,
         slo=slo,
         policies=policies,
         seed=args.seed,
