@@ -16,7 +16,7 @@ from real_engine.epp_view import PodView
 from real_engine.prompts import Corpus
 from real_engine.route_policies import Least, RoundRobin, ScrapedPod
 from real_engine.route_score import Outcome, Slo
-from real_engine.routing import report, rescore
+from real_engine.routing import ALL, report, rescore
 
 SLO = Slo(ttft_ms=1000.0, tpot_ms=100.0)
 
@@ -161,3 +161,13 @@ def test_a_saved_run_is_rescored_per_rate_and_policy(tmp_path: Path) -> None:
     assert any(line.startswith("| least-requests | 2 | 100.0%") for line in lines)
     verdict = next(line for line in lines if line.startswith("latency-oracle:"))
     assert "bar met" in verdict and "outside the 80-95% band" in verdict
+
+
+def test_the_shipped_comparison_rescores_to_every_policy_and_a_verdict() -> None:
+    saved = Path(__file__).resolve().parents[1] / "bench/data/real_engine/routing-1.json.gz"
+    summaries = rescore(saved, None)
+    assert list(summaries) == [0.15]
+    pooled = route_score.pool(summaries[0.15])
+    assert {p.policy for p in pooled} == set(ALL) and all(p.runs == 2 for p in pooled)
+    lines = report(summaries)
+    assert sum(line.startswith("latency-oracle") for line in lines) == 2
