@@ -53,6 +53,13 @@ def loaded_by(statement: str) -> set[str]:
             {"latency_oracle.predictor", "latency_oracle.operations"},
         ),
         ("import latency_oracle.models.registry", {"latency_oracle.predictor"}),
+        # The packages' public names are imported when read (latency_oracle/lazy_exports.py):
+        # the sidecar's records and counter come without numpy or the learners.
+        (
+            "from latency_oracle.sidecar import InflightCounter\n"
+            "from latency_oracle.features import Observation, PodState",
+            {"latency_oracle.models", "latency_oracle.routing", "numpy", *ML_STACK},
+        ),
         # The simulated engine and the demo run real processes; neither needs a model.
         (
             "import latency_oracle.sim.engine.server, latency_oracle.sim.demo.launcher",
