@@ -8,6 +8,7 @@ is read, so a name listed but renamed or moved fails at once rather than for a u
 from __future__ import annotations
 
 import importlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,30 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'ModelRegistri'"):
         _ = latency_oracle.models.ModelRegistri
+
+
+# The core entry points, each with a runnable example that `.venv/bin/pytest` runs
+# (``--doctest-modules`` on the modules ``testpaths`` lists; ``conftest.py`` at the root).
+CORE_ENTRY_POINTS = (
+    ("latency_oracle.models.registry", "ModelRegistry.learn"),
+    ("latency_oracle.models.registry", "ModelRegistry.predict"),
+    ("latency_oracle.routing.router", "Router.route"),
+    ("latency_oracle.features.engineering", "build_features"),
+    ("latency_oracle.sidecar.inflight", "InflightCounter"),
+)
+
+
+@pytest.mark.parametrize(("module_name", "attribute"), CORE_ENTRY_POINTS)
+def test_core_entry_points_have_examples_that_the_tests_run(
+    module_name: str, attribute: str
+) -> None:
+    module = importlib.import_module(module_name)
+    item = module
+    for part in attribute.split("."):
+        item = getattr(item, part)
+    doc = item.__doc__ or ""
+    assert "Examples\n" in doc and ">>> " in doc, f"{attribute} has no Examples section"
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    options = options["ini_options"]
+    assert str(Path(module.__file__).relative_to(ROOT)) in options["testpaths"]
+    assert "--doctest-modules" in options["addopts"].split()
