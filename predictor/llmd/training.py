@@ -1,6 +1,7 @@
 """llm-d training entries as native observations: what each entry means, and which to skip.
 
-How llm-d's endpoint picker forms its entries (read from its source, see the README):
+How llm-d's endpoint picker forms its entries (read from its source; for users, the docs'
+llm-d page, ``docs/llm-d.md``, "What the EPP's entries mean here"):
 
 - A **TTFT entry** per request at its first token: ``actual_ttft_ms`` set,
   ``actual_tpot_ms`` 0, ``num_tokens_generated`` 0. In non-streaming mode this "TTFT" is
