@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 from batch_baseline import bucket_of, run_baseline
-from latency_oracle.features.engineering import RequestColumns, build_features
 from lo_feed import Served, feed_llmd, feed_native
 from zoo import WORLDS, Stream, generate
+
+from latency_oracle.features.engineering import RequestColumns, build_features
 
 CACHE = Path(tempfile.gettempdir()) / "latency-oracle-zoo-baseline"
 TARGETS = ("ttft", "tpot")

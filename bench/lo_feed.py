@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
+from zoo import Stream
+
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.operations.metrics import quantile_label
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from zoo import Stream
-
 from latency_oracle.settings import Settings
 
 HEADLINE = quantile_label(0.9)

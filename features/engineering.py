@@ -20,6 +20,7 @@ from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from latency_oracle.features import native
 from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
 from latency_oracle.features.number_fields import NUMBER_FIELDS

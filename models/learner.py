@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
 from latency_oracle.models.persistence.codec import TypeRegistry
 from latency_oracle.models.residual import Offset, ResidualFunction

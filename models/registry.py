@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns, build_features
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig

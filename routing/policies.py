@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
-from latency_oracle.features.engineering import RequestColumns
 
+from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.settings import HeadroomMode
 
 

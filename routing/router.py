@@ -23,6 +23,7 @@ from operator import attrgetter
 from typing import Literal
 
 import numpy as np
+
 from latency_oracle.features.engineering import (
     NUMBER_FIELDS,
     ROLE_CODES,
@@ -44,7 +45,6 @@ from latency_oracle.routing.inflight_ledger import (
 )
 from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_router_policy
 from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
-
 from latency_oracle.settings import Settings
 
 Decision = Literal["place", "shed", "queue"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
 
 TTFT_SIGMA = 0.35

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import N_FEATURES
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent, ResidualDriftDetector

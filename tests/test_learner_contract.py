@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
 from latency_oracle.models.learner import Learner, NotFittedError
 from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from polling import wait_until
+
+from latency_oracle.cli import main
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.persistence.snapshot import decode_snapshot
@@ -23,13 +26,10 @@ from latency_oracle.operations.mlflow.server_client import (
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.processes import free_port
-from latency_oracle.sim.synthetic_stream import generate_stream
-from polling import wait_until
-
-from latency_oracle.cli import main
 from latency_oracle.review import ui_command
 from latency_oracle.settings import Settings
+from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 SHIFT_AT = 2_000
 N = 3_600

@@ -31,9 +31,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.predictor.llmd.bodies import LlmdEntry, role_of
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0
