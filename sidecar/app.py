@@ -33,6 +33,11 @@ OWN_PATHS = "/sidecar/"
 
 
 def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> SidecarApp:
+    """The sidecar's ASGI app: the measuring proxy, its scraper and its delivery, wired.
+
+    ``sink`` defaults to the one the settings name (``sink_from_settings``); tests pass
+    their own.
+    """
     metrics = SidecarMetrics()
     sink = sink or sink_from_settings(settings)
     retry = RetryPolicy(

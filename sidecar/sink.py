@@ -30,6 +30,10 @@ class SinkRejected(RuntimeError):
 
 
 class ObservationSink(Protocol):
+    """Where the sidecar delivers: Redis in production, the predictor's HTTP API for a
+    single replica. Delivery retries with backoff on ``SinkUnavailable`` and drops what a
+    sink refuses (``SinkRejected``), counting them."""
+
     async def write(self, observations: Sequence[Observation]) -> None:
         """Store the observations (idempotent by id); raises SinkUnavailable/SinkRejected."""
         ...
