@@ -39,7 +39,7 @@ QUEUE_COUNTS = World(
 # recurs: 2,000-request blocks of a 512-token budget with prompts 2x longer (an operator
 # tuning for TPOT while a document tenant is on), then back to 2,048, and so on.
 # TTFT signal: waiting_requests and input_tokens (the work ahead, in chunks),
-# kv_cache_usage and running_requests (the decode step each chunk pays),
+# running_requests and kv_cache_usage (the decode step each chunk pays),
 # prefill_tokens_in_flight (the queued prompts' words are in it). TPOT: running, KV cache.
 # Noise: max_tokens; prefix and decode_tokens_in_flight are constant 0.
 CHUNKED_STEPS = World(
@@ -56,6 +56,7 @@ CHUNKED_STEPS = World(
     ttft_signal=(
         "input_tokens",
         "waiting_requests",
+        "running_requests",
         "kv_cache_usage",
         "prefill_tokens_in_flight",
     ),

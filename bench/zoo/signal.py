@@ -24,6 +24,7 @@ import numpy as np
 import xgboost as xgb
 
 from zoo import WORLDS
+from zoo.scoring import pinball
 from zoo.world import Stream, World, generate
 
 # The fields a request and its pod report at arrival (the llm-d door sends input_words
@@ -71,11 +72,6 @@ class Importance:
     window: str
     alone: dict[str, float]
     shuffled: dict[str, float]
-
-
-def pinball(y: np.ndarray, q: np.ndarray, alpha: float = 0.9) -> float:
-    diff = y - q
-    return float(np.mean(np.maximum(alpha * diff, (alpha - 1.0) * diff)))
 
 
 def columns(stream: Stream) -> tuple[tuple[str, ...], np.ndarray]:
@@ -143,12 +139,34 @@ def table(results: list[Importance]) -> str:
     return "\n".join(lines)
 
 
+def claims() -> str:
+    """Markdown: what each world says carries signal and what is noise (its ``World``
+    fields), as docs/accuracy.md lists it."""
+    lines = [
+        "| world | TTFT law | in-flight fields | TTFT signal | TPOT signal | noise |",
+        "|---|---|---|---|---|---|",
+    ]
+    for world in WORLDS.values():
+        names = (
+            ", ".join(SHORT[f] for f in fields) or "-"
+            for fields in (world.ttft_signal, world.tpot_signal, world.noise)
+        )
+        lines.append(
+            f"| {world.name} | {world.ttft_law} | {world.inflight} | " + " | ".join(names) + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", default=",".join(WORLDS), help="comma-separated names")
     parser.add_argument("--samples", type=int, default=8_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--claims", action="store_true", help="print the claimed table only")
     args = parser.parse_args()
+    if args.claims:
+        print(claims())
+        return
     results = []
     for name in args.worlds.split(","):
         results += measure(WORLDS[name], args.samples, args.seed)

@@ -122,8 +122,9 @@ class World:
     per_request_ms: float = 20.0  # ``counts``: admission cost of each waiting request
     ttft_noise: Noise = field(default_factory=Noise)
     tpot_noise: Noise = field(default_factory=lambda: Noise(0.08))
-    # Which request fields carry TTFT / TPOT signal in this world, and which are noise
-    # (``zoo.signal`` measures it; tests/test_zoo_worlds.py holds each world to it).
+    # Which request fields (and ``accelerator``) carry TTFT / TPOT signal in this world,
+    # and which are noise: ``python -m zoo.signal`` measures it, docs/accuracy.md lists it,
+    # tests/test_zoo_worlds.py holds the scheduler worlds to it.
     ttft_signal: tuple[str, ...] = ()
     tpot_signal: tuple[str, ...] = ()
     noise: tuple[str, ...] = ()
