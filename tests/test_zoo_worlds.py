@@ -4,12 +4,13 @@ and no request carrying its own answer length (issue 28's leak)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from latency_oracle.sim.synthetic_stream import generate_stream
 from zoo import WORLDS, generate
-from zoo.signal import importance
+from zoo.signal import claims, importance
 from zoo.world import Regime, World
 
 NEW_WORLDS = ("queue_counts", "chunked_steps", "batch_wait")
@@ -140,3 +141,8 @@ def test_no_synthetic_request_carries_its_own_answer_length() -> None:
     for x, y in zip(a.observations, b.observations, strict=True):
         assert x.model_dump(exclude=outcome) == y.model_dump(exclude=outcome)
     assert all(o.max_tokens == 0 or o.output_tokens <= o.max_tokens for o in a.observations)
+
+
+def test_the_docs_list_what_every_world_claims() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "accuracy.md"
+    assert claims() in docs.read_text()
