@@ -23,6 +23,7 @@ CONFIG = ModelConfig(
 )
 BATCH = 128
 SHIFT_AT = 2_000
+SHIFTED = 5_000  # samples of the shifted stream: room for the challenger's race
 KEY = ModelKey("H100", Target.TPOT)
 
 
@@ -51,7 +52,7 @@ def test_stationary_stream_raises_no_drift() -> None:
 @pytest.fixture(scope="module")
 def shifted() -> tuple[ModelRegistry, list[LearnReport]]:
     registry = ModelRegistry(CONFIG)
-    return registry, learn_stream(registry, 3_600, shift_at=SHIFT_AT)
+    return registry, learn_stream(registry, SHIFTED, shift_at=SHIFT_AT)
 
 
 def test_shift_is_detected_soon_after_it_happens(shifted) -> None:
@@ -78,7 +79,7 @@ def test_challenger_is_promoted_with_lower_loss_and_serves(shifted) -> None:
     serving = registry.serving(KEY)
     assert serving is not None and serving.learner == promotion.learner
     # the promoted slot learned post-drift data only
-    assert model_set.slot(promotion.learner).learner.n_samples < 3_600 - SHIFT_AT
+    assert model_set.slot(promotion.learner).learner.n_samples < SHIFTED - SHIFT_AT
 
 
 def test_challenger_never_serves_and_a_failing_one_is_reset() -> None:
