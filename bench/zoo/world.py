@@ -225,10 +225,10 @@ def _occupancy(
     util: np.ndarray,
     answers: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(running, waiting) requests. With a ``batch_wait`` law the batch is a hard cap
-    (``max_num_seqs``): requests wait only when it is full; ``answers`` is the answer
-    lengths' multiplier of the regime. Otherwise running and
-    waiting are the load's two independent faces."""
+    """(running, waiting) requests. Under the ``batch_wait`` law the batch is a hard cap
+    (``max_num_seqs``) and requests wait only when it is full; ``answers`` is the regime's
+    answer-length multiplier. Otherwise running and waiting are two independent faces of
+    the load."""
     if world.ttft_law == "batch_wait":
         # Little's law: at one arrival rate, longer answers keep more requests in the pod.
         demand = rng.poisson(world.max_batch * util * 1.2 * answers)
