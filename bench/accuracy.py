@@ -173,7 +173,7 @@ def main() -> None:
         stream = generate(world, n, args.seed)
         features = features_of(stream)
         key = hashlib.sha256(
-            f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v2".encode()
+            f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v3".encode()
         ).hexdigest()[:16]
         base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache, args.instant)
         native = feed_native(stream, features, args.instant)

@@ -133,7 +133,8 @@ def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     return [
         {
             "kv_cache_percentage": float(f["kv_cache_usage"][i]),
-            "input_token_length": int(f["input_tokens"][i]),
+            # llm-d counts words where a world reports them (zoo.schedulers).
+            "input_token_length": int(f.get("input_words", f["input_tokens"])[i]),
             "num_request_waiting": int(f["waiting_requests"][i]),
             "num_request_running": int(f["running_requests"][i]),
             "num_tokens_generated": 0,
