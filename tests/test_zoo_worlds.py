@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latency_oracle.sim.synthetic_stream import generate_stream
 from zoo import WORLDS, generate
 from zoo.signal import claims, importance
 from zoo.world import Regime, World
+
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 NEW_WORLDS = ("queue_counts", "chunked_steps", "batch_wait")
 N = 4_000

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from latency_oracle.sim.client_caps import sessionless_caps
 
+from latency_oracle.sim.client_caps import sessionless_caps
 from zoo.laws import LAWS, PodState
 
 RATE_PER_S = 200.0  # samples per second of stream time: the baseline refits every second
