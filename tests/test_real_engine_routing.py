@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from latency_oracle.sidecar.metrics_parser import EngineSample
 from real_engine import route_score, trace_load
 from real_engine.epp_view import PodView
 from real_engine.prompts import Corpus
 from real_engine.route_policies import Least, RoundRobin, ScrapedPod
 from real_engine.route_score import Outcome, Slo
 from real_engine.routing import ALL, report, rescore
+
+from latency_oracle.sidecar.metrics_parser import EngineSample
 
 SLO = Slo(ttft_ms=1000.0, tpot_ms=100.0)
 

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from latency_oracle.sim.processes import free_port, running_process
-
 from real_engine.engine import KV_BLOCK_TOKENS
 from real_engine.install import home, run_logged
 

@@ -49,7 +49,6 @@ if __package__ in (None, ""):
 
 from latency_oracle.sim.processes import free_port
 from latency_oracle.sim.traces import azure_trace, read_trace
-
 from real_engine import peer_router, route_score, trace_load
 from real_engine.client import CUT, stream
 from real_engine.engine import EngineSpec

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from latency_oracle.sim.traces import TraceRow, read_trace
 
+from latency_oracle.sim.traces import TraceRow, read_trace
 from real_engine.prompts import Corpus
 
 CONTEXT_TOKENS = 8192
