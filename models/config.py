@@ -11,6 +11,7 @@ from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.models.learner import Learner
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.rolling_quantile import RollingQuantile
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
 
 from latency_oracle.settings import Settings
@@ -28,6 +29,7 @@ class ModelConfig:
     quantiles: tuple[float, ...] = _default("quantiles")
     headline_quantile: float = _default("headline_quantile")
     min_samples: int = _default("min_samples")
+    cold_min_samples: int = _default("cold_min_samples")
     global_min_samples: int = _default("global_min_samples")
     eval_window: int = _default("eval_window")
     champion_margin: float = _default("champion_margin")
@@ -73,7 +75,8 @@ class ModelConfig:
         return min(100, self.eval_window)
 
     def make_learners(self, key: ModelKey) -> list[Learner]:
-        """Fresh learners for a key: the fast online one and the trees.
+        """Fresh learners for a key: the state-blind rolling quantile, the fast online
+        one and the trees.
 
         The global model gets trees only: transferring across hardware needs interactions
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
@@ -105,4 +108,6 @@ class ModelConfig:
         linear = RiverQuantileLinear(
             self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone, offset=offset
         )
-        return [linear, trees]
+        # The state-blind contender first: it serves a new pair from its first outcomes
+        # (before any learner has been scored), and later wherever it is the sharpest.
+        return [RollingQuantile(self.quantiles, N_FEATURES), linear, trees]

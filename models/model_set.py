@@ -28,6 +28,9 @@ from latency_oracle.models.status import KeyStatus, status_of
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
 LOG_MS_MIN = math.log(1e-3)
 LOG_MS_MAX = math.log(1e8)
+# A served quantile never exceeds this multiple of the largest outcome its key has seen:
+# room for a queue deeper than any seen so far, none for an extrapolation gone wild.
+CEILING_FACTOR = 10.0
 
 
 class LearnerDiverged(ArithmeticError):
@@ -85,6 +88,8 @@ class ServingModel:
     updated_at: float
     # The global model's log-scale per served model (``models.served_model_scale``).
     model_scales: dict[str, float] = field(default_factory=dict)
+    # log-ms no served quantile exceeds (``CEILING_FACTOR`` x the largest outcome seen).
+    ceiling: float = math.inf
 
     def predict_log(
         self,
@@ -105,7 +110,7 @@ class ServingModel:
         own = None if pods is None else offsets_of(self.pod_offsets, pods, len(self.offsets))
         if own is not None:
             out += own[:, : out.shape[1]]
-        return out
+        return np.minimum(out, self.ceiling + model_scale, out=out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,10 @@ class LearnerSlot:
 class ModelSet:
     """All learners of one key, evaluated prequentially; the best recent one serves."""
 
+    # The largest log-ms outcome learned (normalised, on the global key): the ceiling of
+    # what it serves. A class default, so snapshots from before it restore.
+    max_log_seen: float = -math.inf
+
     def __init__(self, key: ModelKey, config: ModelConfig) -> None:
         self.key = key
         self.config = config
@@ -255,6 +264,8 @@ class ModelSet:
         scales = None if served_models is None else self.served_scales
         if scales is not None:
             y_log = y_log - scales.rows(served_models)
+        if len(y_log):
+            self.max_log_seen = max(self.max_log_seen, float(y_log.max()))
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
@@ -335,6 +346,7 @@ class ModelSet:
             version=self.version,
             updated_at=self.last_update or time.time(),
             model_scales={} if self.served_scales is None else self.served_scales.published(),
+            ceiling=self.max_log_seen + math.log(CEILING_FACTOR),
         )
 
     def status(self, serving: bool) -> KeyStatus:

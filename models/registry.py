@@ -2,7 +2,9 @@
 the global ones.
 
 A new (accelerator type, served model) pair gets its own model sets on first sight; until
-they have ``min_samples`` samples, its requests are answered by the global model, which
+they have ``cold_min_samples`` samples its requests are answered by the global model, then
+by its own models, marked cold until ``min_samples`` (its own first outcomes know its
+speed better than any transfer does, whatever its hardware label). The global model
 learns from every accelerator and every served model. It sees hardware descriptors, so
 what it learned on an H100 transfers to an MI300X by compute and bandwidth ratios, and it
 learns latency normalised by a scale per served model (``models.served_model_scale``), so
@@ -260,7 +262,8 @@ class ModelRegistry:
         through_headline: bool,
     ) -> Answer:
         """Both targets for one (accelerator, served model)'s rows: its own models, else the
-        global ones scaled to the served model, else the global ones, else the physics prior."""
+        global ones scaled to the served model, else the global ones, else its own models
+        from however few outcomes, else the physics prior."""
         log_ms: list[np.ndarray] = []
         models: list[str] = []
         keys: list[str] = []
@@ -269,10 +272,13 @@ class ModelRegistry:
         for target in TARGETS:
             serving = self._published(accelerator, target, model)
             scale = None
+            if serving is None or serving.n_samples < self.config.min_samples:
+                cold = True  # not trained, or answering from its first outcomes
             if serving is None:
-                cold = True
                 serving = self._published(GLOBAL_ACCELERATOR, target, ANY_MODEL)
                 scale = None if serving is None else serving.model_scales.get(model)
+            if serving is None:  # its very first outcomes still beat a 7B roofline guess
+                serving = self._serving.get((accelerator, target, model))
             if serving is None:
                 prior = prior or prior_log_quantiles(features, quantiles)
                 log_ms.append(prior[target.value])
@@ -296,7 +302,7 @@ class ModelRegistry:
         if accelerator == GLOBAL_ACCELERATOR:
             enough = self.config.global_min_samples
         else:
-            enough = self.config.min_samples
+            enough = min(self.config.cold_min_samples, self.config.min_samples)
         return serving if serving.n_samples >= enough else None
 
     # -- introspection and persistence -------------------------------------------------

@@ -11,6 +11,7 @@ state is not plain data (River's Rust-backed parts, caches a snapshot leaves out
 from __future__ import annotations
 
 from latency_oracle.models.baseline_fit import FittedOffset
+from latency_oracle.models.batch_forest import BackgroundRefit, BatchQuantileForest
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.codec import Adapter, TypeRegistry
 from latency_oracle.models.config import ModelConfig
@@ -35,6 +36,7 @@ from latency_oracle.models.river_linear import (
     RiverQuantileLinear,
     RunningStandardizer,
 )
+from latency_oracle.models.rolling_quantile import ConstantQuantileFunction, RollingQuantile
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
@@ -61,6 +63,9 @@ SNAPSHOT_TYPES = TypeRegistry(
         RunningStandardizer,
         LinearQuantileFunction,
         IncrementalXGBoost,
+        RollingQuantile,
+        BatchQuantileForest,
+        ConstantQuantileFunction,
         CompiledForest,
         ResidualFunction,
         FittedOffset,
@@ -77,6 +82,8 @@ SNAPSHOT_TYPES = TypeRegistry(
         Adapter(VectorDict, lambda weights: weights.to_dict(), VectorDict),
         # Recent versions re-fill within minutes and would bloat every snapshot.
         Adapter(ServedHistory, lambda history: history.size, lambda size: ServedHistory(int(size))),
+        # A refit in flight is not state: a restored learner refits again when due.
+        Adapter(BackgroundRefit, lambda refit: None, lambda state: BackgroundRefit()),
         # ADWIN's window is a Rust object with no plain-data form: a restored detector
         # starts a fresh window (a drift is then detected from the restore on).
         Adapter(
