@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import xgboost as xgb
+from latency_oracle.models.batch_forest import LLMD_REGULARISATION, QUEUE_EDGES
 
-QUEUE_EDGES = np.array([1, 2, 3, 5, 9, 17, 33])  # waiting requests: 0, 1, 2, 3-4, ..., 33+
 PARAMS = {
     "objective": "reg:quantileerror",
     "quantile_alpha": 0.9,
@@ -29,20 +29,11 @@ ROUNDS = 200
 # llm-d's training server regularisation (latencypredictor's XGBRegressor for both targets:
 # subsample, colsample_bytree, min_child_weight, gamma, reg_alpha, reg_lambda), on top of
 # the same quantile objective, depth, learning rate and rounds.
-LLMD_PARAMS = {
-    **PARAMS,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 5,
-    "gamma": 0.2,
-    "alpha": 0.01,
-    "lambda": 0.1,
-    "seed": 42,
-}
+LLMD_PARAMS = {**PARAMS, **LLMD_REGULARISATION, "seed": 42}
 
 
 def bucket_of(waiting: float, kv_cache_usage: float, prefix_score: float) -> tuple[int, int, int]:
-    """The sample's (queue, KV-cache decile, prefix-score quartile) bucket."""
+    """The sample's (queue band, KV-cache decile, prefix-score quartile) bucket."""
     return (
         int(np.searchsorted(QUEUE_EDGES, waiting, side="right")),
         min(int(kv_cache_usage * 10), 9),

@@ -10,7 +10,7 @@ elected and calibrated in its model set, its snapshot in the safe codec.
 Refits run on one shared background thread (``BackgroundRefit``); learning only files
 samples and, when a refit has finished, swaps its forest in, so neither learning nor
 prediction ever waits for one. A refit's cost is bounded by what it fits on: at most
-``QUEUE_BANDS x KV_BANDS x per_bucket`` samples (20,480 by default, 3.8 MB of float64
+``QUEUE_BANDS x KV_BANDS x per_bucket`` samples (20,000 by default, 3.7 MB of float64
 rows per key and target), ``rounds`` rounds of depth ``max_depth``; ``last_refit_s``
 says what the last one cost (``bench/batch_refit.py`` measures it).
 """
@@ -31,10 +31,10 @@ from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
 
-# Waiting requests: 0, 1, 2, 3-4, 5-8, 9-16, 17-32, 33+ (llm-d's queue buckets).
-QUEUE_EDGES = np.array([1, 2, 3, 5, 9, 17, 33])
+# Waiting requests: 0, 1-2, 3-5, 6-10, 11+ (llm-d's queue buckets).
+QUEUE_EDGES = np.array([1, 3, 6, 11])
 QUEUE_BANDS = len(QUEUE_EDGES) + 1
-KV_BANDS = 10  # KV-cache use in deciles
+KV_BANDS = 20  # KV-cache use in 5% steps, as llm-d buckets it
 # llm-d's training server's regularisation (its XGBRegressor, for both targets).
 LLMD_REGULARISATION: dict[str, float] = {
     "subsample": 0.8,
@@ -145,7 +145,7 @@ class BatchQuantileForest(BaseLearner):
         quantiles: tuple[float, ...],
         n_features: int,
         *,
-        per_bucket: int = 256,
+        per_bucket: int = 200,
         refit_every: int = 512,
         rounds: int = 60,
         max_depth: int = 6,

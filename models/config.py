@@ -7,6 +7,7 @@ from typing import Any
 
 from latency_oracle.features.engineering import N_FEATURES, monotone_signs
 from latency_oracle.features.plausibility import ObservationBounds
+from latency_oracle.models.batch_forest import BatchQuantileForest
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.models.learner import Learner
 from latency_oracle.models.prior import prefill_backlog_log_ms
@@ -46,6 +47,8 @@ class ModelConfig:
     xgb_max_rounds: int = _default("xgb_max_rounds")
     xgb_refit_rounds: int = _default("xgb_refit_rounds")
     xgb_max_depth: int = _default("xgb_max_depth")
+    batch_per_bucket: int = _default("batch_per_bucket")
+    batch_refit_every: int = _default("batch_refit_every")
     drift_delta: float = _default("drift_delta")
     challenger_window: int = _default("challenger_window")
     challenger_max_samples: int = _default("challenger_max_samples")
@@ -76,7 +79,7 @@ class ModelConfig:
 
     def make_learners(self, key: ModelKey) -> list[Learner]:
         """Fresh learners for a key: the state-blind rolling quantile, the fast online
-        one and the trees.
+        one, the incremental trees and the batch-refit trees (``models.batch_forest``).
 
         The global model gets trees only: transferring across hardware needs interactions
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
@@ -108,6 +111,14 @@ class ModelConfig:
         linear = RiverQuantileLinear(
             self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone, offset=offset
         )
+        batch = BatchQuantileForest(
+            self.quantiles,
+            N_FEATURES,
+            per_bucket=self.batch_per_bucket,
+            refit_every=self.batch_refit_every,
+            monotone=monotone,
+            offset=offset,
+        )
         # The state-blind contender first: it serves a new pair from its first outcomes
         # (before any learner has been scored), and later wherever it is the sharpest.
-        return [RollingQuantile(self.quantiles, N_FEATURES), linear, trees]
+        return [RollingQuantile(self.quantiles, N_FEATURES), linear, trees, batch]

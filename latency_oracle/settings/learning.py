@@ -99,6 +99,16 @@ class LearningSettings(BaseModel):
     )
     xgb_refit_rounds: int = Field(16, ge=1, description="Rounds of a refit from the window.")
     xgb_max_depth: int = Field(5, ge=1, le=10, description="XGBoost tree depth.")
+    batch_per_bucket: int = Field(
+        200,
+        ge=8,
+        le=4_096,
+        description="Recent samples the batch-refit trees keep per (queue, KV-cache) bucket "
+        "(100 buckets: at most 100x this many rows of 23 floats per key and target).",
+    )
+    batch_refit_every: int = Field(
+        512, ge=16, description="New samples between background refits of the batch trees."
+    )
     drift_delta: float = Field(
         0.002,
         gt=0,
