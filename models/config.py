@@ -49,6 +49,7 @@ class ModelConfig:
     xgb_max_depth: int = _default("xgb_max_depth")
     batch_per_bucket: int = _default("batch_per_bucket")
     batch_refit_every: int = _default("batch_refit_every")
+    regime_memory: int = _default("regime_memory")
     drift_delta: float = _default("drift_delta")
     challenger_window: int = _default("challenger_window")
     challenger_max_samples: int = _default("challenger_max_samples")

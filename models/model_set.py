@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.drift import DriftWatch
+from latency_oracle.models.drift import DriftWatch, EventKind
 from latency_oracle.models.evaluation import PrequentialEvaluator, WindowScores
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.learner import Learner, QuantileFunction
 from latency_oracle.models.pod_calibration import PodOffsets, offsets_of
+from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.status import KeyStatus, status_of
@@ -211,6 +212,8 @@ class ModelSet:
     # The largest log-ms outcome learned (normalised, on the global key): the ceiling of
     # what it serves. A class default, so snapshots from before it restore.
     max_log_seen: float = -math.inf
+    # Champions of past regimes (``models.regime_memory``); None in older snapshots.
+    memory: RegimeMemory | None = None
 
     def __init__(self, key: ModelKey, config: ModelConfig) -> None:
         self.key = key
@@ -221,6 +224,7 @@ class ModelSet:
         self.last_update: float | None = None
         self.version = 0
         self.drift = DriftWatch(config)
+        self.memory = RegimeMemory(config.quantiles, config.regime_memory)
         self.served_scales = self._new_served_scales()
 
     def _new_served_scales(self) -> ServedModelScale | None:
@@ -277,6 +281,8 @@ class ModelSet:
             median = int(np.argmin(np.abs(np.asarray(self.config.quantiles) - 0.5)))
             scales.update(served_models, y_log - raw[:, median])
         self.n_samples += len(y_log)
+        if self.memory is not None:
+            self.memory.score(features, y_log, None if champion is None else champion.last_served)
         if (error := self.drift.step(self, features, y_log)) is not None:
             failures.append(LearnerFailure(self.key, f"{self.champion} challenger", error))
         self.last_update = time.time()
@@ -292,6 +298,12 @@ class ModelSet:
         fresh = self.config.make_learners(self.key)
         return self._new_slot(next(x for x in fresh if x.name == self.champion))
 
+    def remember_champion(self) -> None:
+        """Before a drift makes every learner forget: keep the champion as it is."""
+        champion = self.champion_slot()
+        if self.memory is not None and champion is not None:
+            self.memory.remember(champion)
+
     def promote(self, challenger: LearnerSlot) -> None:
         """The challenger replaces the stale slot of its kind and becomes champion."""
         name = challenger.learner.name
@@ -306,6 +318,7 @@ class ModelSet:
         losses are larger, and would otherwise lose to a stale learner's calm past. After
         a drift (scores start over) the champion stays until there are enough of them.
         """
+        self._recall()
         eligible = [s for s in self.slots if s.eligible()]
         if not eligible:
             fitted = [s for s in self.slots if s.learner.is_fitted and s.health.state != "failed"]
@@ -321,6 +334,21 @@ class ModelSet:
         current = losses.get(self.champion or "")
         if current is None or losses[best] < current * (1.0 - self.config.champion_margin):
             self.champion = best
+
+    def _recall(self) -> None:
+        """A past regime's champion that now beats the live one serves again."""
+        champion = self.champion_slot()
+        if self.memory is None or champion is None or not champion.eligible():
+            return
+        revived = self.memory.recall(self.config)
+        if revived is None:
+            return
+        name = revived.learner.name
+        displaced = self.slot(name)
+        self.slots = [revived if s is displaced else s for s in self.slots]
+        self.memory.swap(revived, displaced)
+        self.champion = name
+        self.drift.record(self, EventKind.RECALL, name, "a past regime's champion returned")
 
     def slot(self, name: str) -> LearnerSlot:
         return next(s for s in self.slots if s.learner.name == name)

@@ -36,6 +36,7 @@ from latency_oracle.models.river_linear import (
     RiverQuantileLinear,
     RunningStandardizer,
 )
+from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.rolling_quantile import ConstantQuantileFunction, RollingQuantile
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
@@ -64,6 +65,7 @@ SNAPSHOT_TYPES = TypeRegistry(
         LinearQuantileFunction,
         IncrementalXGBoost,
         RollingQuantile,
+        RegimeMemory,
         BatchQuantileForest,
         ConstantQuantileFunction,
         CompiledForest,

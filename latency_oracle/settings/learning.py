@@ -109,6 +109,13 @@ class LearningSettings(BaseModel):
     batch_refit_every: int = Field(
         512, ge=16, description="New samples between background refits of the batch trees."
     )
+    regime_memory: int = Field(
+        3,
+        ge=0,
+        le=16,
+        description="Champions displaced by a drift kept per model key, frozen and scored on "
+        "new samples, so a regime that returns is served by the model that knew it.",
+    )
     drift_delta: float = Field(
         0.002,
         gt=0,
