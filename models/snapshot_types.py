@@ -29,6 +29,7 @@ from latency_oracle.models.model_set import LearnerHealth, LearnerSlot, ModelSet
 from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.pod_calibration import PodOffsets
 from latency_oracle.models.prior import prefill_backlog_log_ms
+from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.residual import ResidualFunction
 from latency_oracle.models.ring import RingBuffer
 from latency_oracle.models.river_linear import (
@@ -36,7 +37,6 @@ from latency_oracle.models.river_linear import (
     RiverQuantileLinear,
     RunningStandardizer,
 )
-from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.rolling_quantile import ConstantQuantileFunction, RollingQuantile
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
