@@ -120,6 +120,7 @@ class ModelConfig:
             monotone=monotone,
             offset=offset,
         )
-        # The state-blind contender first: it serves a new pair from its first outcomes
-        # (before any learner has been scored), and later wherever it is the sharpest.
-        return [RollingQuantile(self.quantiles, N_FEATURES), linear, trees, batch]
+        # Before any learner has been scored, the first fitted one serves: the linear
+        # model, which knows the pod's state from its first batch. The state-blind
+        # rolling quantile serves where it wins the election (it would rank every pod alike).
+        return [linear, trees, batch, RollingQuantile(self.quantiles, N_FEATURES)]
