@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
