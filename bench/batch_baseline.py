@@ -82,10 +82,17 @@ def run_baseline(
     timestamp: np.ndarray,
     schedule: Iterator[tuple[np.ndarray, np.ndarray]],
     params: dict[str, object] = PARAMS,
+    log_target: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict each batch, learning outcomes as ``schedule`` reveals them; each target's
     forest refitted every second of stream time. ``features``: one matrix for both
-    targets, or one per target (TTFT, TPOT), as llm-d builds them."""
+    targets, or one per target (TTFT, TPOT), as llm-d builds them. ``log_target``: fit
+    log-ms and serve its exponential (as LO's learners do) instead of ms (llm-d)."""
+    if log_target:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logged = tuple(np.log(t) for t in targets)
+        ttft, tpot = run_baseline(features, logged, buckets, timestamp, schedule, params)
+        return np.exp(ttft), np.exp(tpot)
     predictions = (np.empty(len(timestamp)), np.empty(len(timestamp)))
     models = (BucketedQuantileForest(params=params), BucketedQuantileForest(params=params))
     per_target = features if isinstance(features, tuple) else (features, features)

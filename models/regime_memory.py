@@ -33,7 +33,8 @@ def frozen_copy(slot: LearnerSlot) -> LearnerSlot:
     detected after the batch that showed it was calibrated on, and adaptive conformal
     had already raised the offsets to cover the new regime (4.5x too high on the old
     one's return, in the test)."""
-    from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES  # lists this module's users
+    # Imported here: the allow-list lists this module's classes.
+    from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 
     copy = SNAPSHOT_TYPES.decode(SNAPSHOT_TYPES.encode(slot))
     copy.evaluator.reset()

@@ -10,7 +10,7 @@ from latency_oracle.models.batch_forest import KV_BANDS, QUEUE_BANDS, BatchQuant
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.model_set import ModelSet
-from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 QUANTILES = (0.5, 0.9, 0.99)

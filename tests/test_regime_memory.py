@@ -58,7 +58,7 @@ def test_a_returning_regime_costs_no_more_than_its_first_visit() -> None:
 
 
 def test_memory_is_bounded_and_survives_a_snapshot() -> None:
-    from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+    from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 
     stream = generate_stream(1_200, seed=6)
     features = build_features(RequestColumns.from_requests(stream.observations))
