@@ -95,8 +95,23 @@ def baseline(
     if use_cache and path.exists():
         cached = np.load(path)
         return cached["ttft"], cached["tpot"]
+    ttft, tpot = run_baseline(
+        features,
+        (stream.ttft_ms, stream.tpot_ms),
+        buckets_of(stream),
+        stream.timestamp,
+        stream.schedule(instant=instant),
+        params=LLMD_PARAMS,
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, ttft=ttft, tpot=tpot)
+    return ttft, tpot
+
+
+def buckets_of(stream: Source) -> list[tuple[int, int, int]]:
+    """Each request's bucket in the batch baseline's reservoirs."""
     f = stream.fields
-    buckets = [
+    return [
         bucket_of(w, kv, c / max(p, 1.0))
         for w, kv, c, p in zip(
             f["waiting_requests"],
@@ -106,17 +121,6 @@ def baseline(
             strict=True,
         )
     ]
-    ttft, tpot = run_baseline(
-        features,
-        (stream.ttft_ms, stream.tpot_ms),
-        buckets,
-        stream.timestamp,
-        stream.schedule(instant=instant),
-        params=LLMD_PARAMS,
-    )
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, ttft=ttft, tpot=tpot)
-    return ttft, tpot
 
 
 def rolling_p90(stream: Source, instant: bool) -> dict[str, np.ndarray]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from accuracy import coverage, features_of, pinball, sources, windows
-from batch_baseline import LLMD_PARAMS, bucket_of, run_baseline
+from accuracy import buckets_of, coverage, features_of, pinball, sources, windows
+from batch_baseline import LLMD_PARAMS, run_baseline
 
 
 def main() -> None:
@@ -26,17 +26,7 @@ def main() -> None:
     print("| source | target | window | ms target (cov) | log target (cov) | log / ms |")
     print("|---|---|---|---|---|---|")
     for stream, _ in sources(args.streams, args.samples, args.seed):
-        f = stream.fields
-        buckets = [
-            bucket_of(w, kv, c / max(p, 1.0))
-            for w, kv, c, p in zip(
-                f["waiting_requests"],
-                f["kv_cache_usage"],
-                f["prefix_cache_hit_tokens"],
-                f["input_tokens"],
-                strict=True,
-            )
-        ]
+        buckets = buckets_of(stream)
         features = features_of(stream)
         served = {
             log: run_baseline(

@@ -30,6 +30,7 @@ from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
+from latency_oracle.models.xgboost_learner import quantile_params
 
 # Waiting requests: 0, 1-2, 3-5, 6-10, 11+ (llm-d's queue buckets).
 QUEUE_EDGES = np.array([1, 3, 6, 11])
@@ -159,20 +160,9 @@ class BatchQuantileForest(BaseLearner):
         self.refit_every = refit_every
         self.rounds = rounds
         self.background = background
-        self.params: dict[str, object] = {
-            "objective": "reg:quantileerror",
-            "quantile_alpha": list(self.quantiles),
-            "tree_method": "hist",
-            "max_bin": 64,
-            "max_depth": max_depth,
-            "eta": learning_rate,
-            **LLMD_REGULARISATION,
-            "seed": 42,
-            "nthread": 1,
-            "verbosity": 0,
-        }
-        if monotone and any(monotone):
-            self.params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
+        self.params = quantile_params(
+            self.quantiles, max_depth, learning_rate, monotone, **LLMD_REGULARISATION, seed=42
+        )
         self.refit = BackgroundRefit()
         self.reset()
 
