@@ -30,7 +30,6 @@ class ModelConfig:
     quantiles: tuple[float, ...] = _default("quantiles")
     headline_quantile: float = _default("headline_quantile")
     min_samples: int = _default("min_samples")
-    cold_min_samples: int = _default("cold_min_samples")
     global_min_samples: int = _default("global_min_samples")
     eval_window: int = _default("eval_window")
     champion_margin: float = _default("champion_margin")

@@ -2,10 +2,10 @@
 the global ones.
 
 A new (accelerator type, served model) pair gets its own model sets on first sight; until
-they have ``cold_min_samples`` samples its requests are answered by the global model, then
-by its own models, marked cold until ``min_samples`` (its own first outcomes know its
-speed better than any transfer does, whatever its hardware label). The global model
-learns from every accelerator and every served model. It sees hardware descriptors, so
+they have ``min_samples`` samples, its requests are answered by the global model, or, while
+the global model has too few samples itself, by its own models from however few outcomes
+(they know its speed better than a 7B roofline at a hardware label's spec FLOP/s). The
+global model learns from every accelerator and every served model. It sees hardware descriptors, so
 what it learned on an H100 transfers to an MI300X by compute and bandwidth ratios, and it
 learns latency normalised by a scale per served model (``models.served_model_scale``), so
 a 70B model seen only on H100s is predicted on an A100 by the 70B's scale and the A100's
@@ -272,9 +272,8 @@ class ModelRegistry:
         for target in TARGETS:
             serving = self._published(accelerator, target, model)
             scale = None
-            if serving is None or serving.n_samples < self.config.min_samples:
-                cold = True  # not trained, or answering from its first outcomes
             if serving is None:
+                cold = True
                 serving = self._published(GLOBAL_ACCELERATOR, target, ANY_MODEL)
                 scale = None if serving is None else serving.model_scales.get(model)
             if serving is None:  # its very first outcomes still beat a 7B roofline guess
@@ -302,7 +301,7 @@ class ModelRegistry:
         if accelerator == GLOBAL_ACCELERATOR:
             enough = self.config.global_min_samples
         else:
-            enough = min(self.config.cold_min_samples, self.config.min_samples)
+            enough = self.config.min_samples
         return serving if serving.n_samples >= enough else None
 
     # -- introspection and persistence -------------------------------------------------

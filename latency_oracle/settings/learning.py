@@ -23,13 +23,6 @@ class LearningSettings(BaseModel):
         description="Own samples a model key needs before it serves; until then the "
         "global model (or the physics prior) answers and the answer says cold.",
     )
-    cold_min_samples: int = Field(
-        20,
-        ge=1,
-        description="Own samples after which a new (accelerator, served model) pair answers "
-        "from its own models, still marked cold until min_samples: its first outcomes "
-        "know its speed better than any transfer from other models or hardware labels.",
-    )
     global_min_samples: int = Field(
         100,
         ge=1,
