@@ -147,7 +147,7 @@ class BatchQuantileForest(BaseLearner):
         n_features: int,
         *,
         per_bucket: int = 200,
-        refit_every: int = 512,
+        refit_every: int = 2048,
         rounds: int = 36,
         max_depth: int = 5,
         learning_rate: float = 0.2,
@@ -194,7 +194,9 @@ class BatchQuantileForest(BaseLearner):
             ring.extend(rows[buckets == bucket])
         self._n_samples += len(y)
         self._since_refit += len(y)
-        due = self.refit_every if self._function is not None else MIN_FIT
+        # While few samples are held, refit each time they double (cheap, and the first
+        # forests are fitted on more than a handful); then every ``refit_every``.
+        due = min(self.refit_every, max(MIN_FIT, self.last_refit_samples))
         if self._since_refit >= due and not self.refit.busy:
             self._start_refit()
         self._adopt()
