@@ -35,10 +35,11 @@ from typing import Protocol
 
 import numpy as np
 from batch_baseline import LLMD_PARAMS, bucket_of, run_baseline
-from latency_oracle.features.engineering import RequestColumns, build_features
 from lo_feed import Served, feed_llmd, feed_native
 from real_engine import recording
 from zoo import WORLDS, generate
+
+from latency_oracle.features.engineering import RequestColumns, build_features
 
 CACHE = Path(tempfile.gettempdir()) / "latency-oracle-zoo-baseline"
 TARGETS = ("ttft", "tpot")
@@ -281,7 +282,7 @@ def main() -> None:
         for protocol in args.protocols.split(","):
             instant = protocol == "instant"
             started = time.perf_counter()
-            key = hashlib.sha256(f"{source_key}|{protocol}|llmd-params|v3".encode()).hexdigest()
+            key = hashlib.sha256(f"{source_key}|{protocol}|llmd-params|v4".encode()).hexdigest()
             base_ttft, base_tpot = baseline(stream, features, key[:16], not args.no_cache, instant)
             native = feed_native(stream, features, instant)
             llmd = feed_llmd(stream, llmd_features, instant)

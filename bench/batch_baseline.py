@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import xgboost as xgb
+
 from latency_oracle.models.batch_forest import LLMD_REGULARISATION, QUEUE_EDGES
 
 PARAMS = {

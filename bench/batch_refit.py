@@ -14,11 +14,12 @@ import argparse
 
 import numpy as np
 from accuracy import features_of
+from zoo import WORLDS, generate
+
 from latency_oracle.features.engineering import N_FEATURES, monotone_signs
 from latency_oracle.models.batch_forest import KV_BANDS, QUEUE_BANDS, BatchQuantileForest
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.prior import prefill_backlog_log_ms
-from zoo import WORLDS, generate
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Self
 
-from latency_oracle.features.accelerators import normalize_accelerator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+
+from latency_oracle.features.accelerators import normalize_accelerator
 
 MAX_TOKENS = 10_000_000
 MAX_REQUESTS = 1_000_000

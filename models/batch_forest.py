@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
+
 from latency_oracle.features.engineering import FEATURE_NAMES
 from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
 from latency_oracle.models.forest import CompiledForest

@@ -14,7 +14,6 @@ from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
 from latency_oracle.models.rolling_quantile import RollingQuantile
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
-
 from latency_oracle.settings import Settings
 
 

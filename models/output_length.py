@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.evaluation import PrequentialEvaluator
 

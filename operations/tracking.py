@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter
+
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey
@@ -24,15 +26,13 @@ from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import PREFIX, quantile_label
-from latency_oracle.operations.mlflow_store import (
+from latency_oracle.operations.mlflow.server_client import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     MlflowStore,
     RunMetrics,
     configure_http,
 )
-from prometheus_client import CollectorRegistry, Counter
-
 from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from latency_oracle.features.schema import MAX_TOKENS, Observation, ServerState
 from latency_oracle.sidecar.completion_request import CompletionRequest, read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
-from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
 from latency_oracle.sidecar.scraper import EngineScraper
 from latency_oracle.sidecar.sse import StreamMeter
 from latency_oracle.sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
 from latency_oracle.features.schema import Observation, PredictionRequest
 from latency_oracle.models.config import ModelConfig

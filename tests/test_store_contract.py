@@ -6,10 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.features.store import InProcessObservationStore
-from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
 from redis_support import (
     SHARED_REDIS_URL,
@@ -18,6 +14,11 @@ from redis_support import (
     redis_settings,
     unique_prefix,
 )
+
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.store import InProcessObservationStore
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 POD_TTL_S = 0.5
 

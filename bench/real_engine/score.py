@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 from batch_baseline import LLMD_PARAMS, run_baseline
-from latency_oracle.models.batch_forest import QUEUE_EDGES
 
+from latency_oracle.models.batch_forest import QUEUE_EDGES
 from real_engine.recording import Recording
 
 ROLLING = 200

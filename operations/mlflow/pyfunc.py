@@ -3,7 +3,7 @@
 ``mlflow.pyfunc.load_model("models:/latency-oracle-H100-ttft@champion")`` gives a model
 whose ``predict`` takes a DataFrame of request fields (the native prediction API's, one row
 per request) and returns the served quantiles in ms, one column per quantile (p50, p90,
-p99). It is logged as code (MLflow's models-from-code, ``mlflow_pyfunc_code.py``), not as a
+p99). It is logged as code (MLflow's models-from-code, ``pyfunc_code.py``), not as a
 pickled object; its one artifact is the version's model-set snapshot in the service's own
 format, read with the same checks as a restart. Where the version's learners include
 XGBoost, the booster is logged too, in MLflow's xgboost flavour, for inspection.
@@ -19,15 +19,16 @@ from latency_oracle.operations.metrics import quantile_label
 
 if TYPE_CHECKING:
     import pandas as pd
-    from latency_oracle.models.model_set import ModelSet
     from mlflow.models.model import ModelInfo
+
+    from latency_oracle.models.model_set import ModelSet
 
 SNAPSHOT_ARTIFACT = "snapshot"
 PYFUNC_NAME = "model"
 XGBOOST_NAME = "xgboost"
 # Not "quantiles": MLflow logs a model config as run params, and the run has that one.
 QUANTILES_CONFIG = "served_quantiles"
-CODE_FILE = Path(__file__).with_name("mlflow_pyfunc_code.py")
+CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 
 # One request, as the native API takes it: the input example and the signature's source.
 EXAMPLE_REQUEST: dict[str, Any] = {
@@ -67,6 +68,7 @@ def _load_predictor() -> type:
 
         def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
             import pandas as pd
+
             from latency_oracle.features.engineering import RequestColumns
             from latency_oracle.features.schema import PredictionRequest
 
@@ -85,7 +87,7 @@ def _load_predictor() -> type:
 
 
 def make_model() -> Any:
-    """The pyfunc instance ``mlflow_pyfunc_code.py`` hands to MLflow."""
+    """The pyfunc instance ``pyfunc_code.py`` hands to MLflow."""
     return _load_predictor()()
 
 
@@ -93,9 +95,10 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> ModelInf
     """Log the pyfunc (and any XGBoost booster) in the active run; the pyfunc's info."""
     import mlflow
     import pandas as pd
-    from latency_oracle.models.persistence.snapshot import decode_snapshot
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+
+    from latency_oracle.models.persistence.snapshot import decode_snapshot
 
     ((_, model_set),) = decode_snapshot(snapshot.read_bytes(), quantiles)["model_sets"].items()
     example = pd.DataFrame([EXAMPLE_REQUEST])
