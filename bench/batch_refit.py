@@ -19,6 +19,7 @@ from zoo import WORLDS, generate
 from latency_oracle.features.engineering import N_FEATURES, monotone_signs
 from latency_oracle.models.batch_forest import KV_BANDS, QUEUE_BANDS, BatchQuantileForest
 from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 from latency_oracle.models.prior import prefill_backlog_log_ms
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     print(f"last refit: {last_s * 1e3:.0f} ms on {last_n:,} samples")
     print(f"slowest refit: {max(s for _, s in refits) * 1e3:.0f} ms")
     print(f"held: {rows:,} rows, {rows * row_bytes / 1e6:.2f} MB")
-    print(f"snapshot: {len(learner.snapshot()) / 1e6:.2f} MB")
+    print(f"snapshot: {len(learner.snapshot(SNAPSHOT_TYPES)) / 1e6:.2f} MB")
     print(f"bound: {worst_rows:,} rows, {worst_rows * row_bytes / 1e6:.2f} MB per key and target")
 
 

@@ -79,6 +79,10 @@ class BackgroundRefit:
     def __init__(self) -> None:
         self._future: Future[_Fitted] | None = None
 
+    def __deepcopy__(self, memo: dict[int, object]) -> BackgroundRefit:
+        """A copied learner (a dormant regime's) starts with no refit of its own."""
+        return BackgroundRefit()
+
     @property
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()

@@ -71,3 +71,8 @@ def conformal_quantiles(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
     n = len(scores)
     rank = np.clip(np.ceil(levels * (n + 1)).astype(np.int64) - 1, 0, n - 1)
     return np.sort(scores, axis=0)[rank, np.arange(scores.shape[1])]
+
+
+def served_quantiles(calibrated_log: np.ndarray) -> np.ndarray:
+    """Monotone quantiles in ms: a p99 below the p90 is never served."""
+    return np.exp(np.maximum.accumulate(calibrated_log, axis=1))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from latency_oracle.models.calibration import AdaptiveConformal
+from latency_oracle.models.calibration import AdaptiveConformal, served_quantiles
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import DriftWatch, EventKind
 from latency_oracle.models.evaluation import PrequentialEvaluator, WindowScores
@@ -46,11 +46,6 @@ def check_output(raw: np.ndarray) -> None:
     low, high = float(raw.min()), float(raw.max())
     if low < LOG_MS_MIN or high > LOG_MS_MAX:
         raise LearnerDiverged(f"prediction out of range: log-ms {low:.3g}..{high:.3g}")
-
-
-def served_quantiles(calibrated_log: np.ndarray) -> np.ndarray:
-    """Monotone quantiles in ms: a p99 below the p90 is never served."""
-    return np.exp(np.maximum.accumulate(calibrated_log, axis=1))
 
 
 @dataclass(slots=True)

@@ -11,10 +11,12 @@ on from there. At most ``regime_memory`` are kept per key, the oldest dropped fi
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from latency_oracle.models.calibration import served_quantiles
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.evaluation import PrequentialEvaluator
 
@@ -27,20 +29,18 @@ if TYPE_CHECKING:
 
 
 def frozen_copy(slot: LearnerSlot) -> LearnerSlot:
-    """An independent copy of ``slot`` through the snapshot codec (a refit in flight and
-    recent serving versions are not copied), its scores started over.
+    """An independent copy of ``slot`` (a refit in flight and recent serving versions are
+    not copied), its scores started over.
 
     Its calibration starts over too, trusting the learner's own quantiles: the drift was
     detected after the batch that showed it was calibrated on, and adaptive conformal
     had already raised the offsets to cover the new regime (4.5x too high on the old
     one's return, in the test)."""
-    # Imported here: the allow-list lists this module's classes.
-    from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
-
-    copy = SNAPSHOT_TYPES.decode(SNAPSHOT_TYPES.encode(slot))
+    copy = deepcopy(slot)
     copy.evaluator.reset()
     copy.calibrator.forget()
     copy.pod_offsets.reset()
+    copy.versions.clear()
     return copy
 
 
@@ -69,8 +69,6 @@ class RegimeMemory:
     ) -> None:
         """Score every dormant model on the batch, as it would have served it, and the
         champion's ``champion_served`` predictions of it (None: it served none)."""
-        from latency_oracle.models.model_set import served_quantiles
-
         if not self.dormant:
             return
         y_ms = np.exp(y_log)
