@@ -65,6 +65,11 @@ def _raw_p90(
     return np.exp(serving.function(features)[:, q])
 
 
+def _tpot(value: float) -> float | None:
+    """A TPOT to send: None where there is none (a one-token answer in a recording)."""
+    return float(value) if np.isfinite(value) else None
+
+
 def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     f = stream.fields
     return [
@@ -102,7 +107,7 @@ def feed_native(stream: Stream, features: np.ndarray, instant: bool = False) -> 
                             "timestamp": float(finished[i]),
                             "output_tokens": int(stream.fields["output_tokens"][i]),
                             "ttft_ms": float(stream.ttft_ms[i]),
-                            "tpot_ms": float(stream.tpot_ms[i]),
+                            "tpot_ms": _tpot(stream.tpot_ms[i]),
                         }
                         for i, record in zip(known.tolist(), _records(stream, known), strict=True)
                     ]
@@ -167,7 +172,7 @@ def feed_llmd(stream: Stream, features: np.ndarray, instant: bool = False) -> Se
                             **entry,
                             "num_tokens_generated": int(stream.fields["output_tokens"][i]),
                             "actual_ttft_ms": float(stream.ttft_ms[i]),
-                            "actual_tpot_ms": float(stream.tpot_ms[i]),
+                            "actual_tpot_ms": _tpot(stream.tpot_ms[i]) or 0.0,
                             "timestamp": float(finished[i]),
                         }
                         for i, entry in zip(
