@@ -38,6 +38,8 @@ SMALL_WINDOWS = {
     "xgb_boost_every": "64",
     "challenger_window": "100",
     "challenger_max_samples": "500",
+    "batch_per_bucket": "8",
+    "batch_refit_every": "128",
     # Per-pod windows too: 500 pods see ~40 outcomes each in a 20,000-observation run, so
     # the default 32-outcome windows would still be filling at its end.
     "pod_calibration_window": "8",
@@ -116,7 +118,11 @@ def _wait(condition: object, timeout_s: float, what: str) -> None:
 
 
 def soak(
-    observations: int, redis_url: str, accelerators: int, settings: dict[str, str]
+    observations: int,
+    redis_url: str,
+    accelerators: int,
+    settings: dict[str, str],
+    warmup_fraction: float = WARMUP_FRACTION,
 ) -> dict[str, object]:
     prefix = f"soak-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -132,7 +138,7 @@ def soak(
     cli = [sys.executable, "-m", "latency_oracle.cli"]
     rng = np.random.default_rng(1)
     samples: list[tuple[int, float, float]] = []
-    warmup = int(observations * WARMUP_FRACTION)
+    warmup = int(observations * warmup_fraction)
     started = time.perf_counter()
     client_redis = connect(redis_url, 5.0)
     store = RedisObservationStore(
@@ -188,12 +194,19 @@ def main() -> None:
         "--small-windows", action="store_true", help="model windows that fill in a short run"
     )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--warmup-fraction",
+        type=float,
+        default=WARMUP_FRACTION,
+        help="share of the run counted as warm-up (growth is measured after it)",
+    )
     args = parser.parse_args()
     figures = soak(
         args.observations - args.observations % BATCH,
         args.redis_url,
         args.accelerators,
         SMALL_WINDOWS if args.small_windows else {},
+        args.warmup_fraction,
     )
     for role in ("predictor", "trainer"):
         rss = figures[f"{role}_rss_mb"]

@@ -56,10 +56,15 @@ class ModelConfig:
     max_tpot_ms: float = _default("max_tpot_ms")
     max_context_tokens: int = _default("max_context_tokens")
     max_accelerators: int = _default("max_accelerators")
+    # Not a setting: the service always refits in the background. A simulation in
+    # simulated time refits in line, at the sample the refit is due, so a seed
+    # reproduces its run exactly (a background thread finishes whenever the OS says).
+    background_refits: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelConfig:
-        return cls(**{name: getattr(settings, name) for name in cls.__slots__})
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ModelConfig:
+        values = {name: getattr(settings, name) for name in Settings.model_fields}
+        return cls(**{name: values[name] for name in cls.__slots__ if name in values}, **overrides)
 
     @property
     def bounds(self) -> ObservationBounds:
@@ -115,6 +120,7 @@ class ModelConfig:
             N_FEATURES,
             per_bucket=self.batch_per_bucket,
             refit_every=self.batch_refit_every,
+            background=self.background_refits,
             monotone=monotone,
             offset=offset,
         )

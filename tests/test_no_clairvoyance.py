@@ -87,6 +87,11 @@ class _Inputs:
         self.inner.learn(outcomes, now)
 
 
+def _pod(decision: object) -> object:
+    """Where a decision sent the request (a placement's pod; a shed or a plain pod as is)."""
+    return getattr(decision, "pod", decision)
+
+
 def _plain(view) -> tuple:
     """A pod view as plain values: its scrape, and what the policy placed since."""
     fields = dataclasses.asdict(view.scraped)
@@ -138,7 +143,9 @@ def test_with_idle_pods_every_policy_sees_and_decides_the_same(
     name: str, settings: Settings
 ) -> None:
     """Requests far enough apart that every pod is idle when the next arrives: then all a
-    policy sees is identical between the twins, and so is every decision it makes."""
+    policy sees at decision time is identical between the twins, and so is every pod it
+    picks. (Its predicted TPOT may differ: a learning policy has learned the twins'
+    finished outcomes, whose decode lengths differ; that is learning, not clairvoyance.)"""
     spaced = [
         replace(a, request=replace(a.request, arrival=20.0 * i, block_hashes=()))
         for i, a in enumerate(synthetic(SyntheticSpec("poisson", rate=5.0, duration_s=8, seed=2)))
@@ -148,7 +155,7 @@ def test_with_idle_pods_every_policy_sees_and_decides_the_same(
     assert a.requests == b.requests
     assert a.views == b.views
     assert a.routed == b.routed
-    assert a.decisions == b.decisions
+    assert [_pod(d) for d in a.decisions] == [_pod(d) for d in b.decisions]
 
 
 def test_latency_oracle_learns_the_cap_each_request_was_sent_with(

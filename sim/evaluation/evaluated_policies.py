@@ -123,7 +123,8 @@ class LatencyOracle:
     sidecar reports them; they are learned in batches every ``learn_interval_s`` of
     simulated time (the service's background learner drains its buffer the same way).
     With ``shed`` False a request no pod can serve within the SLO still goes to the pod
-    predicted fastest, so every policy serves the same requests.
+    predicted fastest, so every policy serves the same requests. The batch trees refit
+    in line, at the sample each refit is due, so a seed reproduces a run.
     """
 
     def __init__(
@@ -135,7 +136,7 @@ class LatencyOracle:
         learn_interval_s: float = 1.0,
     ) -> None:
         self.name = "latency-oracle-shed" if shed else "latency-oracle"
-        self.registry = ModelRegistry(ModelConfig.from_settings(settings))
+        self.registry = ModelRegistry(ModelConfig.from_settings(settings, background_refits=False))
         self.router = Router(self.registry, settings, random.Random(seed))
         self._now = 0.0
         self.router.ledger = InFlightLedger(settings.route_inflight_ttl_s, self._clock)
