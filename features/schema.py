@@ -86,16 +86,35 @@ class PredictionRequest(PodIdentity, RequestShape, ServerState):
 
 
 class Observation(PredictionRequest):
-    """One finished request as a pod saw it, with its measured latencies."""
+    """One request as a pod saw it, with its measured latencies: at its end, or at its
+    first token (``finished`` false), when only its TTFT is known yet."""
 
     observation_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         min_length=1,
         max_length=128,
-        description="Idempotency key: a retried write with the same id is counted once.",
+        description="Idempotency key: the request's id. Each target (TTFT, TPOT, output "
+        "length) is learned at most once per id, whichever record brings it first.",
     )
     timestamp: Number = Field(
-        default_factory=time.time, gt=0, description="Unix time the request finished."
+        default_factory=time.time,
+        gt=0,
+        description="Unix time of the record: the request's end, or its first token when "
+        "not finished.",
+    )
+    prompt_chars: TokenCount | None = Field(
+        None,
+        description="Characters of the prompt, when sent as text: with input_tokens, "
+        "teaches the served model's tokens per character.",
+    )
+    prompt_words: TokenCount | None = Field(
+        None, description="Whitespace-separated words of the prompt, when sent as text."
+    )
+    finished: bool = Field(
+        True,
+        description="The request has ended and output_tokens is its final count, which "
+        "output-length learning needs. False: a record sent at the first token, or one "
+        "whose client did not send the final count (llm-d's TPOT entries).",
     )
     ttft_ms: Number | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
     tpot_ms: Number | None = Field(

@@ -193,8 +193,9 @@ class OutputLengths:
         self._fleet_table = quantile_table(self.fleet, self.fleet)
 
     def learn(self, observations: Sequence[Observation]) -> None:
-        """Learn the finished requests' output tokens against the caps they were sent."""
-        observations = [o for o in observations if o.output_tokens > 0]
+        """Learn the finished requests' output tokens against the caps they were sent (a
+        record sent at the first token counts tokens so far, not the request's)."""
+        observations = [o for o in observations if o.finished and o.output_tokens > 0]
         if not observations:
             return
         served = np.array([o.model for o in observations], dtype=object)

@@ -12,7 +12,11 @@ How llm-d's endpoint picker forms its entries (read from its source, see the REA
 So ``num_tokens_generated: 0`` beside a TPOT is not "no tokens": it is one TPOT sample
 whose token count the client did not send. It is learned as a request with two output
 tokens, the fewest for which a TPOT exists; the count only dates the request's arrival
-(finish time minus its decode time), never a feature.
+(finish time minus its decode time), never a feature, and never an output length: an
+entry is ``finished`` (teaches output length, ``features.labels``) only with a real
+count. Each entry is its own observation id, as the sidecar's first-token and finish
+records are one id's two records: either way TTFT and TPOT are each learned once per
+request.
 
 The client drops a whole flush on any non-202 and never retries it, so one implausible
 entry (a TTFT of hours from a stuck stream, a negative clock) must not cost the other
@@ -76,6 +80,7 @@ def observation(entry: LlmdEntry, accelerator: str) -> Observation | str:
             timestamp=(stamp or datetime.now(UTC)).timestamp(),
             ttft_ms=ttft or None,
             tpot_ms=tpot or None,
+            finished=tpot > 0 and generated > 0,
         )
     except ValidationError as exc:
         location = exc.errors()[0]["loc"]

@@ -186,9 +186,10 @@ class OracleService:
         batch = self.store.read_batch(self.settings.learn_batch_size, timeout_s)
         if not batch:
             return 0
-        report = self.models.learn(batch)
+        observations = [claimed.observation for claimed in batch]
+        report = self.models.learn(observations, labels=[claimed.labels for claimed in batch])
         self.metrics.record_learning(report)
-        self.activity.record_learning(batch, self.models, report)
+        self.activity.record_learning(observations, self.models, report)
         self.tracker.submit(report, self.models)
         for failure in report.failures:
             log.error(

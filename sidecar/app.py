@@ -50,7 +50,14 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
         publisher,
         metrics,
     )
-    proxy = MeasuringProxy(settings.engine_url, settings.engine_timeout_s, scraper, writer, metrics)
+    proxy = MeasuringProxy(
+        settings.engine_url,
+        settings.engine_timeout_s,
+        scraper,
+        writer,
+        metrics,
+        settings.sidecar_first_token_record_s,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

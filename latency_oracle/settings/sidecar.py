@@ -70,6 +70,13 @@ class SidecarSettings(BaseModel):
         description="Sidecar: seconds between summaries logged while the store stays down "
         "(one warning when an outage starts, one line when it ends).",
     )
+    sidecar_first_token_record_s: float | None = Field(
+        0.1,
+        ge=0,
+        description="Sidecar: a stream still running this long after its first token sends "
+        "a first-token record, so TTFT is learned before the request ends (0: at the first "
+        "token; unset: only at the finish). Shorter streams send one record, at the finish.",
+    )
     engine_timeout_s: float = Field(
         600.0, gt=0, description="Sidecar: longest wait for the engine's next bytes, seconds."
     )
