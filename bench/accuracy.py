@@ -162,6 +162,14 @@ def main() -> None:
         action="store_true",
         help="learn each batch right after predicting it, not when its requests finish",
     )
+    parser.add_argument(
+        "--first-token",
+        type=float,
+        default=None,
+        metavar="S",
+        help="also learn TTFT at the first token of requests still running S s after it "
+        "(the sidecar's first-token records; llm-d's TTFT entries at the first token)",
+    )
     args = parser.parse_args()
     n = args.samples or (8_000 if args.quick else 20_000)
     warmup = min(2_000, n // 4)
@@ -175,8 +183,9 @@ def main() -> None:
             f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v2".encode()
         ).hexdigest()[:16]
         base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache, args.instant)
-        native = feed_native(stream, features, args.instant)
-        llmd = feed_llmd(stream, features_of(stream, llmd=True), args.instant)
+        native = feed_native(stream, features, args.instant, args.first_token)
+        llmd_first = None if args.first_token is None else 0.0
+        llmd = feed_llmd(stream, features_of(stream, llmd=True), args.instant, llmd_first)
         truth = {"ttft": stream.true_ttft_p90, "tpot": stream.true_tpot_p90}
         table += rows_of(
             stream, truth, {"ttft": base_ttft, "tpot": base_tpot}, native, llmd, warmup

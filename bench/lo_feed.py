@@ -1,6 +1,12 @@
 """Feed a zoo stream through Latency Oracle's APIs in one process: learn what finished,
 then predict the next batch of arrivals (``Stream.schedule``).
 
+With ``first_token_s`` set, each request is also learned at its first token, as the
+sidecar reports it (``sidecar_first_token_record_s``): a request still running that long
+after its first token sends its TTFT then, under the id of its finish record, without
+the prefix-cache hits the engine reports only at the end. Through llm-d's API, the TTFT
+entry is sent at the first token and the TPOT entry at the end, as llm-d's EPP does.
+
 Two doors, each its own service (so neither learns from the other's copy of the data):
 the native API (``/v1/predictions`` then ``/v1/observations``) and llm-d's
 (``/predict/bulk/strict`` then ``/add_training_data_bulk``), both through the ASGI app.
@@ -13,6 +19,7 @@ several types gets one llm-d service per type, as such a fleet would run them.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,31 +91,67 @@ def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
-def feed_native(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
-    """Predict each batch through ``/v1/predictions``; learn finished requests first via
-    ``/v1/observations``."""
+def schedule(
+    stream: Stream, instant: bool = False, first_token_s: float | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows to predict, rows whose first-token record is known, rows that finished):
+    ``Stream.schedule``, plus the first-token records sent since the last batch when
+    ``first_token_s`` is set (requests still running that long after their first token)."""
+    if instant or first_token_s is None:
+        for rows, known in stream.schedule(instant=instant):
+            yield rows, np.arange(0), known
+        return
+    sent_at = stream.timestamp + stream.ttft_ms / 1e3 + first_token_s
+    early = np.flatnonzero(sent_at < stream.finished)
+    early = early[np.argsort(sent_at[early], kind="stable")]
+    done = 0
+    for rows, known in stream.schedule():
+        now = stream.timestamp[rows[0]]
+        due = int(np.searchsorted(sent_at[early], now, side="right"))
+        yield rows, early[done:due], known
+        done = due
+
+
+def feed_native(
+    stream: Stream, features: np.ndarray, instant: bool = False, first_token_s: float | None = None
+) -> Served:
+    """Predict each batch through ``/v1/predictions``; learn finished requests (and, with
+    ``first_token_s``, first tokens) first via ``/v1/observations``."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
     finished = stream.finished
+    first_token = stream.timestamp + stream.ttft_ms / 1e3
     with tempfile.TemporaryDirectory() as state:
         client, service = _service(Path(state))
         with client:
             sent = 0
-            for rows, known in stream.schedule(instant=instant):
-                if len(known):
-                    observations = [
-                        {
-                            **record,
-                            "observation_id": f"{stream.name}-{i}",
-                            "timestamp": float(finished[i]),
-                            "output_tokens": int(stream.fields["output_tokens"][i]),
-                            "ttft_ms": float(stream.ttft_ms[i]),
-                            "tpot_ms": float(stream.tpot_ms[i]),
-                        }
-                        for i, record in zip(known.tolist(), _records(stream, known), strict=True)
-                    ]
+            for rows, early, known in schedule(stream, instant, first_token_s):
+                observations = [
+                    {
+                        **record,
+                        "observation_id": f"{stream.name}-{i}",
+                        "timestamp": float(first_token[i]),
+                        "prefix_cache_hit_tokens": None,  # the engine reports it at the end
+                        "output_tokens": 1,
+                        "ttft_ms": float(stream.ttft_ms[i]),
+                        "finished": False,
+                    }
+                    for i, record in zip(early.tolist(), _records(stream, early), strict=True)
+                ]
+                observations += [
+                    {
+                        **record,
+                        "observation_id": f"{stream.name}-{i}",
+                        "timestamp": float(finished[i]),
+                        "output_tokens": int(stream.fields["output_tokens"][i]),
+                        "ttft_ms": float(stream.ttft_ms[i]),
+                        "tpot_ms": float(stream.tpot_ms[i]),
+                    }
+                    for i, record in zip(known.tolist(), _records(stream, known), strict=True)
+                ]
+                if observations:
                     response = client.post("/v1/observations", json=observations)
                     assert response.status_code in (200, 202), response.text
-                    sent += len(known)
+                    sent += response.json()["accepted"]
                     _learned(service, sent)
                 body = client.post("/v1/predictions", json=_records(stream, rows))
                 predictions = body.json()["predictions"]
@@ -145,11 +188,16 @@ def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
-def feed_llmd(stream: Stream, features: np.ndarray, instant: bool = False) -> Served:
+def feed_llmd(
+    stream: Stream, features: np.ndarray, instant: bool = False, first_token_s: float | None = None
+) -> Served:
     """Predict via ``/predict/bulk/strict``; learn finished requests first via
-    ``/add_training_data_bulk``."""
+    ``/add_training_data_bulk`` (with ``first_token_s``, TTFT entries at the first token
+    and TPOT entries at the end, as llm-d's EPP sends them)."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
     finished = stream.finished
+    first_token = stream.timestamp + stream.ttft_ms / 1e3
+    ttft_sent = np.zeros(len(stream), dtype=bool)
     with tempfile.TemporaryDirectory() as state, ExitStack() as running:
         doors = {
             str(a): _service(Path(state) / str(a), str(a)) for a in np.unique(stream.accelerator)
@@ -157,22 +205,29 @@ def feed_llmd(stream: Stream, features: np.ndarray, instant: bool = False) -> Se
         for client, _ in doors.values():
             running.enter_context(client)
         sent = dict.fromkeys(doors, 0)
-        for rows, known in stream.schedule(instant=instant):
+        for rows, early, known in schedule(stream, instant, first_token_s):
             for accelerator, (client, service) in doors.items():
+                mine_early = early[stream.accelerator[early] == accelerator]
                 learn = known[stream.accelerator[known] == accelerator]
-                if len(learn):
-                    entries = [
-                        {
-                            **entry,
-                            "num_tokens_generated": int(stream.fields["output_tokens"][i]),
-                            "actual_ttft_ms": float(stream.ttft_ms[i]),
-                            "actual_tpot_ms": float(stream.tpot_ms[i]),
-                            "timestamp": float(finished[i]),
-                        }
-                        for i, entry in zip(
-                            learn.tolist(), _llmd_entries(stream, learn), strict=True
-                        )
-                    ]
+                entries = [
+                    {**entry, "actual_ttft_ms": float(stream.ttft_ms[i]), "actual_tpot_ms": 0.0}
+                    | {"timestamp": float(first_token[i])}
+                    for i, entry in zip(
+                        mine_early.tolist(), _llmd_entries(stream, mine_early), strict=True
+                    )
+                ]
+                ttft_sent[mine_early] = True
+                entries += [
+                    {
+                        **entry,
+                        "num_tokens_generated": int(stream.fields["output_tokens"][i]),
+                        "actual_ttft_ms": 0.0 if ttft_sent[i] else float(stream.ttft_ms[i]),
+                        "actual_tpot_ms": float(stream.tpot_ms[i]),
+                        "timestamp": float(finished[i]),
+                    }
+                    for i, entry in zip(learn.tolist(), _llmd_entries(stream, learn), strict=True)
+                ]
+                if entries:
                     response = client.post("/add_training_data_bulk", json={"entries": entries})
                     assert response.status_code == 202, response.text
                     sent[accelerator] += len(entries)

@@ -1,0 +1,81 @@
+"""What first-token labels buy: coverage and loss under finish-time learning, with and
+without the sidecar's first-token records, in the windows around each zoo stream's drift.
+
+Under finish-time learning a request teaches its TTFT only when it ends, seconds after
+its first token; right after a drift, the served p90 lags by that much. Each stream is fed
+twice through the native API (``lo_feed.feed_native``): finish records only, then with a
+first-token record for every request still running ``--first-token`` s after its first
+token (the sidecar's ``sidecar_first_token_record_s``), sent without the prefix-cache
+hits the engine reports only at the end. ``--llmd`` also feeds llm-d's API both ways
+(TTFT entries at the first token, as llm-d's EPP sends them).
+
+    .venv/bin/python bench/first_token_labels.py --samples 8000 --streams steady_rise,...
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from accuracy import TARGETS, features_of, pinball, windows
+from lo_feed import Served, feed_llmd, feed_native
+from zoo import WORLDS, Stream, generate
+
+
+def rows_of(stream: Stream, runs: dict[str, Served], warmup: int) -> list[list[str]]:
+    rows = []
+    for target in TARGETS:
+        y = getattr(stream, f"{target}_ms")
+        for window, sl in windows(stream, warmup).items():
+            if sl.start >= sl.stop:
+                continue
+            cells = []
+            for served in runs.values():
+                q = getattr(served, target)[sl]
+                cells.append(f"{np.mean(y[sl] <= q):.3f} / {pinball(y[sl], q):.3g}")
+            rows.append([stream.name, target.upper(), window, *cells])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=8_000)
+    parser.add_argument("--streams", default=",".join(WORLDS), help="comma-separated names")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--first-token", type=float, default=0.1, help="seconds (0: at it)")
+    parser.add_argument("--llmd", action="store_true", help="llm-d's API too")
+    args = parser.parse_args()
+    warmup = min(2_000, args.samples // 4)
+    table, header = [], []
+    for name in args.streams.split(","):
+        started = time.perf_counter()
+        stream = generate(WORLDS[name], args.samples, args.seed)
+        features = features_of(stream)
+        runs = {
+            "native, finish only": feed_native(stream, features),
+            f"native, first token +{args.first_token:g} s": feed_native(
+                stream, features, first_token_s=args.first_token
+            ),
+        }
+        if args.llmd:
+            llmd_features = features_of(stream, llmd=True)
+            runs["llm-d API, finish only"] = feed_llmd(stream, llmd_features)
+            runs["llm-d API, TTFT at first token"] = feed_llmd(
+                stream, llmd_features, first_token_s=0.0
+            )
+        header = ["stream", "target", "window", *runs]
+        table += rows_of(stream, runs, warmup)
+        print(f"<!-- {name}: {time.perf_counter() - started:.0f} s -->", flush=True)
+    print(
+        f"\np90 coverage / pinball loss (ms), finish-time learning, {args.samples} samples "
+        f"per stream, seed {args.seed}, windows from sample {warmup}\n"
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in table:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
