@@ -13,7 +13,16 @@ from enum import StrEnum
 from typing import Annotated, Self
 
 from latency_oracle.features.accelerators import normalize_accelerator
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 MAX_TOKENS = 10_000_000
 MAX_REQUESTS = 1_000_000
@@ -75,14 +84,52 @@ class RequestShape(_Record):
 
     @model_validator(mode="after")
     def _hits_within_prompt(self) -> Self:
-        hits = self.prefix_cache_hit_tokens
-        if hits is not None and hits > self.input_tokens:
+        hits, tokens = self.prefix_cache_hit_tokens, self.input_tokens
+        if hits is not None and tokens is not None and hits > tokens:
             raise ValueError("prefix_cache_hit_tokens cannot exceed input_tokens")
         return self
 
 
 class PredictionRequest(PodIdentity, RequestShape, ServerState):
     """A candidate placement: the request on a pod in its current state."""
+
+
+PROMPT_SIZE_FIELDS = ("input_tokens", "prompt_chars", "prompt_words")
+
+
+class PromptSize(_Record):
+    """A prompt's size in the unit its caller counts: exactly one of tokens, characters or
+    words. Gateways and llm-d's endpoint picker do not tokenize; the predictor converts
+    characters and words with the served model's learned ratio (``models.prompt_units``)."""
+
+    input_tokens: TokenCount | None = Field(None, description="Prompt length in tokens.")
+    prompt_chars: TokenCount | None = Field(
+        None, description="Prompt length in characters, instead of input_tokens."
+    )
+    prompt_words: TokenCount | None = Field(
+        None, description="Prompt length in whitespace-separated words, instead of input_tokens."
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt_size(self) -> Self:
+        given = [name for name in PROMPT_SIZE_FIELDS if getattr(self, name) is not None]
+        if len(given) == 1:
+            return self
+        # An error at the field: none given names input_tokens, several the second one.
+        error = PydanticCustomError(
+            "prompt_size",
+            "give the prompt size as exactly one of input_tokens, prompt_chars, "
+            "prompt_words (given: {given})",
+            {"given": ", ".join(given) or "none"},
+        )
+        field = given[1] if given else "input_tokens"
+        details = InitErrorDetails(type=error, loc=(field,), input=getattr(self, field))
+        raise ValidationError.from_exception_data(type(self).__name__, [details])
+
+
+class PredictionQuery(PromptSize, PredictionRequest):
+    """A prediction request as callers send it: the prompt size in their unit. The
+    predictor answers it as the ``PredictionRequest`` with the size in tokens."""
 
 
 class Observation(PredictionRequest):

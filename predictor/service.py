@@ -12,12 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.plausibility import Implausibility, ImplausibleObservations
-from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.schema import Observation, PredictionRequest, PromptSize
 from latency_oracle.features.store import (
     AppendResult,
     InProcessObservationStore,
@@ -26,6 +26,7 @@ from latency_oracle.features.store import (
 )
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.output_length import LengthForecast
+from latency_oracle.models.prompt_units import PromptUnit, to_tokens
 from latency_oracle.models.registry import ModelRegistry, PredictionBatch
 from latency_oracle.models.snapshot import (
     EncodeError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from latency_oracle.predictor.redis_replica import RedisReplica
 
 log = logging.getLogger(__name__)
+SizedRequest = TypeVar("SizedRequest", bound=PromptSize)
 
 
 class OracleService:
@@ -121,6 +123,25 @@ class OracleService:
         self.tracker.stop()
 
     # -- requests ----------------------------------------------------------------------
+
+    def in_tokens(self, request: SizedRequest, at_least: int = 0) -> SizedRequest:
+        """``request`` with its prompt size in tokens, converted from the caller's
+        characters or words with its served model's learned ratio (``models.prompt_units``);
+        at least ``at_least`` (its prefix-cache hit tokens)."""
+        if request.input_tokens is not None:
+            return request
+        unit = PromptUnit.CHARS if request.prompt_chars is not None else PromptUnit.WORDS
+        amount = request.prompt_chars if unit == PromptUnit.CHARS else request.prompt_words
+        ratio = self.models.output_lengths.tokens_per(getattr(request, "model", ""), unit)
+        tokens = max(to_tokens(amount or 0, ratio), at_least)
+        return request.model_copy(update={"input_tokens": tokens})
+
+    def tokens_per_word(self) -> float:
+        """What an llm-d word counts as (``llmd_input_unit``): the fleet's tokens per word,
+        or 1 where llm-d's clients send tokens."""
+        if self.settings.llmd_input_unit == "tokens":
+            return 1.0
+        return self.models.output_lengths.tokens_per("", PromptUnit.WORDS)
 
     def predict(self, requests: Sequence[PredictionRequest]) -> PredictionBatch:
         served = np.array([r.model for r in requests], dtype=object)
