@@ -113,10 +113,17 @@ def schedule(
 
 
 def feed_native(
-    stream: Stream, features: np.ndarray, instant: bool = False, first_token_s: float | None = None
+    stream: Stream,
+    features: np.ndarray,
+    instant: bool = False,
+    first_token_s: float | None = None,
+    prompt_chars: np.ndarray | None = None,
 ) -> Served:
     """Predict each batch through ``/v1/predictions``; learn finished requests (and, with
-    ``first_token_s``, first tokens) first via ``/v1/observations``."""
+    ``first_token_s``, first tokens) first via ``/v1/observations``. With
+    ``prompt_chars``, finished requests report each prompt's characters beside its tokens
+    (as the sidecar does) and predictions give the prompt's size in characters only, as a
+    caller that does not tokenize sends it."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
     finished = stream.finished
     first_token = stream.timestamp + stream.ttft_ms / 1e3
@@ -146,6 +153,7 @@ def feed_native(
                         "ttft_ms": float(stream.ttft_ms[i]),
                         "tpot_ms": float(stream.tpot_ms[i]),
                     }
+                    | ({} if prompt_chars is None else {"prompt_chars": int(prompt_chars[i])})
                     for i, record in zip(known.tolist(), _records(stream, known), strict=True)
                 ]
                 if observations:
@@ -153,12 +161,26 @@ def feed_native(
                     assert response.status_code in (200, 202), response.text
                     sent += response.json()["accepted"]
                     _learned(service, sent)
-                body = client.post("/v1/predictions", json=_records(stream, rows))
+                queries = _records(stream, rows)
+                if prompt_chars is not None:
+                    queries = [
+                        _in_chars(q, int(prompt_chars[i]))
+                        for i, q in zip(rows.tolist(), queries, strict=True)
+                    ]
+                body = client.post("/v1/predictions", json=queries)
                 predictions = body.json()["predictions"]
                 out.ttft[rows] = [p["ttft_ms"][HEADLINE] for p in predictions]
                 out.tpot[rows] = [p["tpot_ms"][HEADLINE] for p in predictions]
                 _raw_into(out, service, stream, features, rows)
     return out
+
+
+def _in_chars(query: dict[str, object], chars: int) -> dict[str, object]:
+    """The query as a caller that counts characters sends it (no tokens, no hit tokens:
+    its prefix-cache hint is the hit share)."""
+    tokens, hits = query.pop("input_tokens"), query.pop("prefix_cache_hit_tokens")
+    assert isinstance(tokens, int) and isinstance(hits, int)
+    return query | {"prompt_chars": chars, "prefix_cache_score": hits / max(tokens, 1)}
 
 
 def _raw_into(
