@@ -21,12 +21,16 @@ import sys
 import time
 import uuid
 
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect, store_for
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import (
+    RedisObservationStore,
+    connect,
+    store_for,
+)
 from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.shard_worker import ShardWorker

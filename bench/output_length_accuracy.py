@@ -1,7 +1,7 @@
 """Accuracy of the learned output-length distribution against a per-model rolling p90.
 
 Run: ``python bench/output_length_accuracy.py``. Each workload's requests, as their
-clients send them (prompt and cap, ``sim/workloads.py``), are predicted before they run
+clients send them (prompt and cap, ``sim/evaluation/workloads.py``), are predicted before they run
 and learned once they finish, in arrival order, ``LAG`` requests late in batches of
 ``BATCH`` (a predictor learns what sidecars reported, a little after the fact). Both
 contenders see the same finished requests: the rolling p90 of the served model's last
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.output_length import OutputLengths
-from latency_oracle.sim.evaluation import Workload
-from latency_oracle.sim.suite import suite_workloads
-from latency_oracle.sim.workloads import Arrival, SyntheticSpec, synthetic
+from latency_oracle.sim.evaluation.load_sweep import Workload
+from latency_oracle.sim.evaluation.suite import suite_workloads
+from latency_oracle.sim.evaluation.workloads import Arrival, SyntheticSpec, synthetic
 
 from latency_oracle.settings import Settings
 

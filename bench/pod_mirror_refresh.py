@@ -2,7 +2,7 @@
 ``pod_sync_interval_s`` to keep routing on current pod states, and what Redis pays.
 
 A redis-server of its own (started here) holds ``--pods`` live pod states in the bucketed
-layout (``features.redis_pods``). Timed, in one run: a predictor's first read (every pod
+layout (``features.redis.pods``). Timed, in one run: a predictor's first read (every pod
 fetched and parsed), refreshes after 0%, 10% and 100% of the pods reported again (only
 those are fetched), and, as the baseline, the layout this replaced: one hash per pod and
 one sorted-set index, every pod's hash read on every refresh. Each line gives the client's
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_pods import PodStateReader, RedisPodStates
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.redis.pods import PodStateReader, RedisPodStates
 from latency_oracle.sim.local_redis import RedisNode, local_redis
 
 

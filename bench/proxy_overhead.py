@@ -16,7 +16,7 @@ import uuid
 import httpx
 import redis
 from harness import alternating, percentiles_ms
-from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
 TARGET_P99_MS = 1.0

@@ -35,8 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import APPEND_SCRIPT, RedisObservationStore, connect
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import (
+    APPEND_SCRIPT,
+    RedisObservationStore,
+    connect,
+)
 from latency_oracle.sim.local_redis import LocalCluster, RedisNode, local_cluster, local_redis
 from latency_oracle.sim.synthetic_stream import generate_stream
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import redis
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_pods import RedisPodStates
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
+from latency_oracle.features.redis.pods import RedisPodStates
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR
+from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import encode_snapshot
 from latency_oracle.sim.local_redis import local_redis
 from latency_oracle.sim.synthetic_stream import generate_stream
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import csv
 import time
 
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import SimRequest
-from latency_oracle.sim.gpu_profiles import shared_data_dir
-from latency_oracle.sim.hardware import accelerator_profile
-from latency_oracle.sim.perf_model import PerfModel
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
+from latency_oracle.sim.engine.hardware import accelerator_profile
+from latency_oracle.sim.engine.perf_model import PerfModel
+from latency_oracle.sim.engine.records import SimRequest
+from latency_oracle.sim.engine.scheduler import Engine
 
 POD_ACCELERATORS = ("H100", "H100", "A100", "A100", "L4", "L4")
 TRACE = "traces/azure_code_2023.csv"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-# The global model's sample of every shard (features.redis_store).
+# The global model's sample of every shard (features.redis.observation_store).
 GLOBAL_SAMPLE = b"global"
 # A hot key's sample (trainer.sampling).
 HOT_KEY_SAMPLE = b"hot-key"

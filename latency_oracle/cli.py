@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from latency_oracle.settings import ENV_PREFIX, Settings, check_model_version
-from latency_oracle.sim.cli import add_sim_engine_command
-from latency_oracle.sim.demo import add_demo_command
-from latency_oracle.sim.evaluate_cli import add_evaluate_command
+from latency_oracle.sim.demo.launcher import add_demo_command
+from latency_oracle.sim.engine.sim_engine_cli import add_sim_engine_command
+from latency_oracle.sim.evaluation.evaluate_cli import add_evaluate_command
 
 
 def _serve(args: argparse.Namespace) -> None:

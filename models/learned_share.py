@@ -3,7 +3,7 @@
 In Redis mode a key may learn a sample: the global model learns ``global_sample_rate`` of
 every shard, and a hot shard learns about ``hot_key_max_rate`` entries a second. Each
 shard's trainer counts every observation of its keys, exactly (the counts are
-checkpointed with the models, ``models.redis_checkpoint``); the global keys' count is
+checkpointed with the models, ``models.persistence.redis_checkpoint``); the global keys' count is
 every shard's, summed. Statuses carry the count (``KeyStatus.observed``), so
 ``/v1/models`` and ``/metrics`` say what share was learned.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from latency_oracle.features.accelerators import GLOBAL_ACCELERATOR
-from latency_oracle.features.redis_keys import GLOBAL_SHARD
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD
 from latency_oracle.models.keys import ModelKey, Target
 
 _TARGET_BITS = ((Target.TTFT, 1), (Target.TPOT, 2))

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
-from latency_oracle.models.codec import TypeRegistry
+from latency_oracle.models.persistence.codec import TypeRegistry
 from latency_oracle.models.residual import Offset, ResidualFunction
 
 
@@ -144,7 +144,7 @@ class BaseLearner(ABC):
         return self._function
 
     def snapshot(self) -> bytes:
-        """The learner's attributes in the snapshot codec's format (``models.codec``)."""
+        """The learner's attributes in the snapshot codec's format (``persistence.codec``)."""
         return _snapshot_types().encode(self.__dict__)
 
     def restore(self, data: bytes) -> None:
@@ -158,6 +158,6 @@ class BaseLearner(ABC):
 
 def _snapshot_types() -> TypeRegistry:
     """The snapshot allow-list, imported when used: it lists the learner classes."""
-    from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+    from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 
     return SNAPSHOT_TYPES

@@ -21,7 +21,7 @@ per character and per word, learned from the same finished records), so they tra
 with them.
 
 The state is plain numpy arrays in a dataclass, so it travels through the restricted
-snapshot codec (``models/snapshot_types.py``); counts of one layout add up, so states
+snapshot codec (``models/persistence/allowed_types.py``); counts of one layout add up, so states
 learned apart combine by summing. Predictions read a published table of per-cell
 quantiles, rebuilt after each batch learned: a lookup and a ``minimum`` with the caps.
 """

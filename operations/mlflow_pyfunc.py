@@ -54,8 +54,8 @@ def _load_predictor() -> type:
         """One model key's registered version, answering a DataFrame of requests."""
 
         def load_context(self, context: Any) -> None:
+            from latency_oracle.models.persistence.snapshot import decode_snapshot
             from latency_oracle.models.registry import ModelRegistry
-            from latency_oracle.models.snapshot import decode_snapshot
 
             quantiles = tuple(context.model_config[QUANTILES_CONFIG])
             data = Path(context.artifacts[SNAPSHOT_ARTIFACT]).read_bytes()
@@ -93,7 +93,7 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> ModelInf
     """Log the pyfunc (and any XGBoost booster) in the active run; the pyfunc's info."""
     import mlflow
     import pandas as pd
-    from latency_oracle.models.snapshot import decode_snapshot
+    from latency_oracle.models.persistence.snapshot import decode_snapshot
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 

@@ -2,7 +2,7 @@
 
 MLflow is imported here and only when a store is opened: it is heavy, and a predictor
 that never logs (or whose tracking server is down) must start and serve without it.
-Each registered model version is a model-set snapshot (``models/snapshot.py``) logged as
+Each registered model version is a model-set snapshot (``models/persistence/snapshot.py``) logged as
 a run artifact, so rolling back is decoding that artifact, with the same integrity checks
 as a restart.
 """

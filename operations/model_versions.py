@@ -15,9 +15,9 @@ import logging
 from latency_oracle.features.accelerators import normalize_accelerator
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.model_set import ModelSet
-from latency_oracle.models.redis_pins import FleetPins
+from latency_oracle.models.persistence.redis_pins import FleetPins
+from latency_oracle.models.persistence.snapshot import SnapshotError, decode_snapshot
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import SnapshotError, decode_snapshot
 from latency_oracle.operations.mlflow_store import MlflowStore, configure_http
 
 from latency_oracle.settings import Settings

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey
+from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import LearnReport, ModelRegistry
-from latency_oracle.models.snapshot import encode_snapshot
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import PREFIX, quantile_label
 from latency_oracle.operations.mlflow_store import (

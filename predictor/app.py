@@ -41,7 +41,7 @@ from latency_oracle.predictor.json_routes import (
     JsonRoute,
     openapi_document,
 )
-from latency_oracle.predictor.llmd_routes import llmd_routes
+from latency_oracle.predictor.llmd.routes import llmd_routes
 from latency_oracle.predictor.model_version_routes import model_version_router
 from latency_oracle.predictor.pod_routes import pod_route
 from latency_oracle.predictor.routing_routes import routing_route

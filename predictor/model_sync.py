@@ -3,7 +3,7 @@
 A background thread polls the per-shard checkpoint versions (one small hash read) and
 decodes a shard's snapshot only when its version moved, then swaps its keys into the
 registry; predictions keep reading published models meanwhile. Keys the fleet has pinned
-to a registered version (``models/redis_pins.py``) serve that version instead, whatever
+to a registered version (``models/persistence/redis_pins.py``) serve that version instead, whatever
 the trainers checkpoint, until the pin is released. If Redis is unreachable the last good
 models keep serving and the error and staleness are reported. A snapshot that is refused
 (unsigned, forged, corrupt or unusable) is reported and skipped: its shard (or pin) keeps
@@ -20,10 +20,10 @@ from collections.abc import Callable
 import redis
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.learned_share import fleet_observed
-from latency_oracle.models.redis_checkpoint import CheckpointStore
-from latency_oracle.models.redis_pins import FleetPins
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.redis_pins import FleetPins
+from latency_oracle.models.persistence.snapshot import refusal_reason
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import refusal_reason
 
 log = logging.getLogger(__name__)
 

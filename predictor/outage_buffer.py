@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import redis
 from latency_oracle.features.labels import record_key
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_store import WRITE_CHUNK, RedisObservationStore
+from latency_oracle.features.redis.observation_store import WRITE_CHUNK, RedisObservationStore
 from latency_oracle.features.schema import Observation
 from latency_oracle.features.store import AppendResult, StoreFull
 from latency_oracle.predictor.pod_mirror import PodMirror

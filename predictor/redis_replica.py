@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import connect_as, store_for
-from latency_oracle.models.redis_checkpoint import CheckpointStore
-from latency_oracle.models.redis_pins import FleetPins
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect_as, store_for
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.operations.metrics import PREFIX, redis_errors, snapshots_refused
 from latency_oracle.predictor.model_sync import ModelSync

@@ -26,15 +26,15 @@ from latency_oracle.features.store import (
 )
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.output_length import LengthForecast
-from latency_oracle.models.prompt_units import PromptUnit, to_tokens
-from latency_oracle.models.registry import ModelRegistry, PredictionBatch
-from latency_oracle.models.snapshot import (
+from latency_oracle.models.persistence.snapshot import (
     EncodeError,
     SnapshotError,
     decode_snapshot,
     encode_snapshot,
     write_atomically,
 )
+from latency_oracle.models.prompt_units import PromptUnit, to_tokens
+from latency_oracle.models.registry import ModelRegistry, PredictionBatch
 from latency_oracle.operations.metrics import ServiceMetrics
 from latency_oracle.operations.model_versions import apply_pinned_versions
 from latency_oracle.operations.readiness import Readiness, failed_learners

@@ -15,7 +15,7 @@ from typing import Protocol
 import httpx
 import redis
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_store import RedisObservationStore, store_for
+from latency_oracle.features.redis.observation_store import RedisObservationStore, store_for
 from latency_oracle.features.schema import Observation
 
 from latency_oracle.settings import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from latency_oracle.sim.client_caps import client_cap, client_of
-from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 
 from latency_oracle.settings import Settings
 

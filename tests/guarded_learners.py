@@ -7,8 +7,8 @@ from latency_oracle.features.engineering import N_FEATURES
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.learner import Learner
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 from latency_oracle.models.river_linear import RiverQuantileLinear
-from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
 
 
 class ExplodingLearner(RiverQuantileLinear):

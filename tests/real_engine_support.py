@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 from prometheus_client.parser import text_string_to_metric_families

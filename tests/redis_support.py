@@ -20,10 +20,14 @@ from typing import TYPE_CHECKING
 
 import redis
 import yaml
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect, store_for
-from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.observation_store import (
+    RedisObservationStore,
+    connect,
+    store_for,
+)
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
 from latency_oracle.sim.local_redis import RedisNode
 from polling import wait_until
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from latency_oracle.sim.gpu_profiles import shared_data_dir
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
 SHARED_DATA = shared_data_dir()  # the package's own reference data (sim/data)

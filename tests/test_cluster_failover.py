@@ -25,8 +25,8 @@ import pytest
 import redis
 from cluster_support import LocalCluster, local_cluster
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.predictor.app import create_app
 from latency_oracle.sim.synthetic_stream import generate_stream

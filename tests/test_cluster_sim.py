@@ -10,15 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from latency_oracle.features.schema import ServerState
-from latency_oracle.sim.cluster import ClusterConfig, build_engines, run_cluster
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import EngineConfig, EngineState, SimRequest
-from latency_oracle.sim.gpu_profiles import shared_data_dir
-from latency_oracle.sim.kv_cache import KVBlockPool
-from latency_oracle.sim.oracle_policy import TrueLatencyOracle
-from latency_oracle.sim.pod_view import PodSpec, PodView, PrefixIndex, Scrape
-from latency_oracle.sim.policies import POLICY_NAMES, SloTargets, make_policy
-from latency_oracle.sim.workloads import (
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
+from latency_oracle.sim.engine.kv_cache import KVBlockPool
+from latency_oracle.sim.engine.records import EngineConfig, EngineState, SimRequest
+from latency_oracle.sim.engine.scheduler import Engine
+from latency_oracle.sim.evaluation.cluster import ClusterConfig, build_engines, run_cluster
+from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES, SloTargets, make_policy
+from latency_oracle.sim.evaluation.oracle_policy import TrueLatencyOracle
+from latency_oracle.sim.evaluation.pod_view import PodSpec, PodView, PrefixIndex, Scrape
+from latency_oracle.sim.evaluation.workloads import (
     Arrival,
     Shift,
     SyntheticSpec,

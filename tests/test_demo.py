@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from latency_oracle.sim.demo import (
+from latency_oracle.sim.demo.launcher import (
     DEMO_MIN_SAMPLES,
     DEMO_PODS,
     demo_env,
@@ -15,8 +15,8 @@ from latency_oracle.sim.demo import (
     replay_load,
     summary,
 )
-from latency_oracle.sim.demo_table import DemoStats, PodStats, render_table
-from latency_oracle.sim.workloads import read_trace
+from latency_oracle.sim.demo.live_table import DemoStats, PodStats, render_table
+from latency_oracle.sim.evaluation.workloads import read_trace
 
 from latency_oracle.settings import Settings
 

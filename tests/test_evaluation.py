@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from latency_oracle.sim.evaluation import Workload, choose_load, evaluate
-from latency_oracle.sim.policies import POLICY_NAMES
-from latency_oracle.sim.report import write_report
+from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
+from latency_oracle.sim.evaluation.load_sweep import Workload, choose_load, evaluate
+from latency_oracle.sim.evaluation.report import write_report
 
 from latency_oracle.cli import main
 from latency_oracle.settings import Settings

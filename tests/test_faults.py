@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.registry import LearnScope, ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.models.snapshot import encode_snapshot
+from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService

@@ -21,12 +21,12 @@ import httpx
 import pytest
 import yaml
 from demo_feed import feed, learner_settings, route_all
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.demo import demo_env, launched, replay_load
+from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load
+from latency_oracle.sim.evaluation.workloads import read_trace
 from latency_oracle.sim.processes import answers, free_port
-from latency_oracle.sim.workloads import read_trace
 from live_server import live_server
 from polling import wait_until
 from redis_support import delete_prefix, unique_prefix

@@ -46,14 +46,15 @@ def loaded_by(statement: str) -> set[str]:
             "import latency_oracle.trainer.loop",
             {"latency_oracle.predictor", "latency_oracle.routing", "latency_oracle.sidecar"},
         ),
-        ("import latency_oracle.sim.evaluation", {"latency_oracle.predictor"}),
+        ("import latency_oracle.sim.evaluation.load_sweep", {"latency_oracle.predictor"}),
         (
             "import latency_oracle.routing.router",
             {"latency_oracle.predictor", "latency_oracle.operations"},
         ),
         ("import latency_oracle.models.registry", {"latency_oracle.predictor"}),
         (
-            "import latency_oracle.features.engineering, latency_oracle.features.redis_store",
+            "import latency_oracle.features.engineering,"
+            " latency_oracle.features.redis.observation_store",
             {"latency_oracle.models", *ML_STACK},
         ),
     ],

@@ -12,8 +12,8 @@ from latency_oracle.features.engineering import ROLE_CODES
 from latency_oracle.features.schema import Observation, PodRole
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.llmd_schema import request_columns
-from latency_oracle.predictor.llmd_training import SkipLog, observation
+from latency_oracle.predictor.llmd.bodies import request_columns
+from latency_oracle.predictor.llmd.training import SkipLog, observation
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 

@@ -14,12 +14,22 @@ from dataclasses import replace
 
 import pytest
 from latency_oracle.features.schema import Observation
-from latency_oracle.sim.cluster import ClusterConfig, RunResult, build_engines, run_cluster
-from latency_oracle.sim.demo import route_body
-from latency_oracle.sim.gpu_profiles import shared_data_dir
-from latency_oracle.sim.policies import POLICY_NAMES, LatencyOracle, SloTargets, make_policy
+from latency_oracle.sim.demo.launcher import route_body
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
+from latency_oracle.sim.evaluation.cluster import (
+    ClusterConfig,
+    RunResult,
+    build_engines,
+    run_cluster,
+)
+from latency_oracle.sim.evaluation.evaluated_policies import (
+    POLICY_NAMES,
+    LatencyOracle,
+    SloTargets,
+    make_policy,
+)
+from latency_oracle.sim.evaluation.workloads import Arrival, ClientRequest, SyntheticSpec, synthetic
 from latency_oracle.sim.traces import TraceRow
-from latency_oracle.sim.workloads import Arrival, ClientRequest, SyntheticSpec, synthetic
 
 from latency_oracle.settings import Settings
 

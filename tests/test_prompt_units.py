@@ -12,7 +12,7 @@ from latency_oracle.features.schema import Observation
 from latency_oracle.models.output_length import OutputLengths
 from latency_oracle.models.prompt_units import DEFAULT_TOKENS_PER, PromptUnit
 from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.llmd_schema import request_columns
+from latency_oracle.predictor.llmd.bodies import request_columns
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sidecar.completion_request import prompt_words, read_completion_request
 

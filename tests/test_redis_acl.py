@@ -16,11 +16,11 @@ import redis
 from cluster_support import local_cluster
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect, connect_as
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect, connect_as
 from latency_oracle.features.schema import Observation
-from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
-from latency_oracle.models.redis_pins import FleetPins
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.predictor.app import create_app
 from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from latency_oracle.sim.synthetic_stream import generate_stream

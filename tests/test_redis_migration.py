@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.models.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import encode_snapshot
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.layout_migration import MigrationRefused, migrate
 from latency_oracle.trainer.loop import Trainer

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService

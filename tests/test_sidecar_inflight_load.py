@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import httpx
 from latency_oracle.sidecar.app import SidecarApp, create_sidecar
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_driver import EngineDriver
-from latency_oracle.sim.server import create_sim_app
+from latency_oracle.sim.engine.driver import EngineDriver
+from latency_oracle.sim.engine.scheduler import Engine
+from latency_oracle.sim.engine.server import create_sim_app
 from sidecar_support import MemorySink, serving
 from sim_support import SHARED_DATA
 

@@ -19,8 +19,8 @@ from latency_oracle.sidecar.metrics_parser import (
     PrefixHitRate,
     parse_engine_metrics,
 )
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_metrics import EngineMetrics
+from latency_oracle.sim.engine.exported_metrics import EngineMetrics
+from latency_oracle.sim.engine.scheduler import Engine
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sim_support import SHARED_DATA

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.backoff import Backoff, OutageLog
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy

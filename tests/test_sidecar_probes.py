@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import yaml
 from latency_oracle.sidecar.app import create_sidecar
-from latency_oracle.sim.engine import Engine
+from latency_oracle.sim.engine.scheduler import Engine
+from latency_oracle.sim.engine.server import create_sim_app
 from latency_oracle.sim.processes import free_port
-from latency_oracle.sim.server import create_sim_app
 from sidecar_support import MemorySink, serving
 from sim_support import SHARED_DATA
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.metrics_parser import parse_engine_metrics
 from latency_oracle.sim.processes import cli_argv, free_port, running_process

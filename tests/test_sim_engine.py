@@ -6,14 +6,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from latency_oracle.sim.engine import Engine
-from latency_oracle.sim.engine_records import (
+from latency_oracle.sim.engine.records import (
     EngineConfig,
     FinishedRequest,
     SimRequest,
     StepResult,
     shared_prefix_hashes,
 )
+from latency_oracle.sim.engine.scheduler import Engine
 
 
 def _workload(n: int, rate: float, seed: int, prompt: int = 1_500) -> list[SimRequest]:

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from latency_oracle.sim.gpu_profiles import MeasuredLayerCosts, load_measured
-from latency_oracle.sim.hardware import AcceleratorProfile, accelerator_profile
-from latency_oracle.sim.perf_model import ModelDoesNotFit, PerfModel
+from latency_oracle.sim.engine.gpu_profiles import MeasuredLayerCosts, load_measured
+from latency_oracle.sim.engine.hardware import AcceleratorProfile, accelerator_profile
+from latency_oracle.sim.engine.perf_model import ModelDoesNotFit, PerfModel
 from sim_support import SHARED_DATA
 
 MODELS = ("Llama-2-7b-hf", "Llama-2-70b-hf")

@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from latency_oracle.features.engineering import FEATURE_NAMES, RequestColumns
-from latency_oracle.models.codec import DecodeError, EncodeError
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind
 from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.models.snapshot import (
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
+from latency_oracle.models.persistence.codec import DecodeError, EncodeError
+from latency_oracle.models.persistence.snapshot import (
     MAGIC,
     SnapshotError,
     SnapshotSignatureError,
     decode_snapshot,
     encode_snapshot,
 )
-from latency_oracle.models.snapshot_types import SNAPSHOT_TYPES
+from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 

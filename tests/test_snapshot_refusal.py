@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.registry import LearnScope, ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.model_sync import ModelSync

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from latency_oracle.features.engineering import RequestColumns
-from latency_oracle.models.snapshot import SnapshotError, decode_snapshot, encode_snapshot
+from latency_oracle.models.persistence.snapshot import (
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+)
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from latency_oracle.features.labels import Label
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis_keys import shard_of
-from latency_oracle.features.redis_store import RedisObservationStore, connect
+from latency_oracle.features.redis.key_layout import shard_of
+from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
 from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from latency_oracle.sim.evaluation import Workload
-from latency_oracle.sim.report import change
-from latency_oracle.sim.suite import LEARNED, cell_checks, run_suite
-from latency_oracle.sim.suite_report import REPRODUCE, write_suite_report
+from latency_oracle.sim.evaluation.load_sweep import Workload
+from latency_oracle.sim.evaluation.report import change
+from latency_oracle.sim.evaluation.suite import LEARNED, cell_checks, run_suite
+from latency_oracle.sim.evaluation.suite_report import REPRODUCE, write_suite_report
 
 from latency_oracle.settings import Settings
 
@@ -56,8 +56,8 @@ def test_a_small_suite_sweeps_to_the_knee_and_judges_every_cell(
 def test_a_cell_passes_only_with_a_quarter_off_p90_ttft(
     mine: tuple[float, float], theirs: tuple[float, float], ok: bool
 ) -> None:
-    from latency_oracle.sim.evaluation import Summary
-    from latency_oracle.sim.suite import Cell
+    from latency_oracle.sim.evaluation.load_sweep import Summary
+    from latency_oracle.sim.evaluation.suite import Cell
 
     def cell(p90: float, p99: float) -> Cell:
         summary = Summary(

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from guarded_learners import ExplodingLearner, guarded_config
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.sim.processes import answers, free_port

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from latency_oracle.features.redis_store import connect
+from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.operations.mlflow_store import registered_model_name
 from latency_oracle.operations.model_versions import open_store

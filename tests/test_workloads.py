@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from latency_oracle.sim.evaluation.workloads import (
+    Shift,
+    SyntheticSpec,
+    apply_shifts,
+    replay,
+    synthetic,
+)
 from latency_oracle.sim.traces import TraceError, azure_trace, read_trace
-from latency_oracle.sim.workloads import Shift, SyntheticSpec, apply_shifts, replay, synthetic
 
 
 def _csv(tmp_path: Path, body: str) -> Path:

@@ -1,4 +1,4 @@
-"""Moves a deployment's Redis keys from layout 1 to layout 2 (``features.redis_keys``).
+"""Moves a deployment's Redis keys from layout 1 to layout 2 (``features.redis.key_layout``).
 
 Layout 1, before Redis Cluster support, named keys ``<P>:obs:<accelerator>``,
 ``<P>:snapshot:<accelerator>``, ``<P>:versions``, ``<P>:pins``, ``<P>:pinned:<label>`` and
@@ -29,13 +29,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import redis
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys, shard_of
-from latency_oracle.features.redis_store import connect_as
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import (
+    GLOBAL_SHARD,
+    TRAINER_GROUP,
+    RedisKeys,
+    shard_of,
+)
+from latency_oracle.features.redis.observation_store import connect_as
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.model_set import ModelSet
-from latency_oracle.models.redis_checkpoint import NO_ENTRY_ID
-from latency_oracle.models.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.models.persistence.redis_checkpoint import NO_ENTRY_ID
+from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
 
 from latency_oracle.settings import Settings
 

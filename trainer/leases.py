@@ -15,8 +15,8 @@ lease then runs from the read, not from its last heartbeat.
 
 from __future__ import annotations
 
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import RedisKeys
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 

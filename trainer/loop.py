@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis_store import connect_as
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.observation_store import connect_as
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.learned_share import fleet_observed
-from latency_oracle.models.redis_checkpoint import CheckpointStore, LeaseLost
-from latency_oracle.models.redis_pins import FleetPins
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, LeaseLost
+from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import (

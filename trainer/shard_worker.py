@@ -16,19 +16,19 @@ from collections.abc import Callable
 
 import redis
 from latency_oracle.features.labels import Claimed, Label, offered
-from latency_oracle.features.redis_client import RedisClient
-from latency_oracle.features.redis_keys import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.learned_share import ObservedCounts
-from latency_oracle.models.redis_checkpoint import (
+from latency_oracle.models.persistence.redis_checkpoint import (
     NO_ENTRY_ID,
     CheckpointStore,
     ShardCheckpoint,
     entry_order,
 )
+from latency_oracle.models.persistence.snapshot import refusal_reason
 from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
-from latency_oracle.models.snapshot import refusal_reason
 from latency_oracle.trainer.leases import StreamEntry
 from latency_oracle.trainer.sampling import HotKeyGate
 from pydantic import ValidationError

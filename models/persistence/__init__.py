@@ -1,0 +1,1 @@
+"""Model state at rest: the restricted codec, signed snapshots, Redis checkpoints and pins."""

@@ -1,0 +1,1 @@
+"""llm-d's latency predictor API, served by Latency Oracle (see ``routes.py``)."""

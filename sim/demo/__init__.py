@@ -1,0 +1,1 @@
+"""``latency-oracle demo``: the whole product on one machine, with a live table."""

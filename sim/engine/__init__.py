@@ -1,0 +1,1 @@
+"""The simulated vLLM-like engine: scheduler, KV cache, performance model, HTTP shell."""

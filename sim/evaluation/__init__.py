@@ -1,0 +1,1 @@
+"""The cluster evaluation: routing policies on simulated engines, swept over load, reported."""
