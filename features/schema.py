@@ -132,6 +132,10 @@ class PredictionQuery(PromptSize, PredictionRequest):
     predictor answers it as the ``PredictionRequest`` with the size in tokens."""
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class Observation(PredictionRequest):
     """One request as a pod saw it, with its measured latencies: at its end, or at its
     first token (``finished`` false), when only its TTFT is known yet."""
@@ -149,16 +153,23 @@ class Observation(PredictionRequest):
         description="Unix time of the record: the request's end, or its first token when "
         "not finished.",
     )
+    # Fields at their defaults are left out of the JSON (``exclude_if``): a finished
+    # record dumps as it did before they existed, so readers of older versions and code
+    # that turns a dumped observation into a prediction request keep working.
     prompt_chars: TokenCount | None = Field(
         None,
         description="Characters of the prompt, when sent as text: with input_tokens, "
         "teaches the served model's tokens per character.",
+        exclude_if=_unset,
     )
     prompt_words: TokenCount | None = Field(
-        None, description="Whitespace-separated words of the prompt, when sent as text."
+        None,
+        description="Whitespace-separated words of the prompt, when sent as text.",
+        exclude_if=_unset,
     )
     finished: bool = Field(
         True,
+        exclude_if=bool,
         description="The request has ended and output_tokens is its final count, which "
         "output-length learning needs. False: a record sent at the first token, or one "
         "whose client did not send the final count (llm-d's TPOT entries).",
