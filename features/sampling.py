@@ -13,7 +13,7 @@ import hashlib
 
 # The global model's sample of every shard (features.redis.observation_store).
 GLOBAL_SAMPLE = b"global"
-# A hot key's sample (trainer.sampling).
+# A hot key's sample (trainer.hot_keys).
 HOT_KEY_SAMPLE = b"hot-key"
 _SCALE = float(1 << 64)
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from latency_oracle.operations.metrics import quantile_label
-from latency_oracle.operations.mlflow_store import KeyReview, LearnerWindow, WindowReview
+from latency_oracle.operations.mlflow.server_client import KeyReview, LearnerWindow, WindowReview
 from latency_oracle.settings import Settings
 
 HEADER = (

@@ -18,7 +18,7 @@ from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.persistence.snapshot import SnapshotError, decode_snapshot
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.operations.mlflow_store import MlflowStore, configure_http
+from latency_oracle.operations.mlflow.server_client import MlflowStore, configure_http
 
 from latency_oracle.settings import Settings
 

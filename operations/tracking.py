@@ -24,7 +24,7 @@ from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import PREFIX, quantile_label
-from latency_oracle.operations.mlflow_store import (
+from latency_oracle.operations.mlflow.server_client import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     MlflowStore,

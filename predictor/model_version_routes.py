@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from latency_oracle.models.keys import Target
 from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.persistence.snapshot import SnapshotError
-from latency_oracle.operations.mlflow_store import KeyNotRegistered, VersionNotFound
+from latency_oracle.operations.mlflow.server_client import KeyNotRegistered, VersionNotFound
 from latency_oracle.operations.model_versions import open_store, parse_key, rollback
 from latency_oracle.predictor.auth import write_access
 from latency_oracle.predictor.service import OracleService

@@ -13,8 +13,8 @@ from latency_oracle.predictor.auth import read_gate
 from latency_oracle.predictor.json_routes import JsonRoute, rejected
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.routing.live_candidates import LiveCandidates
+from latency_oracle.routing.route_request import RouteRequest
 from latency_oracle.routing.router import Decision, NoCandidates, RouteDecision, Router
-from latency_oracle.routing.schema import RouteRequest
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response

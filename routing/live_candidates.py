@@ -10,7 +10,7 @@ each conversion is kept until then.
 from __future__ import annotations
 
 from latency_oracle.features.pod_state import PodState, PodStateStore
-from latency_oracle.routing.schema import CandidatePod
+from latency_oracle.routing.route_request import CandidatePod
 
 
 class LiveCandidates:

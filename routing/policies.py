@@ -175,7 +175,7 @@ class LeastLoaded:
 
 
 @lru_cache(maxsize=64)
-def make_policy(name: str, mode: HeadroomMode, tolerance: float) -> RoutingPolicy:
+def make_router_policy(name: str, mode: HeadroomMode, tolerance: float) -> RoutingPolicy:
     """The policy called ``name`` (a RoutePolicyName); policies hold no state, so each is
     built once and shared."""
     if name == "headroom":

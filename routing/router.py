@@ -34,7 +34,7 @@ from latency_oracle.models.output_length import LEVELS, P50, P90
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
 from latency_oracle.routing.attainment import Predicted, tpot_outcomes
 from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
-from latency_oracle.routing.inflight import (
+from latency_oracle.routing.inflight_ledger import (
     DECODE_TOKENS,
     LOAD_FIELDS,
     PREFILL_TOKENS,
@@ -42,8 +42,8 @@ from latency_oracle.routing.inflight import (
     WAITING,
     InFlightLedger,
 )
-from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_policy
-from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
+from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_router_policy
+from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
 
 from latency_oracle.settings import Settings
 
@@ -166,7 +166,7 @@ class Router:
         cold = PRIOR_MODEL in batch.ttft_model or PRIOR_MODEL in batch.tpot_model
         name = "heuristic" if cold else request.policy or self.settings.route_policy
         mode = request.headroom_mode or self.settings.route_headroom_mode
-        policy = make_policy(name, mode, self.settings.route_tie_tolerance)
+        policy = make_router_policy(name, mode, self.settings.route_tie_tolerance)
         judged = not isinstance(policy, LeastLoaded)
         slo = request.slo
         per_pod = lengths.ndim == 2  # candidates serving different models

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from latency_oracle.sidecar.accelerator import pod_identity
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
-from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
 from latency_oracle.sidecar.scraper import EngineScraper
 from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings

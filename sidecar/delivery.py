@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.backoff import Backoff, OutageLog
-from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.sink import ObservationSink, SinkRejected, SinkUnavailable
 
 log = logging.getLogger(__name__)

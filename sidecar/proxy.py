@@ -30,7 +30,7 @@ from typing import Any
 
 from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
-from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
 from latency_oracle.sidecar.records import (
     Exchange,

@@ -25,8 +25,8 @@ from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import MAX_TOKENS, PodIdentity, ServerState
 from latency_oracle.sidecar.delivery import PodStatePublisher
 from latency_oracle.sidecar.inflight import InflightCounter
-from latency_oracle.sidecar.metrics import SidecarMetrics
 from latency_oracle.sidecar.metrics_parser import PrefixHitRate, parse_engine_metrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.upstream import UpstreamError
 
 log = logging.getLogger(__name__)

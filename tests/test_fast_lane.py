@@ -11,7 +11,7 @@ from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.auth import TokenGate
 from latency_oracle.predictor.json_routes import RECEIVED_AT, JsonRoute
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.schema import Slo
+from latency_oracle.routing.route_request import Slo
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response

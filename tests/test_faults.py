@@ -24,7 +24,7 @@ from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, 
 from latency_oracle.models.registry import LearnScope, ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.inflight import WAITING, InFlightLedger
+from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
 from latency_oracle.sim.processes import free_port
 from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 from latency_oracle.trainer.loop import Trainer

@@ -18,7 +18,7 @@ from latency_oracle.operations.label_cap import OVERFLOW_LABEL, LabelCap
 from latency_oracle.operations.metrics import ServiceMetrics
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.inflight import SWEEP_MIN_PODS, InFlightLedger
+from latency_oracle.routing.inflight_ledger import SWEEP_MIN_PODS, InFlightLedger
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 from latency_oracle.settings import Settings

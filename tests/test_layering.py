@@ -11,6 +11,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,11 @@ def loaded_by(statement: str) -> set[str]:
             {"latency_oracle.predictor", "latency_oracle.operations"},
         ),
         ("import latency_oracle.models.registry", {"latency_oracle.predictor"}),
+        # The simulated engine and the demo run real processes; neither needs a model.
+        (
+            "import latency_oracle.sim.engine.server, latency_oracle.sim.demo.launcher",
+            {"latency_oracle.models", "latency_oracle.routing", *ML_STACK},
+        ),
         (
             "import latency_oracle.features.engineering,"
             " latency_oracle.features.redis.observation_store",
@@ -70,6 +76,17 @@ def test_entry_point_loads_nothing_above_it(statement: str, forbidden: set[str])
 SHARED_ACROSS_LAYERS = frozenset({"latency_oracle.sidecar.inflight"})
 
 
+def imported_modules(source: Path) -> list[str]:
+    """Every module a source file imports, including imports inside functions."""
+    names = []
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return names
+
+
 def test_no_module_imports_a_layer_above_it() -> None:
     """Statically, including imports inside functions: a lazy import is still a dependency."""
     above = {
@@ -86,19 +103,26 @@ def test_no_module_imports_a_layer_above_it() -> None:
     wrong = []
     for package, forbidden in above.items():
         for source in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(source.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                elif isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                else:
+            for name in imported_modules(source):
+                parts = name.split(".")
+                if name in SHARED_ACROSS_LAYERS:
                     continue
-                for name in names:
-                    parts = name.split(".")
-                    if name in SHARED_ACROSS_LAYERS:
-                        continue
-                    if parts[0] == "latency_oracle" and len(parts) > 1 and parts[1] in forbidden:
-                        wrong.append(f"{source.relative_to(ROOT)}: {name}")
+                if parts[0] == "latency_oracle" and len(parts) > 1 and parts[1] in forbidden:
+                    wrong.append(f"{source.relative_to(ROOT)}: {name}")
+    assert not wrong, wrong
+
+
+def test_the_simulator_subpackages_go_one_way() -> None:
+    """``sim/``'s three jobs: the evaluation and the demo drive the engine, never the reverse,
+    and the demo (real processes) does not need the evaluation."""
+    above = {"engine": {"evaluation", "demo"}, "demo": {"evaluation"}, "evaluation": {"demo"}}
+    wrong = []
+    for subpackage, forbidden in above.items():
+        for source in (ROOT / "sim" / subpackage).rglob("*.py"):
+            for name in imported_modules(source):
+                parts = name.split(".")
+                if parts[:2] == ["latency_oracle", "sim"] and parts[2:3] and parts[2] in forbidden:
+                    wrong.append(f"{source.relative_to(ROOT)}: {name}")
     assert not wrong, wrong
 
 
@@ -107,13 +131,78 @@ def test_every_import_uses_the_namespace() -> None:
     bare = []
     for package in (*PACKAGES, "latency_oracle", "tests", "bench"):
         for source in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(source.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    top = node.module.split(".")[0]
-                elif isinstance(node, ast.Import):
-                    top = node.names[0].name.split(".")[0]
-                else:
-                    continue
+            for name in imported_modules(source):
+                top = name.split(".")[0]
                 if top in PACKAGES:
                     bare.append(f"{source.relative_to(ROOT)}: {top}")
     assert not bare, bare
+
+
+def test_every_package_folder_is_installed() -> None:
+    """``pyproject.toml`` lists packages one by one: a subpackage left out is missing from
+    the wheel, while an editable install (and so every other test) still finds it."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *relative.parts]))
+    assert found == listed
+
+
+def package_modules() -> list[Path]:
+    """Every module of the installed package, from the folders ``package-dir`` maps."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {ROOT / folder for folder in mapping["package-dir"].values()}
+    nested = {f for f in folders if any(f != o and f.is_relative_to(o) for o in folders)}
+    return sorted(m for folder in folders - nested for m in folder.rglob("*.py"))
+
+
+# Names that mean one thing wherever they appear: a package's marker and its
+# ``python -m`` entry, and a process's ASGI application (the predictor's, the sidecar's).
+ONE_MEANING_EVERYWHERE = frozenset({"__init__.py", "__main__.py", "app.py"})
+# The settings package names each module after the part of the product it configures
+# (``settings/tracking.py`` holds ``operations/tracking.py``'s knobs), so its names repeat
+# those parts' on purpose.
+NAMED_AFTER_WHAT_IT_CONFIGURES = ROOT / "latency_oracle" / "settings"
+
+
+def test_no_module_name_repeats_across_folders() -> None:
+    """``from ... import schema`` or a stack trace through ``policies.py`` names one module."""
+    folders_of: dict[str, list[str]] = {}
+    for module in package_modules():
+        if module.name in ONE_MEANING_EVERYWHERE:
+            continue
+        if module.parent == NAMED_AFTER_WHAT_IT_CONFIGURES:
+            continue
+        folders_of.setdefault(module.name, []).append(str(module.parent.relative_to(ROOT)))
+    repeated = {name: folders for name, folders in folders_of.items() if len(folders) > 1}
+    assert not repeated, repeated
+
+
+def family_prefix(module: Path) -> str:
+    """The part of a module's name before its first underscore: ``redis_keys`` -> ``redis``.
+
+    Leading underscores are dropped first, so a compiled loop's private numpy twin
+    (``_forest_walk_fallback.py``) counts with the module it serves (``forest.py``).
+    """
+    return module.stem.lstrip("_").split("_")[0]
+
+
+def test_no_folder_holds_a_family_of_modules() -> None:
+    """Three modules sharing a prefix are one topic: they belong in a subpackage of that
+    name (``predictor/llmd/``, ``features/redis/``), not side by side in a flat folder.
+
+    Two may share one (``pod_mirror.py``, ``pod_routes.py`` are two topics about pods);
+    ``__init__.py`` and ``__main__.py`` are no family.
+    """
+    families: dict[tuple[str, str], list[str]] = {}
+    for module in package_modules():
+        if module.name in {"__init__.py", "__main__.py"}:
+            continue
+        folder = str(module.parent.relative_to(ROOT))
+        families.setdefault((folder, family_prefix(module)), []).append(module.name)
+    crowded = {f"{folder}/{prefix}*": names for (folder, prefix), names in families.items()}
+    crowded = {family: names for family, names in crowded.items() if len(names) >= 3}
+    assert not crowded, crowded

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from latency_oracle.models.drift import EventKind
-from latency_oracle.operations.mlflow_store import CHAMPION_ALIAS, registered_model_name
+from latency_oracle.operations.mlflow.server_client import CHAMPION_ALIAS, registered_model_name
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.sim.processes import answers, free_port

@@ -14,8 +14,12 @@ from fastapi.testclient import TestClient
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.persistence.snapshot import decode_snapshot
-from latency_oracle.operations.mlflow_pyfunc import EXAMPLE_REQUEST
-from latency_oracle.operations.mlflow_store import CHAMPION_ALIAS, KEY_TAG, registered_model_name
+from latency_oracle.operations.mlflow.pyfunc import EXAMPLE_REQUEST
+from latency_oracle.operations.mlflow.server_client import (
+    CHAMPION_ALIAS,
+    KEY_TAG,
+    registered_model_name,
+)
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService

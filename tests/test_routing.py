@@ -19,7 +19,7 @@ from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.routing.attainment import Predicted
-from latency_oracle.routing.inflight import WAITING, InFlightLedger
+from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
 from latency_oracle.routing.live_candidates import LiveCandidates
 from latency_oracle.routing.policies import PhaseView, SloAttainment
 from latency_oracle.sim.synthetic_stream import SyntheticStream

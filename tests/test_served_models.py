@@ -15,7 +15,7 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.operations.mlflow_store import registered_model_name
+from latency_oracle.operations.mlflow.server_client import registered_model_name
 from latency_oracle.operations.model_versions import parse_key
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService

@@ -21,7 +21,7 @@ from latency_oracle.features.redis.observation_store import RedisObservationStor
 from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.backoff import Backoff, OutageLog
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
-from latency_oracle.sidecar.metrics import SidecarMetrics
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.sink import RedisSink
 from redis_support import private_server
 

@@ -5,7 +5,7 @@ the last applied id atomically, and only then are the entries acknowledged. Afte
 the next owner restores the checkpoint, reclaims the pending entries and skips any entry
 whose id the checkpoint already covers, so no entry is lost and none is applied twice.
 Applying an entry counts it for its keys (``observed``, checkpointed with the models) and
-learns it unless the shard is hot and it is outside the sample (``trainer.sampling``).
+learns it unless the shard is hot and it is outside the sample (``trainer.hot_keys``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from latency_oracle.models.persistence.redis_checkpoint import (
 )
 from latency_oracle.models.persistence.snapshot import refusal_reason
 from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
+from latency_oracle.trainer.hot_keys import HotKeyGate
 from latency_oracle.trainer.leases import StreamEntry
-from latency_oracle.trainer.sampling import HotKeyGate
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.routing.inflight import InFlightLedger
+from latency_oracle.routing.inflight_ledger import InFlightLedger
+from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
 from latency_oracle.routing.router import Router
-from latency_oracle.routing.schema import CandidatePod, RouteRequest, Slo
 from latency_oracle.sim.evaluation.cluster import Outcome, Placement, PodView
 from latency_oracle.sim.evaluation.oracle_policy import TrueLatencyOracle
 from latency_oracle.sim.evaluation.workloads import ClientRequest

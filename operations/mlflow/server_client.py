@@ -171,7 +171,7 @@ class MlflowStore:
         the registry keeps naming what serves.
         """
         import mlflow
-        from latency_oracle.operations.mlflow_pyfunc import log_version_models
+        from latency_oracle.operations.mlflow.pyfunc import log_version_models
 
         run_id = self.run_id(key, params)
         name = registered_model_name(key)

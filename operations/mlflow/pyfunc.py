@@ -3,7 +3,7 @@
 ``mlflow.pyfunc.load_model("models:/latency-oracle-H100-ttft@champion")`` gives a model
 whose ``predict`` takes a DataFrame of request fields (the native prediction API's, one row
 per request) and returns the served quantiles in ms, one column per quantile (p50, p90,
-p99). It is logged as code (MLflow's models-from-code, ``mlflow_pyfunc_code.py``), not as a
+p99). It is logged as code (MLflow's models-from-code, ``pyfunc_code.py``), not as a
 pickled object; its one artifact is the version's model-set snapshot in the service's own
 format, read with the same checks as a restart. Where the version's learners include
 XGBoost, the booster is logged too, in MLflow's xgboost flavour, for inspection.
@@ -27,7 +27,7 @@ PYFUNC_NAME = "model"
 XGBOOST_NAME = "xgboost"
 # Not "quantiles": MLflow logs a model config as run params, and the run has that one.
 QUANTILES_CONFIG = "served_quantiles"
-CODE_FILE = Path(__file__).with_name("mlflow_pyfunc_code.py")
+CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 
 # One request, as the native API takes it: the input example and the signature's source.
 EXAMPLE_REQUEST: dict[str, Any] = {
@@ -85,7 +85,7 @@ def _load_predictor() -> type:
 
 
 def make_model() -> Any:
-    """The pyfunc instance ``mlflow_pyfunc_code.py`` hands to MLflow."""
+    """The pyfunc instance ``pyfunc_code.py`` hands to MLflow."""
     return _load_predictor()()
 
 
