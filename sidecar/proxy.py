@@ -7,7 +7,7 @@ engine's load at arrival known: an engine error, a broken or timed-out stream, o
 client that hung up ends with no finish record, because a truncated request's timings
 would teach the models latencies that never happened. Its first token did happen: a
 stream still running ``first_token_record_s`` after it sends a first-token record then
-(``sidecar/records.py``). Writes are queued, never awaited here.
+(``sidecar/exchange.py``). Writes are queued, never awaited here.
 
 Every completion request is also counted in flight (``sidecar/inflight.py``) from its
 arrival until it ends, however it ends: prefill backlog until its first generated token
@@ -30,14 +30,14 @@ from typing import Any
 
 from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
-from latency_oracle.sidecar.own_metrics import SidecarMetrics
-from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
-from latency_oracle.sidecar.records import (
+from latency_oracle.sidecar.exchange import (
     Exchange,
     cached_tokens,
     finish_record,
     first_token_record,
 )
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
+from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
 from latency_oracle.sidecar.scraper import EngineScraper
 from latency_oracle.sidecar.sse import StreamMeter
 from latency_oracle.sidecar.upstream import EnginePool, UpstreamError, UpstreamResponse

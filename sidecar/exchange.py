@@ -1,4 +1,4 @@
-"""What the sidecar reports about one measured exchange: its first-token and finish records.
+"""One measured exchange and the sidecar's records of it: at its first token and at its end.
 
 A streamed request yields up to two records under one observation id. At its first token
 the TTFT is known, often seconds before the request ends: once the stream is still
