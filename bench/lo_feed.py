@@ -3,8 +3,10 @@ then predict the next batch of arrivals (``Stream.schedule``).
 
 With ``first_token_s`` set, each request is also learned at its first token, as the
 sidecar reports it (``sidecar_first_token_record_s``): a request still running that long
-after its first token sends its TTFT then, under the id of its finish record, without
-the prefix-cache hits the engine reports only at the end. Through llm-d's API, the TTFT
+after its first token sends its TTFT then, under the id of its finish record. The engine
+reports a request's prefix-cache hits only at the end, so the record carries the share of
+prompt tokens found cached by the requests finished so far, as the sidecar's
+``hit_share``. Through llm-d's API, the TTFT
 entry is sent at the first token and the TPOT entry at the end, as llm-d's EPP does.
 
 Two doors, each its own service (so neither learns from the other's copy of the data):
@@ -127,17 +129,23 @@ def feed_native(
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
     finished = stream.finished
     first_token = stream.timestamp + stream.ttft_ms / 1e3
+    prompts, hits = stream.fields["input_tokens"], stream.fields["prefix_cache_hit_tokens"]
+    finished_prompt = finished_hits = 0.0
     with tempfile.TemporaryDirectory() as state:
         client, service = _service(Path(state))
         with client:
             sent = 0
             for rows, early, known in schedule(stream, instant, first_token_s):
+                finished_prompt += float(prompts[known].sum())
+                finished_hits += float(hits[known].sum())
+                hit_share = finished_hits / max(finished_prompt, 1.0)
                 observations = [
                     {
                         **record,
                         "observation_id": f"{stream.name}-{i}",
                         "timestamp": float(first_token[i]),
                         "prefix_cache_hit_tokens": None,  # the engine reports it at the end
+                        "prefix_cache_score": hit_share,
                         "output_tokens": 1,
                         "ttft_ms": float(stream.ttft_ms[i]),
                         "finished": False,

@@ -3,11 +3,12 @@
 A streamed request yields up to two records under one observation id. At its first token
 the TTFT is known, often seconds before the request ends: once the stream is still
 running ``sidecar_first_token_record_s`` after it, a first-token record (``finished``
-false) teaches TTFT then, its prompt tokens the sidecar's estimate (the engine reports
-its count only at the end). The finish record carries everything (the engine's prompt
-count, output tokens, TPOT, and TTFT again, for when the first-token record was never
-sent): the store claims each target once per id (``features.labels``), so nothing is
-counted twice, whichever record lands first.
+false) teaches TTFT then, its prompt tokens the sidecar's estimate and its prefix-cache
+hits the pod's recent share (the engine reports both only at the end). The finish
+record carries everything (the engine's prompt count, output tokens, TPOT, and TTFT
+again, for when the first-token record was never sent): the store claims each target
+once per id (``features.labels``), so nothing is counted twice, whichever record lands
+first.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ class Exchange:
         return "streamed" if self.plan.streamed else "unstreamed"
 
 
-def first_token_record(exchange: Exchange, identity: PodIdentity) -> Observation | None:
-    """The record sent while the stream runs: TTFT, with the prompt's estimated tokens."""
+def first_token_record(
+    exchange: Exchange, identity: PodIdentity, hit_share: float
+) -> Observation | None:
+    """The record sent while the stream runs: TTFT, with the prompt's estimated tokens
+    and, for its prefix-cache hits (reported only at the end), ``hit_share``: the share of
+    prompt tokens the pod's recent requests found cached."""
     meter = exchange.meter
     if meter is None or meter.first_token_at is None:
         return None
@@ -61,6 +66,7 @@ def first_token_record(exchange: Exchange, identity: PodIdentity) -> Observation
         identity,
         input_tokens=exchange.prompt_estimate,
         output_tokens=max(meter.tokens, 1),
+        prefix_cache_score=min(max(hit_share, 0.0), 1.0),
         ttft_ms=(meter.first_token_at - exchange.arrived) * 1e3,
         timestamp=time.time() - (now - meter.first_token_at),
         finished=False,

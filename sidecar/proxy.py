@@ -205,7 +205,7 @@ class MeasuringProxy:
         assert meter is not None and meter.first_token_at is not None
         if time.perf_counter() - meter.first_token_at < after_s:
             return after_s
-        record = first_token_record(exchange, self.scraper.identity)
+        record = first_token_record(exchange, self.scraper.identity, self.inflight.hit_share)
         if record is not None:
             self.writer.submit(record)
         return None
