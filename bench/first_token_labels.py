@@ -3,13 +3,15 @@ without the sidecar's first-token records, in the windows around each zoo stream
 
 Under finish-time learning a request teaches its TTFT only when it ends, seconds after
 its first token; right after a drift, the served p90 lags by that much. Each stream is fed
-twice through the native API (``lo_feed.feed_native``): finish records only, then with a
+three times through the native API (``lo_feed.feed_native``): finish records only, then with a
 first-token record for every request still running ``--first-token`` s after its first
-token (the sidecar's ``sidecar_first_token_record_s``), sent without the prefix-cache
-hits the engine reports only at the end. ``--llmd`` also feeds llm-d's API both ways
-(TTFT entries at the first token, as llm-d's EPP sends them).
+token (the sidecar's ``sidecar_first_token_record_s``), carrying the share of prompt
+tokens found cached so far instead of the request's own hits (the engine reports them
+only at the end); a third time sending them only while that share is at most
+``--max-hit-share`` (the sidecar's ``sidecar_first_token_max_hit_share``). ``--llmd``
+also feeds llm-d's API both ways (TTFT entries at the first token, as its EPP sends them).
 
-    .venv/bin/python bench/first_token_labels.py --samples 8000 --streams steady_rise,...
+    .venv/bin/python bench/first_token_labels.py --samples 20000 --streams shared_prefix
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 from accuracy import TARGETS, features_of, pinball, windows
 from lo_feed import Served, feed_llmd, feed_native
 from zoo import WORLDS, Stream, generate
+
+from latency_oracle.settings.sidecar import SidecarSettings
 
 
 def rows_of(stream: Stream, runs: dict[str, Served], warmup: int) -> list[list[str]]:
@@ -44,6 +48,12 @@ def main() -> None:
     parser.add_argument("--streams", default=",".join(WORLDS), help="comma-separated names")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--first-token", type=float, default=0.1, help="seconds (0: at it)")
+    parser.add_argument(
+        "--max-hit-share",
+        type=float,
+        default=SidecarSettings.model_fields["sidecar_first_token_max_hit_share"].default,
+        help="first-token records only while the cached share of prompts is at most this",
+    )
     parser.add_argument("--llmd", action="store_true", help="llm-d's API too")
     args = parser.parse_args()
     warmup = min(2_000, args.samples // 4)
@@ -54,8 +64,16 @@ def main() -> None:
         features = features_of(stream)
         runs = {
             "native, finish only": feed_native(stream, features),
-            f"native, first token +{args.first_token:g} s": feed_native(
+            f"native, first token +{args.first_token:g} s, any hit share": feed_native(
                 stream, features, first_token_s=args.first_token
+            ),
+            f"native, first token +{args.first_token:g} s, hit share <= {args.max_hit_share:g}": (
+                feed_native(
+                    stream,
+                    features,
+                    first_token_s=args.first_token,
+                    max_hit_share=args.max_hit_share,
+                )
             ),
         }
         if args.llmd:

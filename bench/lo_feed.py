@@ -120,12 +120,15 @@ def feed_native(
     instant: bool = False,
     first_token_s: float | None = None,
     prompt_chars: np.ndarray | None = None,
+    max_hit_share: float = 1.0,
 ) -> Served:
     """Predict each batch through ``/v1/predictions``; learn finished requests (and, with
     ``first_token_s``, first tokens) first via ``/v1/observations``. With
     ``prompt_chars``, finished requests report each prompt's characters beside its tokens
     (as the sidecar does) and predictions give the prompt's size in characters only, as a
-    caller that does not tokenize sends it."""
+    caller that does not tokenize sends it. First-token records are sent only while the
+    share of prompt tokens found cached is at most ``max_hit_share``, as the sidecar's
+    ``sidecar_first_token_max_hit_share`` rules."""
     out = Served(*(np.empty(len(stream)) for _ in range(4)))
     finished = stream.finished
     first_token = stream.timestamp + stream.ttft_ms / 1e3
@@ -139,6 +142,8 @@ def feed_native(
                 finished_prompt += float(prompts[known].sum())
                 finished_hits += float(hits[known].sum())
                 hit_share = finished_hits / max(finished_prompt, 1.0)
+                if hit_share > max_hit_share:
+                    early = early[:0]  # these requests teach TTFT at their finish
                 observations = [
                     {
                         **record,

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from latency_oracle.sidecar.accelerator import pod_identity
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
+from latency_oracle.sidecar.exchange import FirstTokenRecords
 from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
 from latency_oracle.sidecar.scraper import EngineScraper
@@ -56,7 +57,9 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
         scraper,
         writer,
         metrics,
-        settings.sidecar_first_token_record_s,
+        FirstTokenRecords(
+            settings.sidecar_first_token_record_s, settings.sidecar_first_token_max_hit_share
+        ),
     )
 
     @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@
 
 A streamed request yields up to two records under one observation id. At its first token
 the TTFT is known, often seconds before the request ends: once the stream is still
-running ``sidecar_first_token_record_s`` after it, a first-token record (``finished``
+running a while after it (``FirstTokenRecords``), a first-token record (``finished``
 false) teaches TTFT then, its prompt tokens the sidecar's estimate and its prefix-cache
 hits the pod's recent share (the engine reports both only at the end). The finish
 record carries everything (the engine's prompt count, output tokens, TPOT, and TTFT
@@ -25,6 +25,24 @@ from latency_oracle.sidecar.sse import StreamMeter
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstTokenRecords:
+    """When a stream sends a first-token record: ``after_s`` past its first token (None:
+    never), while the pod's recent prefix-cache hit share is at most ``max_hit_share``.
+
+    The record cannot carry the request's own cached tokens (the engine reports them at
+    the end), only the pod's share. Where caching is rare that costs nothing; where it
+    sets TTFT, TTFT learned from the finish record, with the request's hits, is sharper
+    than one learned early without them (``bench/first_token_labels.py``).
+    """
+
+    after_s: float | None = None
+    max_hit_share: float = 1.0
+
+    def wanted(self, hit_share: float) -> bool:
+        return self.after_s is not None and hit_share <= self.max_hit_share
 
 
 @dataclass

@@ -6,7 +6,7 @@ written only for a stream that finished normally with a 2xx status, usage and th
 engine's load at arrival known: an engine error, a broken or timed-out stream, or a
 client that hung up ends with no finish record, because a truncated request's timings
 would teach the models latencies that never happened. Its first token did happen: a
-stream still running ``first_token_record_s`` after it sends a first-token record then
+stream still running a while after it sends a first-token record then
 (``sidecar/exchange.py``). Writes are queued, never awaited here.
 
 Every completion request is also counted in flight (``sidecar/inflight.py``) from its
@@ -32,6 +32,7 @@ from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
 from latency_oracle.sidecar.exchange import (
     Exchange,
+    FirstTokenRecords,
     cached_tokens,
     finish_record,
     first_token_record,
@@ -82,11 +83,10 @@ class MeasuringProxy:
         scraper: EngineScraper,
         writer: ObservationWriter,
         metrics: SidecarMetrics,
-        first_token_record_s: float | None = None,
+        first_token_records: FirstTokenRecords | None = None,
     ) -> None:
         self.engine = EnginePool(engine_url, CONNECT_TIMEOUT_S, timeout_s)
-        # A stream still running this long after its first token sends its TTFT then.
-        self.first_token_record_s = first_token_record_s
+        self.first_token_records = first_token_records or FirstTokenRecords()
         self.scraper = scraper
         self.writer = writer
         self.metrics = metrics
@@ -171,7 +171,8 @@ class MeasuringProxy:
             self.inflight.first_token(exchange.request_id)
         counted = 0
         last = False
-        early = self.first_token_record_s
+        wanted = self.first_token_records.wanted(self.inflight.hit_share)
+        early = self.first_token_records.after_s if wanted else None
         try:
             while not last:
                 chunk = await response.read()
