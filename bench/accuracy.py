@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,15 @@ def windows(stream: Stream, warmup: int) -> dict[str, slice]:
     }
 
 
+def windowed(stream: Stream, warmup: int) -> Iterator[tuple[str, str, slice, np.ndarray]]:
+    """(target, window, its rows, the outcomes there), for every target and window."""
+    for target in TARGETS:
+        y = getattr(stream, f"{target}_ms")
+        for window, sl in windows(stream, warmup).items():
+            if sl.start < sl.stop:
+                yield target, window, sl, y[sl]
+
+
 def rows_of(
     stream: Stream,
     truth: dict[str, np.ndarray],
@@ -105,34 +115,29 @@ def rows_of(
     warmup: int,
 ) -> list[list[str]]:
     rows = []
-    for target in TARGETS:
-        y = getattr(stream, f"{target}_ms")
-        for window, sl in windows(stream, warmup).items():
-            if sl.start >= sl.stop:
-                continue
-            yt = y[sl]
-            base_loss = pinball(yt, base[target][sl])
-            lo = pinball(yt, getattr(native, target)[sl])
-            lo_llmd = pinball(yt, getattr(llmd, target)[sl])
-            raw = pinball(yt, getattr(native, f"raw_{target}")[sl])
-            limit = 1.1 if window == "before" else 0.8
-            verdict = "ok" if max(lo, lo_llmd) <= limit * base_loss else "MISS"
-            cov = float(np.mean(yt <= getattr(native, target)[sl]))
-            cov_llmd = float(np.mean(yt <= getattr(llmd, target)[sl]))
-            rows.append(
-                [
-                    stream.name,
-                    target.upper(),
-                    window,
-                    f"{pinball(yt, truth[target][sl]):.3g}",
-                    f"{base_loss:.3g}",
-                    f"{lo:.3g} ({lo / base_loss:.2f}x)",
-                    f"{lo_llmd:.3g} ({lo_llmd / base_loss:.2f}x)",
-                    f"{raw:.3g}",
-                    f"{cov:.3f} / {cov_llmd:.3f}",
-                    verdict,
-                ]
-            )
+    for target, window, sl, yt in windowed(stream, warmup):
+        base_loss = pinball(yt, base[target][sl])
+        lo = pinball(yt, getattr(native, target)[sl])
+        lo_llmd = pinball(yt, getattr(llmd, target)[sl])
+        raw = pinball(yt, getattr(native, f"raw_{target}")[sl])
+        limit = 1.1 if window == "before" else 0.8
+        verdict = "ok" if max(lo, lo_llmd) <= limit * base_loss else "MISS"
+        cov = float(np.mean(yt <= getattr(native, target)[sl]))
+        cov_llmd = float(np.mean(yt <= getattr(llmd, target)[sl]))
+        rows.append(
+            [
+                stream.name,
+                target.upper(),
+                window,
+                f"{pinball(yt, truth[target][sl]):.3g}",
+                f"{base_loss:.3g}",
+                f"{lo:.3g} ({lo / base_loss:.2f}x)",
+                f"{lo_llmd:.3g} ({lo_llmd / base_loss:.2f}x)",
+                f"{raw:.3g}",
+                f"{cov:.3f} / {cov_llmd:.3f}",
+                verdict,
+            ]
+        )
     return rows
 
 
@@ -191,13 +196,20 @@ def main() -> None:
             stream, truth, {"ttft": base_ttft, "tpot": base_tpot}, native, llmd, warmup
         )
         print(f"<!-- {name}: {time.perf_counter() - started:.0f} s -->", flush=True)
-    print(
-        f"\np90 pinball loss (ms), {n} samples per stream, seed {args.seed}, "
-        f"windows from sample {warmup}\n"
+    print_table(
+        f"p90 pinball loss (ms), {n} samples per stream, seed {args.seed}, "
+        f"windows from sample {warmup}",
+        HEADER,
+        table,
     )
-    print("| " + " | ".join(HEADER) + " |")
-    print("|" + "---|" * len(HEADER))
-    for row in table:
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A markdown table under its title."""
+    print(f"\n{title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
         print("| " + " | ".join(row) + " |")
 
 

@@ -20,7 +20,7 @@ import argparse
 import time
 
 import numpy as np
-from accuracy import TARGETS, features_of, pinball, windows
+from accuracy import features_of, pinball, print_table, windowed
 from lo_feed import Served, feed_llmd, feed_native
 from zoo import WORLDS, Stream, generate
 
@@ -29,16 +29,12 @@ from latency_oracle.settings.sidecar import SidecarSettings
 
 def rows_of(stream: Stream, runs: dict[str, Served], warmup: int) -> list[list[str]]:
     rows = []
-    for target in TARGETS:
-        y = getattr(stream, f"{target}_ms")
-        for window, sl in windows(stream, warmup).items():
-            if sl.start >= sl.stop:
-                continue
-            cells = []
-            for served in runs.values():
-                q = getattr(served, target)[sl]
-                cells.append(f"{np.mean(y[sl] <= q):.3f} / {pinball(y[sl], q):.3g}")
-            rows.append([stream.name, target.upper(), window, *cells])
+    for target, window, sl, y in windowed(stream, warmup):
+        cells = []
+        for served in runs.values():
+            q = getattr(served, target)[sl]
+            cells.append(f"{np.mean(y <= q):.3f} / {pinball(y, q):.3g}")
+        rows.append([stream.name, target.upper(), window, *cells])
     return rows
 
 
@@ -85,14 +81,12 @@ def main() -> None:
         header = ["stream", "target", "window", *runs]
         table += rows_of(stream, runs, warmup)
         print(f"<!-- {name}: {time.perf_counter() - started:.0f} s -->", flush=True)
-    print(
-        f"\np90 coverage / pinball loss (ms), finish-time learning, {args.samples} samples "
-        f"per stream, seed {args.seed}, windows from sample {warmup}\n"
+    print_table(
+        f"p90 coverage / pinball loss (ms), finish-time learning, {args.samples} samples "
+        f"per stream, seed {args.seed}, windows from sample {warmup}",
+        header,
+        table,
     )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in table:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

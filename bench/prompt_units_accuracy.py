@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from accuracy import TARGETS, features_of, pinball, windows
+from accuracy import features_of, pinball, windowed
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.output_length import OutputLengths
 from latency_oracle.models.prompt_units import DEFAULT_TOKENS_PER, PromptUnit
@@ -120,15 +120,13 @@ def main() -> None:
         features = features_of(stream)
         in_chars = chars_for(stream.fields["input_tokens"], tokens, chars)
         runs = [feed_native(stream, features), feed_native(stream, features, prompt_chars=in_chars)]
-        for target in TARGETS:
-            y = getattr(stream, f"{target}_ms")
-            for window, sl in windows(stream, warmup).items():
-                cells = [
-                    f"{np.mean(y[sl] <= getattr(r, target)[sl]):.3f} / "
-                    f"{pinball(y[sl], getattr(r, target)[sl]):.3g}"
-                    for r in runs
-                ]
-                print(f"| {name} | {target.upper()} | {window} | {' | '.join(cells)} |")
+        for target, window, sl, y in windowed(stream, warmup):
+            cells = [
+                f"{np.mean(y <= getattr(r, target)[sl]):.3f} / "
+                f"{pinball(y, getattr(r, target)[sl]):.3g}"
+                for r in runs
+            ]
+            print(f"| {name} | {target.upper()} | {window} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -55,19 +55,17 @@ def test_ratios_are_learned_per_served_model_from_finished_text_prompts() -> Non
 
 
 @pytest.fixture
-def service(settings: Settings) -> OracleService:
-    return OracleService(settings)
-
-
-@pytest.fixture
-def client(settings: Settings, service: OracleService) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, service)) as test_client:
-        yield test_client
+def served(settings: Settings) -> Iterator[tuple[TestClient, OracleService]]:
+    """A predictor app and its service."""
+    service = OracleService(settings)
+    with TestClient(create_app(settings, service)) as client:
+        yield client, service
 
 
 def test_a_prediction_in_characters_or_words_is_the_prediction_in_tokens(
-    client: TestClient, service: OracleService
+    served: tuple[TestClient, OracleService],
 ) -> None:
+    client, service = served
     body = [_finished("tiny", 500, 2_500, 400).model_dump(mode="json") for _ in range(200)]
     for i, record in enumerate(body):
         record["observation_id"] = f"units-{i}"
@@ -96,15 +94,17 @@ def test_a_prediction_in_characters_or_words_is_the_prediction_in_tokens(
 )
 @pytest.mark.parametrize("path", ["/v1/predictions", "/v1/route"])
 def test_none_or_several_prompt_sizes_are_a_422_naming_the_field(
-    client: TestClient, path: str, size: dict[str, int], field: str
+    served: tuple[TestClient, OracleService], path: str, size: dict[str, int], field: str
 ) -> None:
+    client, _ = served
     body = REQUEST | size if path == "/v1/predictions" else {"model": "tiny", **size}
     response = client.post(path, json=body)
     assert response.status_code == 422, response.text
     assert any(field in error["loc"] for error in response.json()["detail"])
 
 
-def test_route_takes_characters(client: TestClient) -> None:
+def test_route_takes_characters(served: tuple[TestClient, OracleService]) -> None:
+    client, _ = served
     pod = {"pod": "p", "accelerator": "H100", "running_requests": 1, "kv_cache_usage": 0.1}
     response = client.post("/v1/route", json={"prompt_chars": 4_000, "pods": [pod]})
     assert response.status_code == 200, response.text
