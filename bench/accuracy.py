@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 from batch_baseline import bucket_of, run_baseline
-from latency_oracle.features.engineering import RequestColumns, build_features
 from lo_feed import Served, feed_llmd, feed_native
 from zoo import WORLDS, Stream, generate
+
+from latency_oracle.features.engineering import RequestColumns, build_features
 
 CACHE = Path(tempfile.gettempdir()) / "latency-oracle-zoo-baseline"
 TARGETS = ("ttft", "tpot")
@@ -185,7 +186,7 @@ def main() -> None:
         stream = generate(world, n, args.seed)
         features = features_of(stream)
         key = hashlib.sha256(
-            f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v2".encode()
+            f"{world!r}|{n}|{args.seed}|{'instant|' * args.instant}v3".encode()
         ).hexdigest()[:16]
         base_ttft, base_tpot = baseline(stream, features, key, not args.no_cache, args.instant)
         native = feed_native(stream, features, args.instant, args.first_token)

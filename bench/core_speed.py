@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 from harness import paired_http, percentiles_ms, ratio_line, serving, time_calls
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.schema import PredictionRequest
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import generate_stream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 WARM_OBSERVATIONS = 6_000
 

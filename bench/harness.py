@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Response
+
 from latency_oracle.sim.processes import free_port
 
 

@@ -32,10 +32,9 @@ from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
 from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.settings import Settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.shard_worker import ShardWorker
-
-from latency_oracle.settings import Settings
 
 ACCELERATORS = ("H100", "A100")
 WRITE_BATCH = 1_000

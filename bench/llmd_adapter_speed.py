@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 from harness import percentiles_ms, serving, time_calls
+
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.llmd.bodies import request_columns
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import generate_stream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 PATH = "/predict/bulk/strict"
 

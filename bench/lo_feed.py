@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
+from zoo import Stream
+
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.operations.metrics import quantile_label
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from zoo import Stream
-
 from latency_oracle.settings import Settings
 
 HEADLINE = quantile_label(0.9)
@@ -211,7 +211,8 @@ def _llmd_entries(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     return [
         {
             "kv_cache_percentage": float(f["kv_cache_usage"][i]),
-            "input_token_length": int(f["input_tokens"][i]),
+            # llm-d counts words where a world reports them (zoo.schedulers).
+            "input_token_length": int(f.get("input_words", f["input_tokens"])[i]),
             "num_request_waiting": int(f["waiting_requests"][i]),
             "num_request_running": int(f["running_requests"][i]),
             "num_tokens_generated": 0,

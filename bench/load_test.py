@@ -30,9 +30,10 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from latency_oracle.sim.processes import free_port, running_process
 from worker_scaling import SCALING_CONNECTIONS, SCALING_ROUNDS, print_scaling, worker_scaling
 from wrk_runs import PREDICTION, Level, predictor, run_wrk
+
+from latency_oracle.sim.processes import free_port, running_process
 
 LLMD = {
     "kv_cache_percentage": 0.3,

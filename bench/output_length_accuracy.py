@@ -20,13 +20,13 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.output_length import OutputLengths
+from latency_oracle.settings import Settings
 from latency_oracle.sim.evaluation.load_sweep import Workload
 from latency_oracle.sim.evaluation.suite import suite_workloads
 from latency_oracle.sim.evaluation.workloads import Arrival, SyntheticSpec, synthetic
-
-from latency_oracle.settings import Settings
 
 LAG = 50
 BATCH = 25

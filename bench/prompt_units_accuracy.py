@@ -27,13 +27,14 @@ import argparse
 
 import numpy as np
 from accuracy import features_of, pinball, windowed
-from latency_oracle.features.schema import Observation
-from latency_oracle.models.output_length import OutputLengths
-from latency_oracle.models.prompt_units import DEFAULT_TOKENS_PER, PromptUnit
 from lo_feed import feed_native
 from real_engine.install import ensure_model, ensure_venv, home
 from real_engine.prompts import Corpus, Workload
 from zoo import WORLDS, generate
+
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.output_length import OutputLengths
+from latency_oracle.models.prompt_units import DEFAULT_TOKENS_PER, PromptUnit
 
 LEARN_EVERY = 20  # prompts per learned batch: the sidecar's reports arrive in batches
 

@@ -16,6 +16,7 @@ import uuid
 import httpx
 import redis
 from harness import alternating, percentiles_ms
+
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 

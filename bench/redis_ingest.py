@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import (
     APPEND_SCRIPT,

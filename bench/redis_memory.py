@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import redis
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
@@ -26,10 +27,9 @@ from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR
 from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.settings import Settings
 from latency_oracle.sim.local_redis import local_redis
 from latency_oracle.sim.synthetic_stream import generate_stream
-
-from latency_oracle.settings import Settings
 
 
 def _used(client: redis.Redis) -> int:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 from harness import paired_http, percentiles_ms, ratio_line, serving, time_calls
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.routing.route_request import RouteRequest
 from latency_oracle.routing.router import Router
-from latency_oracle.sim.synthetic_stream import generate_stream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 N_PODS = 64
 

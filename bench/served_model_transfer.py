@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns, build_features
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig

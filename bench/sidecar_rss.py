@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from latency_oracle.sim.processes import free_port
 
 RUNS = 3

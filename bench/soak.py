@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
 from latency_oracle.sim.processes import free_port

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from proc_stats import CpuWindow
+
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
 from latency_oracle.sim.synthetic_stream import generate_stream
-from proc_stats import CpuWindow
 
 PREDICTION = {
     "pod": "vllm-0",

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from latency_oracle.features.number_fields import NUMBER_FIELDS
 
 _HARDWARE_WIDTH = 4  # TFLOP/s, GB/s, GB, known flag

@@ -20,6 +20,7 @@ from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from latency_oracle.features import native
 from latency_oracle.features.accelerators import HARDWARE_SPECS, hardware_spec
 from latency_oracle.features.number_fields import NUMBER_FIELDS
@@ -229,10 +230,40 @@ def hardware_matrix(accelerators: np.ndarray) -> np.ndarray:
 def build_features(columns: RequestColumns) -> np.ndarray:
     """The (n, N_FEATURES) model matrix of a batch, in ``FEATURE_NAMES`` order.
 
-    The arithmetic is compiled (``features/_feature_rows.c``, one loop over the rows):
-    a single prediction is one row, and per-call overhead, not arithmetic, is what a
-    numpy formulation of ~20 array operations paid for it. Without a C compiler the same
-    arithmetic runs in numpy (``features/native.py``).
+    The one feature function: training and prediction both call it, so a model sees at
+    serving time exactly the features it learned on. The arithmetic is compiled
+    (``features/_feature_rows.c``, one loop over the rows): a single prediction is one
+    row, and per-call overhead, not arithmetic, is what a numpy formulation of ~20 array
+    operations paid for it. Without a C compiler the same arithmetic runs in numpy
+    (``features/native.py``).
+
+    Parameters
+    ----------
+    columns
+        The requests (or observations) as columns: ``RequestColumns.from_requests`` of
+        records, or ``RequestColumns.of`` arrays.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one row per request, one column per name in ``FEATURE_NAMES``.
+
+    Examples
+    --------
+    >>> from latency_oracle.features import (
+    ...     FEATURE_NAMES, PredictionRequest, RequestColumns, build_features,
+    ... )
+    >>> columns = RequestColumns.from_requests([
+    ...     PredictionRequest(accelerator="H100", input_tokens=2048, prefix_cache_score=0.5,
+    ...                       running_requests=3),
+    ...     PredictionRequest(accelerator="L4", input_tokens=512),
+    ... ])
+    >>> features = build_features(columns)
+    >>> features.shape == (2, len(FEATURE_NAMES))
+    True
+    >>> row = dict(zip(FEATURE_NAMES, features[0].tolist()))
+    >>> row["prefix_hit_fraction"], row["running_requests"]
+    (0.5, 3.0)
     """
     out = np.empty((len(columns), N_FEATURES))
     build_rows(

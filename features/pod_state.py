@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from latency_oracle.features.schema import PodIdentity, ServerState
 from pydantic import Field
+
+from latency_oracle.features.schema import PodIdentity, ServerState
 
 
 class PodState(PodIdentity, ServerState):

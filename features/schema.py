@@ -12,7 +12,6 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Self
 
-from latency_oracle.features.accelerators import normalize_accelerator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from latency_oracle.features.accelerators import normalize_accelerator
 
 MAX_TOKENS = 10_000_000
 MAX_REQUESTS = 1_000_000

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from latency_oracle.models.residual import Offset
 
 # Fitting rounds of the weighted median regression (each a 2x2 solve over the samples).

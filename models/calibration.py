@@ -10,6 +10,7 @@ coverage is pulled back to target even while the window still holds pre-shift re
 from __future__ import annotations
 
 import numpy as np
+
 from latency_oracle.models.ring import RingBuffer
 
 

@@ -12,7 +12,6 @@ from latency_oracle.models.learner import Learner
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
-
 from latency_oracle.settings import Settings
 
 

@@ -24,10 +24,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
+from river import drift
+
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.evaluation import PrequentialEvaluator
 from latency_oracle.models.keys import ModelKey
-from river import drift
 
 if TYPE_CHECKING:
     from latency_oracle.models.model_set import LearnerSlot, ModelSet

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import xgboost as xgb
+
 from latency_oracle.features import native
 
 walk = native.load(

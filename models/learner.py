@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
 from latency_oracle.models.persistence.codec import TypeRegistry
 from latency_oracle.models.residual import Offset, ResidualFunction
@@ -56,9 +57,9 @@ class Learner(Protocol):
 
     def serving_function(self) -> QuantileFunction | None: ...
 
-    def snapshot(self) -> bytes: ...
+    def snapshot(self, types: TypeRegistry) -> bytes: ...
 
-    def restore(self, data: bytes) -> None: ...
+    def restore(self, data: bytes, types: TypeRegistry) -> None: ...
 
     def reset(self) -> None: ...
 
@@ -143,21 +144,23 @@ class BaseLearner(ABC):
     def serving_function(self) -> QuantileFunction | None:
         return self._function
 
-    def snapshot(self) -> bytes:
-        """The learner's attributes in the snapshot codec's format (``persistence.codec``)."""
-        return _snapshot_types().encode(self.__dict__)
+    def snapshot(self, types: TypeRegistry) -> bytes:
+        """The learner's attributes in the snapshot codec's format (``persistence.codec``).
 
-    def restore(self, data: bytes) -> None:
-        state = _snapshot_types().decode(data)
+        Parameters
+        ----------
+        types
+            What a snapshot may contain (``persistence.allowed_types.SNAPSHOT_TYPES``).
+            The caller passes it in: the allow-list names the learner classes, so a
+            learner that imported it would import itself.
+        """
+        return types.encode(self.__dict__)
+
+    def restore(self, data: bytes, types: TypeRegistry) -> None:
+        """Take the state of ``snapshot(types)``; refuses another learner's or shape's."""
+        state = types.decode(data)
         if type(state) is not dict:
             raise ValueError(f"snapshot of {self.name} is not a learner's state")
         if state.get("quantiles") != self.quantiles or state.get("n_features") != self.n_features:
             raise ValueError(f"snapshot of {self.name} does not match its quantiles/features")
         self.__dict__.update(state)
-
-
-def _snapshot_types() -> TypeRegistry:
-    """The snapshot allow-list, imported when used: it lists the learner classes."""
-    from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
-
-    return SNAPSHOT_TYPES

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import DriftWatch

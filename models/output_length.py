@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.prompt_units import PromptUnit, empty_sums, learn_sums, tokens_per
 

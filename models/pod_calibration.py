@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+
 from latency_oracle.models.calibration import conformal_quantiles
 from latency_oracle.models.ring import RingBuffer
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from latency_oracle.models.keys import ANY_MODEL, Target
 from latency_oracle.models.model_set import served_quantiles
 

@@ -18,6 +18,7 @@ import math
 from statistics import NormalDist
 
 import numpy as np
+
 from latency_oracle.features.engineering import FEATURE_NAMES
 
 PARAMETERS = 7e9

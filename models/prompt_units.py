@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 import numpy as np
+
 from latency_oracle.features.schema import MAX_TOKENS, Observation
 
 __all__ = [

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns, build_features
 from latency_oracle.features.labels import Label, offered
 from latency_oracle.features.schema import Observation
@@ -102,6 +103,43 @@ class ModelRegistry:
         ``labels``, those its store claimed for it (``features.labels``; default, all it
         offers), so a request's first-token and finish records teach each target once.
         Implausible observations are skipped here too, whichever door they came in by.
+
+        Parameters
+        ----------
+        observations
+            Measured requests: shape, pod state at arrival, and outcome (``ttft_ms``,
+            ``tpot_ms``; either may be missing).
+        scope
+            Which keys learn: all (one process), or, where trainers split the work, only
+            the accelerators' or only the global ones.
+        labels
+            Per observation, the targets to learn from it (``features.labels.Label``);
+            None: all it offers.
+
+        Returns
+        -------
+        LearnReport
+            How many observations came, the samples each key learned, the learners that
+            failed (reset, never served), drift and promotion events, the implausible
+            count and the pairs the model cap evicted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latency_oracle.features import Observation
+        >>> from latency_oracle.models import ModelConfig, ModelRegistry
+        >>> registry = ModelRegistry(ModelConfig())
+        >>> rng = np.random.default_rng(0)
+        >>> batch = [
+        ...     Observation(accelerator="H100", input_tokens=int(n), running_requests=int(r),
+        ...                 output_tokens=64, ttft_ms=20 + n / 50 + 8 * r, tpot_ms=12.0 + r)
+        ...     for n, r in zip(rng.integers(100, 4000, 600), rng.integers(0, 16, 600))
+        ... ]
+        >>> report = registry.learn(batch)
+        >>> report.observations, report.implausible, report.failures
+        (600, 0, [])
+        >>> sorted(f"{key.accelerator}/{key.target}" for key in report.samples)
+        ['H100/tpot', 'H100/ttft', 'global/tpot', 'global/ttft']
         """
         if labels is None:
             labels = [offered(o) for o in observations]
@@ -237,9 +275,45 @@ class ModelRegistry:
     ) -> PredictionBatch:
         """p-quantiles of TTFT and TPOT for every request, vectorised per key.
 
-        ``served_models`` names each request's served model (object array; "" or None:
-        unnamed). ``through_headline`` answers only the quantiles up to the headline one,
-        for callers (routing) that read nothing above it: a third less forest to walk.
+        Each request is answered by its own (accelerator, served model) key once that has
+        learned, else by the global model (scaled to its served model), else by the prior.
+
+        Parameters
+        ----------
+        columns
+            The requests as columns (``RequestColumns.from_requests``).
+        through_headline
+            Answer only the quantiles up to the headline one, for callers (routing) that
+            read nothing above it: a third less forest to walk.
+        served_models
+            Each request's served model (object array; "" or None: unnamed).
+
+        Returns
+        -------
+        PredictionBatch
+            ``ttft_ms`` and ``tpot_ms`` of shape (requests, quantiles), and per request
+            the key and learner that answered and whether its own key was cold.
+
+        Examples
+        --------
+        >>> from latency_oracle.features import Observation, PredictionRequest, RequestColumns
+        >>> from latency_oracle.models import ModelConfig, ModelRegistry
+        >>> registry = ModelRegistry(ModelConfig())
+        >>> _ = registry.learn([
+        ...     Observation(accelerator="H100", input_tokens=n, running_requests=n % 16,
+        ...                 output_tokens=64, ttft_ms=20 + n / 50, tpot_ms=12.0 + n % 16)
+        ...     for n in range(100, 4000, 8)
+        ... ])
+        >>> answer = registry.predict(RequestColumns.from_requests([
+        ...     PredictionRequest(accelerator="H100", input_tokens=2000, running_requests=4),
+        ...     PredictionRequest(accelerator="L4", input_tokens=2000),
+        ... ]))
+        >>> answer.quantiles, answer.ttft_ms.shape
+        ((0.5, 0.9, 0.99), (2, 3))
+        >>> answer.ttft_key, answer.cold.tolist()  # L4 has learned nothing: the global model
+        (['H100/ttft', 'global/ttft'], [False, True])
+        >>> bool((answer.ttft_ms[:, :-1] <= answer.ttft_ms[:, 1:]).all())  # quantiles ordered
+        True
         """
         quantiles = self.config.quantiles
         if through_headline:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from river import linear_model, optim
+
 from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset
 from latency_oracle.models.ring import RingBuffer
-from river import linear_model, optim
 
 BASELINE_WINDOW = 1_024
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from latency_oracle.models.learner import QuantileFunction
 
 

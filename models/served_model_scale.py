@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+
 from latency_oracle.models.keys import ANY_MODEL
 
 DEFAULT_RATE = 0.05  # per sample: a model's scale follows it over ~20 outcomes

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 import xgboost as xgb
+
 from latency_oracle.models.forest import CompiledForest
 from latency_oracle.models.learner import BaseLearner
 from latency_oracle.models.residual import Offset

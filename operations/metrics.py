@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from latency_oracle.operations.label_cap import LabelCap
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -21,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from latency_oracle.operations.label_cap import LabelCap
 
 if TYPE_CHECKING:  # names for type hints only: the sidecar reads PREFIX without the ML stack
     from latency_oracle.models.registry import LearnReport

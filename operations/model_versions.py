@@ -19,7 +19,6 @@ from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.persistence.snapshot import SnapshotError, decode_snapshot
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.operations.mlflow.server_client import MlflowStore, configure_http
-
 from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)

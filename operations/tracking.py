@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter
+
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey
@@ -31,8 +33,6 @@ from latency_oracle.operations.mlflow.server_client import (
     RunMetrics,
     configure_http,
 )
-from prometheus_client import CollectorRegistry, Counter
-
 from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)

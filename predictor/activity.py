@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.models.registry import LearnReport, ModelRegistry
 from latency_oracle.routing.router import RouteDecision
-
 from latency_oracle.settings import Settings
 
 

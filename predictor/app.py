@@ -12,6 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.telemetry import TelemetryConfig
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic_core import to_json
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from latency_oracle.features.plausibility import ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionQuery, PredictionRequest
 from latency_oracle.features.store import StoreFull
@@ -47,10 +51,6 @@ from latency_oracle.predictor.pod_routes import pod_route
 from latency_oracle.predictor.routing_routes import routing_route
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.predictor.ui import ui_router
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
-from pydantic_core import to_json
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from latency_oracle.settings import Settings
 
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}

@@ -5,9 +5,10 @@ from collections.abc import Callable, Sequence
 from fastapi import FastAPI, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
 from latency_oracle.features.plausibility import ImplausibleObservations
 from latency_oracle.features.store import StoreFull
-from starlette.exceptions import HTTPException
 
 
 def store_full_response(exc: StoreFull) -> JSONResponse:

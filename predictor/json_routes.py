@@ -25,11 +25,12 @@ from typing import Any
 
 from fastapi import FastAPI, status
 from fastapi.openapi.utils import get_openapi
-from latency_oracle.predictor.auth import TokenGate
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from latency_oracle.predictor.auth import TokenGate
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 RECEIVED_AT = "latency_oracle.received_at"  # scope key: perf_counter() when the call arrived

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import redis
+
 from latency_oracle.models.keys import ModelKey
 from latency_oracle.models.learned_share import fleet_observed
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore

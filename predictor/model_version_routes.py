@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, Strict
+from redis.exceptions import RedisError
+
 from latency_oracle.models.keys import Target
 from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.models.persistence.snapshot import SnapshotError
@@ -16,8 +19,6 @@ from latency_oracle.operations.mlflow.server_client import KeyNotRegistered, Ver
 from latency_oracle.operations.model_versions import open_store, parse_key, rollback
 from latency_oracle.predictor.auth import write_access
 from latency_oracle.predictor.service import OracleService
-from pydantic import BaseModel, ConfigDict, Field, Strict
-from redis.exceptions import RedisError
 
 
 class RollbackRequest(BaseModel):

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import redis
+
 from latency_oracle.features.labels import record_key
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.observation_store import WRITE_CHUNK, RedisObservationStore

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import redis
+
 from latency_oracle.features.pod_state import PodState, PodStateStore, select_pods
 
 

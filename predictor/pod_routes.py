@@ -6,14 +6,15 @@ the predictor's store in either mode (its own memory, or Redis), which is the st
 """
 
 from fastapi import status
+from redis import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.predictor.api_models import Detail
 from latency_oracle.predictor.auth import write_gate
 from latency_oracle.predictor.json_routes import JsonRoute
 from latency_oracle.predictor.service import OracleService
-from redis import RedisError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 
 def pod_route(service: OracleService) -> JsonRoute:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import connect_as, store_for
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
@@ -17,8 +19,6 @@ from latency_oracle.operations.metrics import PREFIX, redis_errors, snapshots_re
 from latency_oracle.predictor.model_sync import ModelSync
 from latency_oracle.predictor.outage_buffer import BufferedRedisStore
 from latency_oracle.predictor.pod_mirror import PodMirror
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from latency_oracle.settings import Settings
 
 

@@ -8,6 +8,10 @@ from typing import get_args
 
 from fastapi import status
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+from starlette.requests import Request
+from starlette.responses import Response
+
 from latency_oracle.predictor.api_models import Detail
 from latency_oracle.predictor.auth import read_gate
 from latency_oracle.predictor.json_routes import JsonRoute, rejected
@@ -15,9 +19,6 @@ from latency_oracle.predictor.service import OracleService
 from latency_oracle.routing.live_candidates import LiveCandidates
 from latency_oracle.routing.route_request import RouteRequest
 from latency_oracle.routing.router import Decision, NoCandidates, RouteDecision, Router
-from pydantic import TypeAdapter
-from starlette.requests import Request
-from starlette.responses import Response
 
 DECISION_JSON = TypeAdapter(RouteDecision)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.plausibility import Implausibility, ImplausibleObservations
 from latency_oracle.features.schema import Observation, PredictionRequest, PromptSize
@@ -40,7 +41,6 @@ from latency_oracle.operations.model_versions import apply_pinned_versions
 from latency_oracle.operations.readiness import Readiness, failed_learners
 from latency_oracle.operations.tracking import ModelTracker
 from latency_oracle.predictor.activity import Activity
-
 from latency_oracle.settings import Settings
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
+
 from latency_oracle.models.status import KeyStatus
 from latency_oracle.operations.metrics import quantile_label
 from latency_oracle.predictor.activity import ActivityView, Outcome, QualitySample, RouteRecord

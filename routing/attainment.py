@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns
 
 # Share of a decode step that scales with the batch's context (KV reads) rather than being

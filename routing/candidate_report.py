@@ -7,10 +7,11 @@ placements since the scrape), built once per decision from arrays the router alr
 from __future__ import annotations
 
 import numpy as np
+from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
+
 from latency_oracle.features.engineering import ROLE_CODES, RequestColumns
 from latency_oracle.routing.inflight_ledger import RUNNING, WAITING
 from latency_oracle.routing.route_request import Slo
-from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
 
 # Role names by code (as the numbers matrix holds them): plain strings, since the enum's
 # ``.value`` is a Python-level property and serialising the enum takes pydantic-core's

@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
-from latency_oracle.features.engineering import RequestColumns
 
+from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.settings import HeadroomMode
 
 
@@ -57,6 +57,10 @@ class Choice:
 
 
 class RoutingPolicy(Protocol):
+    """One way to pick a pod: a name (what ``policy`` in a route request selects, and
+    what decisions report) and ``choose``, which scores one phase's candidates and
+    picks among the near-ties of the best with the router's ``rng``."""
+
     name: str
 
     def choose(self, view: PhaseView, rng: random.Random) -> Choice: ...

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
 from latency_oracle.features.schema import (
     MAX_TOKENS,
     MAX_TPOT_MS,
@@ -18,8 +20,6 @@ from latency_oracle.features.schema import (
     ServerState,
     TokenCount,
 )
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
-
 from latency_oracle.settings import HeadroomMode, RoutePolicyName
 
 Priority = Literal["interactive", "batch"]

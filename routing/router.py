@@ -23,6 +23,7 @@ from operator import attrgetter
 from typing import Literal
 
 import numpy as np
+
 from latency_oracle.features.engineering import (
     NUMBER_FIELDS,
     ROLE_CODES,
@@ -44,7 +45,6 @@ from latency_oracle.routing.inflight_ledger import (
 )
 from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_router_policy
 from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
-
 from latency_oracle.settings import Settings
 
 Decision = Literal["place", "shed", "queue"]
@@ -110,6 +110,59 @@ class Router:
         self._lock = threading.Lock()
 
     def route(self, request: RouteRequest, pods: Sequence[CandidatePod]) -> RouteDecision:
+        """Place, queue or shed one request among candidate pods, against its SLOs.
+
+        Every candidate's TTFT and TPOT quantiles are predicted in one batch, on the pod's
+        last scraped state plus the work this router placed there since; the policy picks
+        among the pods likely to meet the SLO, and the placement is reserved in the
+        in-flight ledger until the pod's next scrape shows it.
+
+        Parameters
+        ----------
+        request
+            What the client sent: prompt tokens, ``max_tokens`` (0: no cap), served model,
+            SLOs (``slo.ttft_ms``, ``slo.tpot_ms`` at ``slo.quantile``), priority, and
+            optionally a policy and headroom mode overriding the settings'.
+        pods
+            The candidates with their state as last scraped (names unique per call).
+
+        Returns
+        -------
+        RouteDecision
+            ``decision`` (place, queue or shed), the ``pod`` (and ``decode_pod`` when the
+            pool is disaggregated), the ``reason`` in words, whether the models were
+            cold, a ``retry_after_ms`` when shed or queued, and a report per candidate.
+
+        Raises
+        ------
+        NoCandidates
+            When ``pods`` is empty.
+
+        Examples
+        --------
+        >>> import random
+        >>> from latency_oracle.features import Observation
+        >>> from latency_oracle.models import ModelConfig, ModelRegistry
+        >>> from latency_oracle.routing import CandidatePod, RouteRequest, Router
+        >>> from latency_oracle.settings import Settings
+        >>> registry = ModelRegistry(ModelConfig())
+        >>> _ = registry.learn([  # TTFT grows with the prompt and with the running batch
+        ...     Observation(accelerator="H100", input_tokens=n, running_requests=n % 16,
+        ...                 output_tokens=64, ttft_ms=20 + n / 50 + 8 * (n % 16), tpot_ms=12.0)
+        ...     for n in range(100, 4000, 8)
+        ... ])
+        >>> router = Router(registry, Settings(), random.Random(0))
+        >>> pods = [
+        ...     CandidatePod(pod="busy", accelerator="H100", running_requests=12),
+        ...     CandidatePod(pod="idle", accelerator="H100", running_requests=1),
+        ... ]
+        >>> decision = router.route(RouteRequest(input_tokens=2000, slo={"ttft_ms": 500}), pods)
+        >>> decision.decision, decision.pod, decision.cold
+        ('place', 'idle', False)
+        >>> impossible = RouteRequest(input_tokens=2000, slo={"ttft_ms": 5})
+        >>> router.route(impossible, pods).decision
+        'shed'
+        """
         if not pods:
             raise NoCandidates("no candidate pods")
         with self._lock:

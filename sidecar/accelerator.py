@@ -13,7 +13,6 @@ import subprocess
 
 from latency_oracle.features.accelerators import UNKNOWN_ACCELERATOR, normalize_accelerator
 from latency_oracle.features.schema import PodIdentity
-
 from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,6 @@ import gc
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from latency_oracle.sidecar.accelerator import pod_identity
-from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
-from latency_oracle.sidecar.exchange import FirstTokenRecords
-from latency_oracle.sidecar.own_metrics import SidecarMetrics
-from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
-from latency_oracle.sidecar.scraper import EngineScraper
-from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,12 +21,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from latency_oracle.settings import Settings
+from latency_oracle.sidecar.accelerator import pod_identity
+from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
+from latency_oracle.sidecar.exchange import FirstTokenRecords
+from latency_oracle.sidecar.own_metrics import SidecarMetrics
+from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
+from latency_oracle.sidecar.scraper import EngineScraper
+from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 
 DRAIN_TIMEOUT_S = 5.0
 OWN_PATHS = "/sidecar/"
 
 
 def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> SidecarApp:
+    """The sidecar's ASGI app: the measuring proxy, its scraper and its delivery, wired.
+
+    ``sink`` defaults to the one the settings name (``sink_from_settings``); tests pass
+    their own.
+    """
     metrics = SidecarMetrics()
     sink = sink or sink_from_settings(settings)
     retry = RetryPolicy(

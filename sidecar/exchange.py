@@ -19,10 +19,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from latency_oracle.features.schema import MAX_TOKENS, Observation, PodIdentity, ServerState
 from latency_oracle.sidecar.completion_request import CompletionRequest, prompt_words
 from latency_oracle.sidecar.sse import StreamMeter
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

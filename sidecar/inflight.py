@@ -36,7 +36,29 @@ class _Request:
 
 
 class InflightCounter:
-    """Prefill backlog and decode tokens of the requests between arrival and finish."""
+    """Prefill backlog and decode tokens of the requests between arrival and finish.
+
+    One per engine: the sidecar calls ``arrive`` when a request comes in, ``first_token``
+    and ``tokens`` as its stream goes out, and ``finish`` when it ends however it ends;
+    ``prefill_tokens`` and ``decode_tokens`` are published with the pod's state.
+
+    Examples
+    --------
+    >>> from latency_oracle.sidecar import InflightCounter
+    >>> counter = InflightCounter()
+    >>> counter.arrive("a", prompt_tokens=1000)  # what it found: nothing in flight
+    (0, 0)
+    >>> counter.arrive("b", prompt_tokens=200)
+    (1000, 0)
+    >>> counter.first_token("a", cached_tokens=0)  # a's prompt moves to decode
+    >>> counter.tokens("a", 9)
+    >>> counter.prefill_tokens, counter.decode_tokens, len(counter)
+    (200, 1010, 2)
+    >>> counter.finish("a")
+    >>> counter.finish("b")
+    >>> counter.prefill_tokens, counter.decode_tokens, len(counter)
+    (0, 0, 0)
+    """
 
     def __init__(self) -> None:
         self._requests: dict[str, _Request] = {}
@@ -67,6 +89,19 @@ class InflightCounter:
         """Count a new request; the (prefill, decode) tokens it found on arrival.
 
         A repeated id is counted once (the first arrival stands).
+
+        Parameters
+        ----------
+        request_id
+            The request's id, unique while it is in flight.
+        prompt_tokens
+            Its prompt's length in tokens (gross: cache hits are netted by expectation).
+
+        Returns
+        -------
+        tuple of int
+            The prefill backlog and decode tokens in flight before it: the state the
+            request arrived into, what its observation records.
         """
         with self._lock:
             seen = (self.prefill_tokens, self.decode_tokens)

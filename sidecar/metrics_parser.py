@@ -26,8 +26,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from latency_oracle.features.schema import MAX_REQUESTS, ServerState
 from prometheus_client.parser import text_string_to_metric_families
+
+from latency_oracle.features.schema import MAX_REQUESTS, ServerState
 
 
 def _counter(*families: str) -> tuple[str, ...]:

@@ -7,8 +7,9 @@ becomes an observation: non-streamed requests, failed streams, dropped writes.
 
 from __future__ import annotations
 
-from latency_oracle.operations.metrics import PREFIX
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from latency_oracle.operations.metrics import PREFIX
 
 SIDECAR = f"{PREFIX}_sidecar"
 

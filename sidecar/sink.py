@@ -14,10 +14,10 @@ from typing import Protocol
 
 import httpx
 import redis
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.observation_store import RedisObservationStore, store_for
 from latency_oracle.features.schema import Observation
-
 from latency_oracle.settings import Settings
 
 
@@ -30,6 +30,10 @@ class SinkRejected(RuntimeError):
 
 
 class ObservationSink(Protocol):
+    """Where the sidecar delivers: Redis in production, the predictor's HTTP API for a
+    single replica. Delivery retries with backoff on ``SinkUnavailable`` and drops what a
+    sink refuses (``SinkRejected``), counting them."""
+
     async def write(self, observations: Sequence[Observation]) -> None:
         """Store the observations (idempotent by id); raises SinkUnavailable/SinkRejected."""
         ...

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 # (cap, share of clients): None is no max_tokens at all.
 CAP_MIX: tuple[tuple[int | None, float], ...] = (
     (None, 0.35),
@@ -49,3 +51,16 @@ def client_cap(client: str, seed: int) -> int | None:
         if level < total:
             return cap
     return CAP_MIX[-1][0]
+
+
+def sessionless_caps(n: int, seed: int) -> np.ndarray:
+    """(n,) caps of ``n`` requests from session-less clients, in order (0: no cap, as the
+    observation schema writes it). Each client's cap is drawn once."""
+    caps: dict[str, int] = {}
+    out = np.empty(n, dtype=np.int64)
+    for index in range(n):
+        client = client_of(index, None, seed)
+        if client not in caps:
+            caps[client] = client_cap(client, seed) or 0
+        out[index] = caps[client]
+    return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
 from latency_oracle.sim.processes import free_port
 
 MASTERS = 3

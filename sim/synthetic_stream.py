@@ -4,6 +4,10 @@ Latency is a nonlinear function of queue and prompt size times lognormal noise, 
 true p-quantile of every sample is ``median * exp(sigma * z_p)``: tests and benchmarks can
 measure coverage and compare pinball loss against the truth. ``shift_at`` switches, from
 that sample on, to double the load and a slower pod: the abrupt shift of a real fleet.
+
+Requests carry their clients' ``max_tokens`` (``client_caps``: fixed per client, from the
+documented mix), never their true answer length; a request ends at its EOS or its cap,
+whichever comes first. The true lengths (``output_log_mean``) feed nothing a router sees.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
 from latency_oracle.features.schema import Observation
+from latency_oracle.sim.client_caps import sessionless_caps
 
 TTFT_SIGMA = 0.35
 TPOT_SIGMA = 0.2
+CONTEXT_TOKENS = 32_768  # an uncapped answer stops at the context left after the prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,7 @@ def generate_stream(
     accelerator: str = "H100",
     shift_at: int | None = None,
     id_prefix: str = "obs",
+    output_log_mean: float = 4.0,
 ) -> SyntheticStream:
     rng = np.random.default_rng(seed)
     after = np.zeros(n, dtype=bool) if shift_at is None else np.arange(n) >= shift_at
@@ -47,7 +55,10 @@ def generate_stream(
     slowdown = np.where(after, 1.6, 1.0)
     input_tokens = np.clip(rng.lognormal(6.5, 1.0, n), 1, 32_000).astype(int)
     hit = np.where(rng.random(n) < 0.3, rng.uniform(0.2, 0.9, n), 0.0)
-    output_tokens = np.clip(rng.lognormal(4.0, 1.0, n), 2, 4_000).astype(int)
+    eos = np.clip(rng.lognormal(output_log_mean, 1.0, n), 2, 4_000).astype(int)
+    caps = sessionless_caps(n, seed)
+    limit = np.where(caps > 0, caps, CONTEXT_TOKENS - input_tokens)
+    output_tokens = np.maximum(np.minimum(eos, limit), 2)
     running = rng.poisson(12 * load)
     waiting = rng.poisson(1.5 * load)
     prefill_in_flight = rng.poisson(400 * load) + waiting * rng.poisson(900, n)
@@ -67,7 +78,7 @@ def generate_stream(
             input_tokens=int(input_tokens[i]),
             prefix_cache_score=float(hit[i]),
             output_tokens=int(output_tokens[i]),
-            max_tokens=int(output_tokens[i]) + 16,
+            max_tokens=int(caps[i]),
             running_requests=int(running[i]),
             waiting_requests=int(waiting[i]),
             kv_cache_usage=float(kv[i]),

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from latency_oracle.sim.client_caps import client_cap, client_of
-from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 
 from latency_oracle.settings import Settings
+from latency_oracle.sim.client_caps import client_cap, client_of
+from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 
 AZURE_TRACE = "traces/azure_code_2023.csv"
 ARXIV_LENGTHS = "traces/arxiv_summarization_lengths.csv"

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from redis_support import deployed_persistence
+
 from latency_oracle.sim.local_redis import NODE_TIMEOUT_MS, LocalCluster, RedisNode
 from latency_oracle.sim.local_redis import local_cluster as _local_cluster
-from redis_support import deployed_persistence
 
 __all__ = ["LocalCluster", "RedisNode", "local_cluster"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from cluster_support import LocalCluster, local_cluster
-from latency_oracle.models.config import ModelConfig
-from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 from redis_support import SHARED_REDIS_URL
 
+from latency_oracle.models.config import ModelConfig
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 
 # The benches' packages (bench/real_engine) import in tests as they do from bench/.
 sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from latency_oracle.features.schema import PredictionRequest
-from latency_oracle.sim.synthetic_stream import generate_stream
 from test_mlflow_tracking import model_settings
 
+from latency_oracle.features.schema import PredictionRequest
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 PREDICTION_FIELDS = set(PredictionRequest.model_fields)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from latency_oracle.features.engineering import N_FEATURES
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from latency_oracle.sim.processes import free_port
 from polling import wait_until
+
+from latency_oracle.sim.processes import free_port
 
 
 @contextmanager

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.features.schema import Observation
-from latency_oracle.sim.processes import cli_argv, free_port, running_process
 from prometheus_client.parser import text_string_to_metric_families
 from real_engine.engine import EngineSpec
 from real_engine.fleet import Fleet
 from redis_support import SHARED_REDIS_URL, delete_prefix, unique_prefix
+
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.schema import Observation
+from latency_oracle.sim.processes import cli_argv, free_port, running_process
 
 MODEL = "tiny-llama"
 POD = "real-pod-0"

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import redis
 import yaml
+from polling import wait_until
+
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis.observation_store import (
@@ -28,10 +30,8 @@ from latency_oracle.features.redis.observation_store import (
     store_for,
 )
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
-from latency_oracle.sim.local_redis import RedisNode
-from polling import wait_until
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.local_redis import RedisNode
 
 if TYPE_CHECKING:  # the trainer loads the ML stack; helpers that do not use it stay light
     from latency_oracle.sim.local_redis import LocalCluster

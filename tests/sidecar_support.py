@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import Observation
 from latency_oracle.sim.processes import free_port

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from test_residual_learning import QUANTILES, h100_columns
+
 from latency_oracle.features.engineering import N_FEATURES, build_features, monotone_signs
 from latency_oracle.models.baseline_fit import FittedOffset, fit_offset
 from latency_oracle.models.evaluation import pinball_loss
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
-from test_residual_learning import QUANTILES, h100_columns
 
 
 def test_fit_recovers_floor_and_scale_of_a_scaled_baseline() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.evaluation import pinball_loss

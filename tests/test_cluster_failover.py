@@ -25,16 +25,16 @@ import pytest
 import redis
 from cluster_support import LocalCluster, local_cluster
 from fastapi.testclient import TestClient
+from polling import wait_until
+from redis_support import redis_settings, running, shard_samples, unique_prefix
+
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
 from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.predictor.app import create_app
+from latency_oracle.settings import Settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
-from polling import wait_until
-from redis_support import redis_settings, running, shard_samples, unique_prefix
-
-from latency_oracle.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.schema import ServerState
+from latency_oracle.settings import Settings
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.engine.kv_cache import KVBlockPool
 from latency_oracle.sim.engine.records import EngineConfig, EngineState, SimRequest
@@ -24,8 +26,6 @@ from latency_oracle.sim.evaluation.workloads import (
     SyntheticSpec,
     synthetic,
 )
-
-from latency_oracle.settings import Settings
 
 SLO = SloTargets(ttft_ms=1_400.0, tpot_ms=340.0)
 CONFIG = ClusterConfig()

@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from latency_oracle.settings import Settings
 from latency_oracle.sim.demo.launcher import (
     DEMO_MIN_SAMPLES,
     DEMO_PODS,
@@ -17,8 +18,6 @@ from latency_oracle.sim.demo.launcher import (
 )
 from latency_oracle.sim.demo.live_table import DemoStats, PodStats, render_table
 from latency_oracle.sim.evaluation.workloads import read_trace
-
-from latency_oracle.settings import Settings
 
 
 def test_demo_warms_up_then_routes_on_learned_predictions_and_stops_every_child(

@@ -13,7 +13,6 @@ import tomllib
 
 import kubernetes_validate
 import pytest
-from latency_oracle.predictor.app import create_app
 from manifests import (
     DEPLOY,
     KUSTOMIZATIONS,
@@ -25,6 +24,7 @@ from manifests import (
     rendered,
 )
 
+from latency_oracle.predictor.app import create_app
 from latency_oracle.settings import ENV_PREFIX, Settings
 
 # The oldest Kubernetes the manifests support (native sidecars are on by default from 1.29)

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
-from latency_oracle.sim.evaluation.load_sweep import Workload, choose_load, evaluate
-from latency_oracle.sim.evaluation.report import write_report
 
 from latency_oracle.cli import main
 from latency_oracle.settings import Settings
+from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
+from latency_oracle.sim.evaluation.load_sweep import Workload, choose_load, evaluate
+from latency_oracle.sim.evaluation.report import write_report
 
 
 def test_a_short_evaluation_reports_every_policy_with_plots(

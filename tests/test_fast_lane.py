@@ -7,17 +7,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.auth import TokenGate
-from latency_oracle.predictor.json_routes import RECEIVED_AT, JsonRoute
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.route_request import Slo
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.auth import TokenGate
+from latency_oracle.predictor.json_routes import RECEIVED_AT, JsonRoute
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.route_request import Slo
 from latency_oracle.settings import Settings
 
 HOT = ("/v1/predictions", "/v1/route", "/predict", "/predict/bulk/strict")

@@ -17,17 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
-from latency_oracle.models.registry import LearnScope, ModelRegistry
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
-from latency_oracle.sim.processes import free_port
-from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -38,7 +27,18 @@ from redis_support import (
     unique_prefix,
 )
 
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
+from latency_oracle.models.registry import LearnScope, ModelRegistry
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
 from latency_oracle.settings import Settings
+from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
+from latency_oracle.trainer.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from polling import wait_until
+from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
+from redis_support import learn_and_checkpoint as _learn_and_checkpoint
+
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import connect
@@ -15,13 +19,9 @@ from latency_oracle.models.persistence.snapshot import encode_snapshot
 from latency_oracle.operations.model_versions import open_store
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
+from latency_oracle.settings import Settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
-from polling import wait_until
-from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
-from redis_support import learn_and_checkpoint as _learn_and_checkpoint
-
-from latency_oracle.settings import Settings
 
 H100_TTFT = ModelKey("H100", Target.TTFT)
 H100_TPOT = ModelKey("H100", Target.TPOT)

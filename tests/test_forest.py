@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
 from latency_oracle.models import _forest_walk, _forest_walk_fallback
 from latency_oracle.models.forest import CompiledForest

@@ -21,17 +21,17 @@ import httpx
 import pytest
 import yaml
 from demo_feed import feed, learner_settings, route_all
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load
-from latency_oracle.sim.evaluation.workloads import read_trace
-from latency_oracle.sim.processes import answers, free_port
 from live_server import live_server
 from polling import wait_until
 from redis_support import delete_prefix, unique_prefix
 
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
 from latency_oracle.settings import Settings
+from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load
+from latency_oracle.sim.evaluation.workloads import read_trace
+from latency_oracle.sim.processes import answers, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "latency-oracle.json"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import Observation, PredictionRequest
@@ -19,9 +20,8 @@ from latency_oracle.operations.metrics import ServiceMetrics
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
 from latency_oracle.routing.inflight_ledger import SWEEP_MIN_PODS, InFlightLedger
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 WRITE_TOKEN, READ_TOKEN = "write-secret", "read-secret"
 PREDICTION = {"accelerator": "H100", "input_tokens": 1_000}

@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from install_support import FreshVenv, build_wheel, wheel_files
+from polling import wait_until
+
 from latency_oracle.features.native import COMPILED, FALLBACK
 from latency_oracle.sim.processes import free_port
-from polling import wait_until
 
 pytestmark = pytest.mark.slow
 LOOPS = ("feature_rows", "forest_walk")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import generate_stream, served_model_stream
-from prometheus_client.parser import text_string_to_metric_families
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream, served_model_stream
 
 ENDPOINTS = ("/v1/models", "/metrics", "/readyz", "/ui")
 

@@ -53,6 +53,13 @@ def loaded_by(statement: str) -> set[str]:
             {"latency_oracle.predictor", "latency_oracle.operations"},
         ),
         ("import latency_oracle.models.registry", {"latency_oracle.predictor"}),
+        # The packages' public names are imported when read (latency_oracle/lazy_exports.py):
+        # the sidecar's records and counter come without numpy or the learners.
+        (
+            "from latency_oracle.sidecar import InflightCounter\n"
+            "from latency_oracle.features import Observation, PodState",
+            {"latency_oracle.models", "latency_oracle.routing", "numpy", *ML_STACK},
+        ),
         # The simulated engine and the demo run real processes; neither needs a model.
         (
             "import latency_oracle.sim.engine.server, latency_oracle.sim.demo.launcher",
@@ -206,3 +213,60 @@ def test_no_folder_holds_a_family_of_modules() -> None:
     crowded = {f"{folder}/{prefix}*": names for (folder, prefix), names in families.items()}
     crowded = {family: names for family, names in crowded.items() if len(names) >= 3}
     assert not crowded, crowded
+
+
+def module_name(module: Path) -> str:
+    """A source file's installed dotted name: ``models/persistence/codec.py`` ->
+    ``latency_oracle.models.persistence.codec``."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, folder in sorted(mapping["package-dir"].items(), key=lambda p: -len(p[1])):
+        if module.is_relative_to(ROOT / folder):
+            parts = module.relative_to(ROOT / folder).with_suffix("").parts
+            return ".".join([package, *(p for p in parts if p != "__init__")])
+    raise ValueError(module)
+
+
+def run_time_imports(source: Path, modules: set[str]) -> set[str]:
+    """The package's modules a file imports when it runs, in functions too: everything but
+    what ``if TYPE_CHECKING:`` guards (annotations only)."""
+    tree = ast.parse(source.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found & modules
+
+
+def test_no_import_cycle_runs() -> None:
+    """A cycle works only while one of its imports stays inside a function, and breaks the
+    day someone hoists it; it also ties modules that should change apart together."""
+    sources = {module_name(m): m for m in package_modules()}
+    graph = {name: run_time_imports(path, set(sources)) - {name} for name, path in sources.items()}
+    cycles = []
+    state: dict[str, str] = {}  # "open" while on the DFS path, "done" once explored
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for imported in sorted(graph[name]):
+            if state.get(imported) == "open":
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, cycles

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
 from latency_oracle.models.learner import Learner, NotFittedError
+from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
@@ -110,7 +112,7 @@ def test_snapshot_restores_identical_predictions(
     features, y = data
     learner.learn_many(features[:700], y[:700])
     fresh = make()
-    fresh.restore(learner.snapshot())
+    fresh.restore(learner.snapshot(SNAPSHOT_TYPES), SNAPSHOT_TYPES)
     np.testing.assert_array_equal(
         fresh.predict_many(features[:50]), learner.predict_many(features[:50])
     )
@@ -122,7 +124,7 @@ def test_snapshot_restores_identical_predictions(
 def test_snapshot_of_other_quantiles_is_refused(learner: Learner, data) -> None:
     other = type(learner)((0.5, 0.95), N_FEATURES)
     with pytest.raises(ValueError, match="does not match"):
-        other.restore(learner.snapshot())
+        other.restore(learner.snapshot(SNAPSHOT_TYPES), SNAPSHOT_TYPES)
 
 
 def test_reset_forgets_everything(learner: Learner, data) -> None:

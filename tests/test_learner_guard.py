@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 from guarded_learners import DivergingLearner, ExplodingLearner, guarded_config
+
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 
 def test_diverging_learner_is_reset_and_never_served(

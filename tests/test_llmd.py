@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+
 from latency_oracle.features.engineering import ROLE_CODES
 from latency_oracle.features.schema import Observation, PodRole
 from latency_oracle.models.keys import ModelKey, Target
@@ -15,9 +16,8 @@ from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.llmd.bodies import request_columns
 from latency_oracle.predictor.llmd.training import SkipLog, observation
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 REQUEST = {
     "kv_cache_percentage": 0.3,

@@ -32,14 +32,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import generate_stream
-from pydantic import SecretStr
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 REQUESTS_PER_SECOND = 10
 CANDIDATES = 4

@@ -18,11 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from latency_oracle.models.drift import EventKind
-from latency_oracle.operations.mlflow.server_client import CHAMPION_ALIAS, registered_model_name
-from latency_oracle.operations.model_versions import open_store
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.processes import answers, free_port
 from polling import wait_until
 from test_mlflow_tracking import (
     KEY,
@@ -34,6 +29,12 @@ from test_mlflow_tracking import (
     model_settings,
     promoted_events,
 )
+
+from latency_oracle.models.drift import EventKind
+from latency_oracle.operations.mlflow.server_client import CHAMPION_ALIAS, registered_model_name
+from latency_oracle.operations.model_versions import open_store
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.processes import answers, free_port
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 SERVER_MISSING = importlib.util.find_spec("flask") is None  # mlflow-skinny has no server

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from latency_oracle.features import _feature_rows, _feature_rows_fallback, native
 from latency_oracle.features.engineering import (
     _GATHERED,

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+
 from latency_oracle.features.schema import Observation
+from latency_oracle.settings import Settings
 from latency_oracle.sim.demo.launcher import route_body
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.evaluation.cluster import (
@@ -30,8 +32,6 @@ from latency_oracle.sim.evaluation.evaluated_policies import (
 )
 from latency_oracle.sim.evaluation.workloads import Arrival, ClientRequest, SyntheticSpec, synthetic
 from latency_oracle.sim.traces import TraceRow
-
-from latency_oracle.settings import Settings
 
 SLO = SloTargets(ttft_ms=1_400.0, tpot_ms=340.0)
 CONFIG = ClusterConfig()

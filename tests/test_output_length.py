@@ -10,17 +10,6 @@ import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from latency_oracle.features.schema import Observation
-from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.output_length import FLEET, WINDOW, LengthCounts, OutputLengths
-from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
-from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.evaluation.workloads import Arrival, SyntheticSpec, replay, synthetic
-from latency_oracle.sim.synthetic_stream import generate_stream
-from latency_oracle.sim.traces import azure_trace, read_trace
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -30,7 +19,18 @@ from redis_support import (
     unique_prefix,
 )
 
+from latency_oracle.features.schema import Observation
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.output_length import FLEET, WINDOW, LengthCounts, OutputLengths
+from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
+from latency_oracle.models.registry import ModelRegistry
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
 from latency_oracle.settings import Settings
+from latency_oracle.sim.evaluation.workloads import Arrival, SyntheticSpec, replay, synthetic
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.sim.traces import azure_trace, read_trace
+from latency_oracle.trainer.loop import Trainer
 
 QUANTILES = (0.5, 0.9, 0.99)
 

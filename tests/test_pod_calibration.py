@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.pod_calibration import PodOffsets

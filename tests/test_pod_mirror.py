@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.predictor.pod_mirror import PodMirror
 

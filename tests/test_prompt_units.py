@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.output_length import OutputLengths
 from latency_oracle.models.prompt_units import DEFAULT_TOKENS_PER, PromptUnit
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.llmd.bodies import request_columns
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sidecar.completion_request import prompt_words, read_completion_request
-
 from latency_oracle.settings import Settings
+from latency_oracle.sidecar.completion_request import prompt_words, read_completion_request
 
 REQUEST = {"accelerator": "H100", "model": "tiny", "running_requests": 2, "kv_cache_usage": 0.2}
 

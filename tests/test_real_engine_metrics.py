@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from latency_oracle.sidecar.metrics_parser import METRIC_NAMES, parse_engine_metrics
 from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from real_engine_support import MODEL, SidecarStack, sidecar_before
+
+from latency_oracle.sidecar.metrics_parser import METRIC_NAMES, parse_engine_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from polling import wait_until
+from real_engine_support import MODEL, SidecarStack, sidecar_before
+
 from latency_oracle.features.engineering import FEATURE_NAMES, RequestColumns, build_features
 from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
-from polling import wait_until
-from real_engine_support import MODEL, SidecarStack, sidecar_before
 
 pytestmark = pytest.mark.slow
 

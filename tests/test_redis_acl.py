@@ -15,6 +15,9 @@ import pytest
 import redis
 from cluster_support import local_cluster
 from fastapi.testclient import TestClient
+from polling import wait_until
+from redis_support import group_drained, private_redis, redis_settings, render_acl
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
 from latency_oracle.features.redis.observation_store import connect, connect_as
@@ -22,13 +25,10 @@ from latency_oracle.features.schema import Observation
 from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore, ShardCheckpoint
 from latency_oracle.models.persistence.redis_pins import FleetPins
 from latency_oracle.predictor.app import create_app
+from latency_oracle.settings import Settings
 from latency_oracle.sidecar.sink import ObservationSink, sink_from_settings
 from latency_oracle.sim.synthetic_stream import generate_stream
 from latency_oracle.trainer.loop import Trainer
-from polling import wait_until
-from redis_support import group_drained, private_redis, redis_settings, render_acl
-
-from latency_oracle.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,6 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import generate_stream
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     learn_and_checkpoint,
@@ -30,6 +24,13 @@ from redis_support import (
     unique_prefix,
 )
 from service_address import ServiceAddress
+
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -7,17 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from latency_oracle.features.redis.client import RedisClient
-from latency_oracle.features.redis.key_layout import RedisKeys
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
-from latency_oracle.models.persistence.snapshot import encode_snapshot
-from latency_oracle.models.registry import ModelRegistry
-from latency_oracle.sim.synthetic_stream import generate_stream
-from latency_oracle.trainer.layout_migration import MigrationRefused, migrate
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     SHARED_REDIS_URL,
@@ -28,7 +17,18 @@ from redis_support import (
 )
 
 from latency_oracle.cli import main
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
+from latency_oracle.models.persistence.snapshot import encode_snapshot
+from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.layout_migration import MigrationRefused, migrate
+from latency_oracle.trainer.loop import Trainer
 
 SNAPSHOT_KEY = "migrate-" + "k" * 32
 LLAMA_TTFT = ModelKey("H100", Target.TTFT, "llama")

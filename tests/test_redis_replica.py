@@ -9,15 +9,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis.client import RedisClient
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.processes import free_port
-from latency_oracle.sim.synthetic_stream import generate_stream
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -29,7 +20,16 @@ from redis_support import (
     unique_prefix,
 )
 
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
 from latency_oracle.settings import Settings
+from latency_oracle.sim.processes import free_port
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.loop import Trainer
 
 H100_TTFT = ModelKey("H100", Target.TTFT)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.accelerators import hardware_spec
 from latency_oracle.features.engineering import (
     N_FEATURES,

@@ -12,6 +12,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from latency_oracle.features.engineering import NUMBER_FIELDS, RequestColumns
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.schema import PredictionRequest
@@ -22,9 +23,8 @@ from latency_oracle.routing.attainment import Predicted
 from latency_oracle.routing.inflight_ledger import WAITING, InFlightLedger
 from latency_oracle.routing.live_candidates import LiveCandidates
 from latency_oracle.routing.policies import PhaseView, SloAttainment
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 SHAPE = {"input_tokens": 1_500, "max_tokens": 200}
 LIGHT = {

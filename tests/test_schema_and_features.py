@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
+
 from latency_oracle.features._feature_rows import gather
 from latency_oracle.features.accelerators import normalize_accelerator
 from latency_oracle.features.engineering import (
@@ -15,7 +17,6 @@ from latency_oracle.features.engineering import (
     record_numbers,
 )
 from latency_oracle.features.schema import Observation, PodRole, PredictionRequest
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

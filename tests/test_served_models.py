@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
@@ -19,9 +20,8 @@ from latency_oracle.operations.mlflow.server_client import registered_model_name
 from latency_oracle.operations.model_versions import parse_key
 from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import SyntheticStream, served_model_stream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream, served_model_stream
 
 SMALL, LARGE = "llama-8b", "meta-llama/Llama-3.1-70B"  # the 70B is 8x slower
 RATIO = 8.0

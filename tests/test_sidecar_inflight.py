@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sidecar.prompt_tokens import INITIAL_TOKENS_PER_CHAR, PromptTokenEstimate

@@ -28,14 +28,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from latency_oracle.sidecar.app import SidecarApp, create_sidecar
-from latency_oracle.sim.engine.driver import EngineDriver
-from latency_oracle.sim.engine.scheduler import Engine
-from latency_oracle.sim.engine.server import create_sim_app
 from sidecar_support import MemorySink, serving
 from sim_support import SHARED_DATA
 
 from latency_oracle.settings import Settings
+from latency_oracle.sidecar.app import SidecarApp, create_sidecar
+from latency_oracle.sim.engine.driver import EngineDriver
+from latency_oracle.sim.engine.scheduler import Engine
+from latency_oracle.sim.engine.server import create_sim_app
 
 REQUESTS = 48
 CONCURRENCY = 16

@@ -8,8 +8,9 @@ each GPU pool under its own accelerator type, read from the pod's label.
 
 from __future__ import annotations
 
-from latency_oracle.features.accelerators import UNKNOWN_ACCELERATOR, normalize_accelerator
 from manifests import Doc, find, needs_kubectl, rendered
+
+from latency_oracle.features.accelerators import UNKNOWN_ACCELERATOR, normalize_accelerator
 
 EXAMPLE = "examples/vllm-sidecar"
 SIDECAR = "latency-oracle-sidecar"

@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sim_support import SHARED_DATA
+
 from latency_oracle.features.schema import ServerState
+from latency_oracle.settings import Settings
 from latency_oracle.sidecar.accelerator import accelerator_type, detect_gpu_name, pod_identity
 from latency_oracle.sidecar.metrics_parser import (
     METRIC_NAMES,
@@ -21,11 +26,6 @@ from latency_oracle.sidecar.metrics_parser import (
 )
 from latency_oracle.sim.engine.exported_metrics import EngineMetrics
 from latency_oracle.sim.engine.scheduler import Engine
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-from sim_support import SHARED_DATA
-
-from latency_oracle.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VLLM_CURRENT = (FIXTURES / "vllm_metrics.txt").read_text()

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from redis_support import private_server
+
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
 from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
@@ -23,7 +25,6 @@ from latency_oracle.sidecar.backoff import Backoff, OutageLog
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
 from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.sink import RedisSink
-from redis_support import private_server
 
 SIDECARS = 200
 RETRY = RetryPolicy(base_s=0.05, cap_s=1.0, log_interval_s=60.0)

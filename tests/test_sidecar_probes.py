@@ -11,14 +11,14 @@ from pathlib import Path
 
 import httpx
 import yaml
-from latency_oracle.sidecar.app import create_sidecar
-from latency_oracle.sim.engine.scheduler import Engine
-from latency_oracle.sim.engine.server import create_sim_app
-from latency_oracle.sim.processes import free_port
 from sidecar_support import MemorySink, serving
 from sim_support import SHARED_DATA
 
 from latency_oracle.settings import Settings
+from latency_oracle.sidecar.app import create_sidecar
+from latency_oracle.sim.engine.scheduler import Engine
+from latency_oracle.sim.engine.server import create_sim_app
+from latency_oracle.sim.processes import free_port
 
 
 async def _probe(client: httpx.AsyncClient, path: str) -> int:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis_support import delete_prefix, unique_prefix, wait_until
+
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, RedisKeys
 from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.schema import Observation
 from latency_oracle.sidecar.metrics_parser import parse_engine_metrics
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
-from prometheus_client.parser import text_string_to_metric_families
-from redis_support import delete_prefix, unique_prefix, wait_until
 
 pytestmark = pytest.mark.slow
 

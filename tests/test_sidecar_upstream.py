@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import uvloop
+
 from latency_oracle.sidecar.upstream import PAUSE_READING_AT, EnginePool, UpstreamError
 from latency_oracle.sim.processes import free_port
 

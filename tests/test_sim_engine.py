@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from latency_oracle.sim.engine.records import (
     EngineConfig,
     FinishedRequest,

@@ -6,10 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from sim_support import SHARED_DATA
+
 from latency_oracle.sim.engine.gpu_profiles import MeasuredLayerCosts, load_measured
 from latency_oracle.sim.engine.hardware import AcceleratorProfile, accelerator_profile
 from latency_oracle.sim.engine.perf_model import ModelDoesNotFit, PerfModel
-from sim_support import SHARED_DATA
 
 MODELS = ("Llama-2-7b-hf", "Llama-2-70b-hf")
 

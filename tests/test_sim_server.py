@@ -8,10 +8,11 @@ from contextlib import ExitStack
 
 import httpx
 import pytest
-from latency_oracle.sim.traces import azure_trace, read_trace
 from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from sim_support import SimEngineProcess, sim_engine_process
+
+from latency_oracle.sim.traces import azure_trace, read_trace
 
 MODEL = "Llama-2-7b-hf"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import FEATURE_NAMES, RequestColumns
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind
@@ -28,9 +29,8 @@ from latency_oracle.models.persistence.snapshot import (
 )
 from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream, generate_stream
 
 QUANTILES = (0.5, 0.9, 0.99)
 KEY = b"k" * 32

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from polling import wait_until
+from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
+
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import RedisKeys
 from latency_oracle.features.redis.observation_store import connect
@@ -22,8 +25,6 @@ from latency_oracle.predictor.app import create_app
 from latency_oracle.predictor.model_sync import ModelSync
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 from latency_oracle.trainer.loop import Trainer
-from polling import wait_until
-from redis_support import delete_prefix, make_store, redis_settings, unique_prefix
 
 SNAPSHOT_KEY = "trainers-only-" + "s" * 32
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.models.persistence.snapshot import (
     SnapshotError,
@@ -11,9 +12,8 @@ from latency_oracle.models.persistence.snapshot import (
     encode_snapshot,
 )
 from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import SyntheticStream
 
 
 def _trained(settings: Settings, stream: SyntheticStream) -> OracleService:

@@ -19,14 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 from demo_feed import feed, learner_settings, route_all
-from latency_oracle.predictor.app import create_app
-from latency_oracle.predictor.service import OracleService
-from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load
-from latency_oracle.sim.evaluation.workloads import read_trace
 from live_server import live_server
 from polling import wait_until
 
+from latency_oracle.predictor.app import create_app
+from latency_oracle.predictor.service import OracleService
 from latency_oracle.settings import Settings
+from latency_oracle.sim.demo.launcher import demo_env, launched, replay_load
+from latency_oracle.sim.evaluation.workloads import read_trace
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

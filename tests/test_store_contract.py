@@ -6,12 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from latency_oracle.features.labels import Label
-from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis.key_layout import shard_of
-from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
-from latency_oracle.features.store import InProcessObservationStore
-from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
 from redis_support import (
     SHARED_REDIS_URL,
@@ -20,6 +14,13 @@ from redis_support import (
     redis_settings,
     unique_prefix,
 )
+
+from latency_oracle.features.labels import Label
+from latency_oracle.features.pod_state import PodState
+from latency_oracle.features.redis.key_layout import shard_of
+from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
+from latency_oracle.features.store import InProcessObservationStore
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 POD_TTL_S = 0.5
 

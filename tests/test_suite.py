@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from latency_oracle.settings import Settings
 from latency_oracle.sim.evaluation.load_sweep import Workload
 from latency_oracle.sim.evaluation.report import change
 from latency_oracle.sim.evaluation.suite import LEARNED, cell_checks, run_suite
 from latency_oracle.sim.evaluation.suite_report import REPRODUCE, write_suite_report
-
-from latency_oracle.settings import Settings
 
 
 def test_change_words_follow_the_sign() -> None:

@@ -10,12 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 from guarded_learners import ExplodingLearner, guarded_config
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
-from latency_oracle.models.config import ModelConfig
-from latency_oracle.sim.processes import answers, free_port
-from latency_oracle.sim.synthetic_stream import SyntheticStream
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -26,6 +20,13 @@ from redis_support import (
     start_trainer,
     unique_prefix,
 )
+
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
+from latency_oracle.models.config import ModelConfig
+from latency_oracle.sim.processes import answers, free_port
+from latency_oracle.sim.synthetic_stream import SyntheticStream
+from latency_oracle.trainer.loop import Trainer
 
 pytestmark = pytest.mark.slow
 

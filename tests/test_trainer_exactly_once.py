@@ -11,13 +11,6 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from latency_oracle.features.redis.client import RedisClient
-from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
-from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
-from latency_oracle.predictor.app import create_app
-from latency_oracle.sim.synthetic_stream import generate_stream
 from polling import wait_until
 from redis_support import (
     applied_by,
@@ -32,7 +25,14 @@ from redis_support import (
     unique_prefix,
 )
 
+from latency_oracle.features.redis.client import RedisClient
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
+from latency_oracle.predictor.app import create_app
 from latency_oracle.settings import Settings
+from latency_oracle.sim.synthetic_stream import generate_stream
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from latency_oracle.features.redis.observation_store import connect
-from latency_oracle.models.keys import ModelKey, Target
-from latency_oracle.operations.mlflow.server_client import registered_model_name
-from latency_oracle.operations.model_versions import open_store
-from latency_oracle.sim.synthetic_stream import generate_stream
-from latency_oracle.trainer.loop import Trainer
 from polling import wait_until
 from redis_support import (
     delete_prefix,
@@ -20,6 +14,13 @@ from redis_support import (
     redis_settings,
     unique_prefix,
 )
+
+from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.models.keys import ModelKey, Target
+from latency_oracle.operations.mlflow.server_client import registered_model_name
+from latency_oracle.operations.model_versions import open_store
+from latency_oracle.sim.synthetic_stream import generate_stream
+from latency_oracle.trainer.loop import Trainer
 
 
 @pytest.fixture

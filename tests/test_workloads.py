@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from latency_oracle.sim.evaluation.workloads import (
     Shift,
     SyntheticSpec,

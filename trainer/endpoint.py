@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import BaseServer
 from urllib.parse import urlsplit
 
-from latency_oracle.operations.readiness import HTTP_OK, Readiness
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from latency_oracle.operations.readiness import HTTP_OK, Readiness
 
 HTTP_NOT_FOUND = 404
 

@@ -29,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import redis
+
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import (
     GLOBAL_SHARD,
@@ -41,7 +42,6 @@ from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.model_set import ModelSet
 from latency_oracle.models.persistence.redis_checkpoint import NO_ENTRY_ID
 from latency_oracle.models.persistence.snapshot import decode_snapshot, encode_snapshot
-
 from latency_oracle.settings import Settings
 
 # Layout 1's key families under "<prefix>:" (SCAN patterns).

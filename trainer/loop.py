@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from prometheus_client import Gauge
+
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis.observation_store import connect_as
@@ -39,12 +41,10 @@ from latency_oracle.operations.metrics import (
 )
 from latency_oracle.operations.readiness import Readiness, failed_learners
 from latency_oracle.operations.tracking import ModelTracker
+from latency_oracle.settings import Settings
 from latency_oracle.trainer.endpoint import StatusEndpoint
 from latency_oracle.trainer.leases import ShardLeases
 from latency_oracle.trainer.shard_worker import ShardWorker
-from prometheus_client import Gauge
-
-from latency_oracle.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import redis
+from pydantic import ValidationError
+
 from latency_oracle.features.labels import Claimed, Label, offered
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
@@ -31,7 +33,6 @@ from latency_oracle.models.persistence.snapshot import refusal_reason
 from latency_oracle.models.registry import LearnReport, LearnScope, ModelRegistry
 from latency_oracle.trainer.hot_keys import HotKeyGate
 from latency_oracle.trainer.leases import StreamEntry
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

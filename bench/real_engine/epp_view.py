@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import httpx
+
 from latency_oracle.sidecar.inflight import InflightCounter
 from latency_oracle.sidecar.metrics_parser import EngineSample, parse_engine_metrics
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
-
 from real_engine.engine import Engine, EngineSpec
 from real_engine.install import ensure_model, ensure_venv, home
 

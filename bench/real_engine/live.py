@@ -36,7 +36,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latency_oracle.sim.processes import cli_argv, free_port, running_process
-
 from real_engine import recording, score
 from real_engine.client import stream
 from real_engine.engine import EngineSpec

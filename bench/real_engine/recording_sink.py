@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-from latency_oracle.sim.processes import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from latency_oracle.sim.processes import free_port
 
 
 class RecordingSink:

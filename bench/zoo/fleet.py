@@ -11,6 +11,9 @@ MIXED_FLEET = World(
     accelerators=("H100", "A100", "L4"),
     pods_per_accelerator=2,
     prompt_median=700.0,
+    ttft_signal=("accelerator", "prefill_tokens_in_flight", "kv_cache_usage", "input_tokens"),
+    tpot_signal=("accelerator", "kv_cache_usage"),
+    noise=("max_tokens", "prefix_cache_hit_tokens"),
 )
 
 SHARED_PREFIX = World(
@@ -22,6 +25,9 @@ SHARED_PREFIX = World(
     prefix_share=0.7,
     prefix_tokens=3_000.0,
     model_scale=2.0,
+    ttft_signal=("prefix_cache_hit_tokens", "input_tokens", "prefill_tokens_in_flight"),
+    tpot_signal=("running_requests", "decode_tokens_in_flight"),
+    noise=("max_tokens",),
 )
 
 CHAT_DECODE = World(
@@ -33,4 +39,7 @@ CHAT_DECODE = World(
     max_batch=192,
     load_mean=0.5,
     tpot_noise=Noise(0.12),
+    ttft_signal=("prefill_tokens_in_flight", "running_requests", "input_tokens"),
+    tpot_signal=("running_requests", "kv_cache_usage"),
+    noise=("max_tokens", "prefix_cache_hit_tokens"),
 )

@@ -11,6 +11,9 @@ INFLIGHT_NOISE = World(
     drift=Drift("abrupt", Regime(prompt=3.0, slowdown=1.4)),
     inflight="noise",
     model_scale=2.0,
+    ttft_signal=("waiting_requests", "input_tokens", "running_requests"),
+    tpot_signal=("running_requests", "decode_tokens_in_flight"),
+    noise=("prefill_tokens_in_flight", "max_tokens", "prefix_cache_hit_tokens"),
 )
 
 # A real vLLM pod without the sidecar's counts reports zeros; its regimes come back.
@@ -20,6 +23,14 @@ INFLIGHT_ABSENT = World(
     drift=Drift("recurring", Regime(prompt=2.5, slowdown=1.5, load=1.2)),
     inflight="absent",
     model_scale=2.0,
+    ttft_signal=("waiting_requests", "input_tokens", "running_requests"),
+    tpot_signal=("running_requests",),
+    noise=(
+        "prefill_tokens_in_flight",
+        "decode_tokens_in_flight",
+        "max_tokens",
+        "prefix_cache_hit_tokens",
+    ),
 )
 
 # Chunked prefill of long documents runs beside the request: many tokens in flight, little
@@ -30,4 +41,7 @@ CHUNKED_BESIDE = World(
     drift=Drift("abrupt", Regime(prompt=2.0, slowdown=1.35)),
     inflight="beside",
     model_scale=2.0,
+    ttft_signal=("waiting_requests", "input_tokens", "running_requests"),
+    tpot_signal=("running_requests", "decode_tokens_in_flight"),
+    noise=("prefill_tokens_in_flight", "max_tokens", "prefix_cache_hit_tokens"),
 )

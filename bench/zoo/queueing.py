@@ -13,6 +13,14 @@ QUEUE_BIG_MODEL = World(
     model_scale=10.0,
     prompt_sigma=0.3,
     prompt_median=600.0,
+    ttft_signal=(
+        "prefill_tokens_in_flight",
+        "waiting_requests",
+        "input_tokens",
+        "running_requests",
+    ),
+    tpot_signal=("running_requests", "decode_tokens_in_flight"),
+    noise=("max_tokens", "prefix_cache_hit_tokens"),
 )
 
 # Prompt lengths spread over two decades: the count of waiting requests says little, the
@@ -25,6 +33,9 @@ INFLIGHT_TOKENS = World(
     prompt_median=800.0,
     model_scale=2.0,
     queue_gain=3.0,
+    ttft_signal=("prefill_tokens_in_flight", "input_tokens", "running_requests"),
+    tpot_signal=("running_requests", "decode_tokens_in_flight"),
+    noise=("max_tokens", "prefix_cache_hit_tokens"),
 )
 
 HEAVY_TAILS = World(
@@ -34,4 +45,7 @@ HEAVY_TAILS = World(
     ttft_noise=Noise(0.2, tail_share=0.08, tail_alpha=1.8),
     tpot_noise=Noise(0.1, tail_share=0.08, tail_alpha=2.5),
     model_scale=2.0,
+    ttft_signal=("prefill_tokens_in_flight", "input_tokens", "running_requests"),
+    tpot_signal=("running_requests",),
+    noise=("max_tokens", "prefix_cache_hit_tokens"),
 )

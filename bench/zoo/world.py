@@ -1,7 +1,8 @@
 """The engine every zoo stream runs on: pods with a latent load, requests, latencies, truth.
 
 Written apart from ``sim/`` on purpose: a model tuned against the simulator must not be
-judged on the simulator's own physics. Each world is a ``World`` (parameters) plus a
+judged on the simulator's own physics (only the clients' ``max_tokens`` caps come from
+``sim.client_caps``: a documented mix, no physics). Each world is a ``World`` (parameters) plus a
 ``Drift`` (how it changes over the stream); ``generate`` turns it into a ``Stream`` whose
 records carry exactly what the product's observation schema takes, and whose truth is the
 p90 the world itself knows: latencies are a latent mean times a multiplicative noise whose
@@ -10,14 +11,20 @@ p90 is known, so the true p90 of each sample is its latent mean times that p90.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from latency_oracle.sim.client_caps import sessionless_caps
+from zoo.laws import LAWS, PodState
+
 RATE_PER_S = 200.0  # samples per second of stream time: the baseline refits every second
 T0 = 1.7e9
+CONTEXT_TOKENS = 65_536  # the engine's context: an uncapped answer stops there at the latest
+WORDS_PER_TOKEN = 0.75  # llm-d counts words where the engine counts tokens
 # Spec-sheet figures (dense BF16 TFLOP/s, HBM GB/s, KV tokens a pod holds for a 7B model).
 HARDWARE = {
     "H100": (989.0, 3350.0, 400_000),
@@ -63,6 +70,8 @@ class Regime:
     load: float = 1.0  # pods' mean utilisation
     prefix_share: float | None = None  # share of requests hitting a cached prefix
     slowed: tuple[str, ...] = ()  # accelerators the slowdown hits (empty: all)
+    output: float = 1.0  # true answer lengths (hidden: only outcomes show them)
+    chunk: float = 1.0  # hidden: the chunked-prefill token budget (``chunked`` law)
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,18 @@ class World:
     max_batch: int = 64
     load_mean: float = 0.6
     queue_gain: float = 2.0  # mean waiting requests ~ gain * u^3 / (1 - u)
-    inflight: str = "queued"  # queued | beside | noise | absent
+    inflight: str = "queued"  # queued | beside | noise | absent | llmd (see ``generate``)
+    ttft_law: str = "roofline"  # roofline, or one of ``laws.LAWS``
+    chunk_tokens: float = 2_048.0  # ``chunked``: prefill tokens per step
+    per_request_ms: float = 20.0  # ``counts``: admission cost of each waiting request
     ttft_noise: Noise = field(default_factory=Noise)
     tpot_noise: Noise = field(default_factory=lambda: Noise(0.08))
+    # Which request fields (and ``accelerator``) carry TTFT / TPOT signal in this world,
+    # and which are noise: ``python -m zoo.signal`` measures it, docs/accuracy.md lists it,
+    # tests/test_zoo_worlds.py holds the scheduler worlds to it.
+    ttft_signal: tuple[str, ...] = ()
+    tpot_signal: tuple[str, ...] = ()
+    noise: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,13 @@ class Stream:
             done = known
 
 
+def _generator(seed: int, part: str) -> np.random.Generator:
+    """A generator of its own for each part of a world: a drift that changes how many draws
+    one part takes after the drift point leaves every other part, and everything before
+    the point, exactly as it was."""
+    return np.random.default_rng([seed, zlib.crc32(part.encode())])
+
+
 def _mix(base: float, drifted: float, w: np.ndarray) -> np.ndarray:
     return base + (drifted - base) * w
 
@@ -188,9 +213,43 @@ def _sums_of_lognormals(
     return np.bincount(owner, weights=draws * median[owner], minlength=len(counts))
 
 
-def generate(world: World, n: int, seed: int = 0) -> Stream:
-    """``n`` samples of ``world`` at ``RATE_PER_S``, with each sample's true p90s."""
-    rng = np.random.default_rng(seed)
+def _words(rng: np.random.Generator, tokens: np.ndarray) -> np.ndarray:
+    """llm-d counts prompts in words: about 0.75 a token, varying with the text."""
+    return np.round(tokens * WORDS_PER_TOKEN * np.exp(0.08 * rng.standard_normal(len(tokens))))
+
+
+def _occupancy(
+    rng: np.random.Generator,
+    queue: np.random.Generator,
+    world: World,
+    util: np.ndarray,
+    answers: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(running, waiting) requests. Under the ``batch_wait`` law the batch is a hard cap
+    (``max_num_seqs``) and requests wait only when it is full; ``answers`` is the regime's
+    answer-length multiplier. Otherwise running and waiting are two independent faces of
+    the load."""
+    if world.ttft_law == "batch_wait":
+        # Little's law: at one arrival rate, longer answers keep more requests in the pod.
+        demand = rng.poisson(world.max_batch * util * 1.2 * answers)
+        running = np.minimum(demand, world.max_batch)
+        return running, demand - running
+    running = rng.binomial(world.max_batch, util)
+    return running, queue.poisson(world.queue_gain * util**3 / (1 - util))
+
+
+def generate(world: World, n: int, seed: int = 0, answers_seed: int | None = None) -> Stream:
+    """``n`` samples of ``world`` at ``RATE_PER_S``, with each sample's true p90s.
+
+    True answer lengths come from a generator of their own (``answers_seed``, by default
+    ``seed``), and nothing a request or a pod reports at arrival is computed from them: a
+    router never knows them (issue 28). Two streams that differ only in ``answers_seed``
+    are the same requests given other answers. A request ends at its EOS or its client's
+    cap, whichever comes first."""
+
+    def rng(part: str) -> np.random.Generator:
+        return _generator(seed, part)
+
     i = np.arange(n)
     w = world.drift.weight(i, n)
     to = world.drift.to
@@ -198,64 +257,100 @@ def generate(world: World, n: int, seed: int = 0) -> Stream:
         [a for a in world.accelerators for _ in range(world.pods_per_accelerator)], object
     )
     n_pods = len(accel_names)
-    pod = rng.integers(0, n_pods, n)
+    pod = rng("pod").integers(0, n_pods, n)
     accelerator = accel_names[pod]
     tflops, hbm, kv_tokens = (np.array([HARDWARE[a][k] for a in accelerator]) for k in range(3))
     hit = np.isin(accelerator, to.slowed) if to.slowed else np.ones(n, bool)
     slowdown = np.where(hit, _mix(1.0, to.slowdown, w), 1.0)
     prompt_median = world.prompt_median * _mix(1.0, to.prompt, w)
+    output_median = world.output_median * _mix(1.0, to.output, w)
     util = _utilisation(
-        rng, pod, n_pods, np.clip(world.load_mean * _mix(1.0, to.load, w), 0.05, 0.95)
+        rng("load"), pod, n_pods, np.clip(world.load_mean * _mix(1.0, to.load, w), 0.05, 0.95)
     )
 
     prompt = np.clip(
-        np.round(prompt_median * np.exp(world.prompt_sigma * rng.standard_normal(n))), 8, 60_000
+        np.round(prompt_median * np.exp(world.prompt_sigma * rng("prompt").standard_normal(n))),
+        8,
+        60_000,
     )
     share = (
         world.prefix_share
         if to.prefix_share is None
         else _mix(world.prefix_share, to.prefix_share, w)
     )
-    shares = rng.random(n) < share
+    shares = rng("prefix").random(n) < share
     cached = np.where(shares, np.minimum(np.floor(world.prefix_tokens / 16) * 16, prompt - 1), 0.0)
-    cached = np.where(shares, np.floor(cached * rng.uniform(0.8, 1.0, n) / 16) * 16, 0.0)
-    output = np.clip(
-        np.round(world.output_median * np.exp(world.output_sigma * rng.standard_normal(n))),
-        2,
-        8_192,
+    cached = np.where(
+        shares, np.floor(cached * rng("prefix hit").uniform(0.8, 1.0, n) / 16) * 16, 0.0
     )
-    max_tokens = np.where(
-        rng.random(n) < 0.7, np.maximum(256, 2 ** np.ceil(np.log2(output * 1.5))), 0
+    max_tokens = sessionless_caps(n, seed).astype(float)  # as clients send them
+    eos = np.round(
+        output_median
+        * np.exp(
+            world.output_sigma
+            * _generator(
+                seed if answers_seed is None else answers_seed, "answer lengths"
+            ).standard_normal(n)
+        )
     )
+    limit = np.where(max_tokens > 0, max_tokens, CONTEXT_TOKENS - prompt)
+    output = np.clip(np.minimum(eos, limit), 2, 8_192)
 
-    running = rng.binomial(world.max_batch, util)
-    waiting = rng.poisson(world.queue_gain * util**3 / (1 - util))
-    uncached_share = 1.0 - share * world.prefix_tokens / np.maximum(prompt_median, 1.0) * 0.9
-    queued = _sums_of_lognormals(
-        rng, waiting, prompt_median * np.clip(uncached_share, 0.1, 1.0), world.prompt_sigma
+    running, waiting = _occupancy(
+        rng("occupancy"), rng("queue"), world, util, output_median / world.output_median
     )
-    context = _sums_of_lognormals(rng, running, prompt_median + world.output_median, 0.6)
-    kv = np.clip(context / kv_tokens + 0.02 * rng.standard_normal(n), 0.0, 1.0)
+    uncached_share = 1.0 - share * world.prefix_tokens / np.maximum(prompt_median, 1.0) * 0.9
+    queued_median = prompt_median * np.clip(uncached_share, 0.1, 1.0)
+    queued = _sums_of_lognormals(rng("queued"), waiting, queued_median, world.prompt_sigma)
+    context = _sums_of_lognormals(rng("context"), running, prompt_median + output_median, 0.6)
+    kv = np.clip(context / kv_tokens + 0.02 * rng("kv").standard_normal(n), 0.0, 1.0)
 
     ms_per_token = world.model_scale * 2 * 7e9 / (tflops * 1e12 * 0.45) * 1e3
     step_ms = world.model_scale * 2 * 7e9 / (hbm * 1e9 * 0.65) * 1e3
-    beside = np.where(rng.random(n) < 0.3, np.exp(9.0 + rng.standard_normal(n)), 0.0)
-    chunk_slowdown = 1.0 + (world.inflight == "beside") * 0.15 * (beside > 0)
-    ttft_mean = slowdown * (
-        12.0
-        + ms_per_token * (queued + prompt - cached) * chunk_slowdown
-        + 0.4 * step_ms * np.sqrt(running)
-    )
+    chunks = rng("beside")
+    beside = np.where(chunks.random(n) < 0.3, np.exp(9.0 + chunks.standard_normal(n)), 0.0)
+    if world.ttft_law == "roofline":
+        chunk_slowdown = 1.0 + (world.inflight == "beside") * 0.15 * (beside > 0)
+        ttft_mean = slowdown * (
+            12.0
+            + ms_per_token * (queued + prompt - cached) * chunk_slowdown
+            + 0.4 * step_ms * np.sqrt(running)
+        )
+    else:
+        state = PodState(
+            own_tokens=prompt - cached,
+            queued_tokens=queued,
+            waiting=waiting.astype(float),
+            running=running.astype(float),
+            context_tokens=context,
+            prompt_mean=queued_median * np.exp(world.prompt_sigma**2 / 2),
+            output_mean=output_median * np.exp(world.output_sigma**2 / 2),
+            chunk_tokens=world.chunk_tokens * _mix(1.0, to.chunk, w),
+            max_batch=world.max_batch,
+            per_request_ms=world.per_request_ms,
+        )
+        ttft_mean = slowdown * world.model_scale * LAWS[world.ttft_law](state)
     tpot_mean = slowdown * step_ms * (1.0 + 0.012 * running + context / 4e5)
 
+    words = _words(rng("words"), prompt)
     prefill_field = {
-        "queued": queued,
-        "beside": beside,
-        "noise": np.exp(9.5 + 1.2 * rng.standard_normal(n)),
-        "absent": np.zeros(n),
-    }[world.inflight]
+        "queued": lambda: queued,
+        "beside": lambda: beside,
+        "noise": lambda: np.exp(9.5 + 1.2 * rng("noise field").standard_normal(n)),
+        "absent": lambda: np.zeros(n),
+        # llm-d's count: the words of every prompt on the pod, decoding ones included.
+        "llmd": lambda: (
+            _words(rng("queued words"), queued)
+            + _words(
+                rng("running words"),
+                _sums_of_lognormals(rng("running"), running, prompt_median, world.prompt_sigma),
+            )
+        ),
+    }[world.inflight]()
+    no_decode_count = world.inflight in ("absent", "llmd")  # llm-d's EPP always sends 0
     fields = {
         "input_tokens": prompt,
+        "input_words": words,
         "prefix_cache_hit_tokens": cached,
         "output_tokens": output,
         "max_tokens": max_tokens,
@@ -263,9 +358,12 @@ def generate(world: World, n: int, seed: int = 0) -> Stream:
         "waiting_requests": waiting.astype(float),
         "kv_cache_usage": np.round(kv, 4),
         "prefill_tokens_in_flight": np.round(prefill_field),
-        "decode_tokens_in_flight": np.zeros(n) if world.inflight == "absent" else np.round(context),
+        "decode_tokens_in_flight": np.zeros(n) if no_decode_count else np.round(context),
     }
-    ttft_noise, tpot_noise = world.ttft_noise.draw(rng, n), world.tpot_noise.draw(rng, n)
+    ttft_noise, tpot_noise = (
+        world.ttft_noise.draw(rng("ttft"), n),
+        world.tpot_noise.draw(rng("tpot"), n),
+    )
     return Stream(
         name=world.name,
         description=world.description,

@@ -30,7 +30,6 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 def openapi_document() -> str:
     """The document the predictor serves at ``/openapi.json``, with default settings."""
     from latency_oracle.predictor.app import create_app
-
     from latency_oracle.settings import Settings
 
     with tempfile.TemporaryDirectory() as state:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import redis
+
 from latency_oracle.features.labels import offered
 from latency_oracle.features.pod_state import PodState, select_pods
 from latency_oracle.features.redis.client import RedisClient, ScriptCall, run_scripts

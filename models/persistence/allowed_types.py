@@ -10,6 +10,9 @@ state is not plain data (River's Rust-backed parts, caches a snapshot leaves out
 
 from __future__ import annotations
 
+from river import linear_model, optim
+from river.utils import VectorDict
+
 from latency_oracle.models.baseline_fit import FittedOffset
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.config import ModelConfig
@@ -38,8 +41,6 @@ from latency_oracle.models.river_linear import (
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
-from river import linear_model, optim
-from river.utils import VectorDict
 
 SNAPSHOT_TYPES = TypeRegistry(
     classes=[

@@ -19,8 +19,9 @@ from latency_oracle.operations.metrics import quantile_label
 
 if TYPE_CHECKING:
     import pandas as pd
-    from latency_oracle.models.model_set import ModelSet
     from mlflow.models.model import ModelInfo
+
+    from latency_oracle.models.model_set import ModelSet
 
 SNAPSHOT_ARTIFACT = "snapshot"
 PYFUNC_NAME = "model"
@@ -67,6 +68,7 @@ def _load_predictor() -> type:
 
         def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
             import pandas as pd
+
             from latency_oracle.features.engineering import RequestColumns
             from latency_oracle.features.schema import PredictionRequest
 
@@ -93,9 +95,10 @@ def log_version_models(snapshot: Path, quantiles: tuple[float, ...]) -> ModelInf
     """Log the pyfunc (and any XGBoost booster) in the active run; the pyfunc's info."""
     import mlflow
     import pandas as pd
-    from latency_oracle.models.persistence.snapshot import decode_snapshot
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+
+    from latency_oracle.models.persistence.snapshot import decode_snapshot
 
     ((_, model_set),) = decode_snapshot(snapshot.read_bytes(), quantiles)["model_sets"].items()
     example = pd.DataFrame([EXAMPLE_REQUEST])

@@ -171,6 +171,7 @@ class MlflowStore:
         the registry keeps naming what serves.
         """
         import mlflow
+
         from latency_oracle.operations.mlflow.pyfunc import log_version_models
 
         run_id = self.run_id(key, params)

@@ -20,11 +20,12 @@ from operator import contains, itemgetter
 from typing import Annotated, Any, NotRequired
 
 import numpy as np
-from latency_oracle.features.engineering import ROLE_CODES, RequestColumns
-from latency_oracle.features.schema import MAX_REQUESTS, MAX_TOKENS, PodRole
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from typing_extensions import TypedDict
+
+from latency_oracle.features.engineering import ROLE_CODES, RequestColumns
+from latency_oracle.features.schema import MAX_REQUESTS, MAX_TOKENS, PodRole
 
 MAX_BULK_REQUESTS = 10_000
 MODEL_TYPE = "xgboost"  # tells the client to ask over HTTP: it has no coefficients to fetch

@@ -36,6 +36,9 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import status
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from latency_oracle.features.accelerators import normalize_accelerator
 from latency_oracle.features.store import StoreFull
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
@@ -61,8 +64,6 @@ from latency_oracle.predictor.llmd.bodies import (
 from latency_oracle.predictor.llmd.status_routes import status_routes
 from latency_oracle.predictor.llmd.training import SkipLog, observations, out_of_bounds
 from latency_oracle.predictor.service import OracleService
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger(__name__)
 NOT_READY = "Models not ready"

@@ -17,13 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import status
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from latency_oracle.models.keys import Target
 from latency_oracle.predictor.api_models import Detail
 from latency_oracle.predictor.json_routes import JsonRoute
 from latency_oracle.predictor.llmd.bodies import MODEL_TYPE, OBJECTIVE_TYPE
-from pydantic import BaseModel, Field
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
     from latency_oracle.predictor.llmd.routes import LlmdAdapter

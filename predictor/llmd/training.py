@@ -1,6 +1,7 @@
 """llm-d training entries as native observations: what each entry means, and which to skip.
 
-How llm-d's endpoint picker forms its entries (read from its source, see the README):
+How llm-d's endpoint picker forms its entries (read from its source; for users, the docs'
+llm-d page, ``docs/llm-d.md``, "What the EPP's entries mean here"):
 
 - A **TTFT entry** per request at its first token: ``actual_ttft_ms`` set,
   ``actual_tpot_ms`` 0, ``num_tokens_generated`` 0. In non-streaming mode this "TTFT" is
@@ -34,9 +35,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from latency_oracle.features.schema import Observation
 from latency_oracle.predictor.llmd.bodies import LlmdEntry, role_of
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0

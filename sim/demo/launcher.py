@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from latency_oracle.settings import Settings
 from latency_oracle.sim.demo.live_table import DemoStats, PodStats, redraw, render_table
 from latency_oracle.sim.demo.warmup import (
     WARM_UP_LIMIT_S,
@@ -41,8 +43,6 @@ from latency_oracle.sim.processes import (
     free_port,
 )
 from latency_oracle.sim.traces import TraceRow, azure_trace, read_trace
-
-from latency_oracle.settings import Settings
 
 DEMO_PODS = (("h100-0", "H100"), ("a100-0", "A100"), ("l4-0", "L4"))
 DEMO_SLO = {"ttft_ms": 1_400.0, "tpot_ms": 340.0}  # the evaluation's SLOs (5x unloaded L4)

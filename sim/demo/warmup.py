@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+
 from latency_oracle.sim.demo.live_table import DemoStats
 from latency_oracle.sim.traces import TraceRow
 

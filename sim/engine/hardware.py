@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from latency_oracle.features.accelerators import HARDWARE_SPECS, HardwareSpec, normalize_accelerator
 from latency_oracle.sim.engine.gpu_profiles import MEASURED_GPUS, MeasuredLayerCosts, load_measured
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from latency_oracle.sim.engine.hardware import AcceleratorProfile
 
 PREFILL_ATTENTION_EFFICIENCY = 0.45

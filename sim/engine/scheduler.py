@@ -23,6 +23,7 @@ from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
+
 from latency_oracle.sim.engine.gpu_profiles import canonical_model, shared_data_dir
 from latency_oracle.sim.engine.hardware import DEFAULT_BASE_GPU, accelerator_profile
 from latency_oracle.sim.engine.kv_cache import KVBlockPool

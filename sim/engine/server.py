@@ -25,6 +25,9 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
 from latency_oracle.features.schema import MAX_TOKENS
 from latency_oracle.sim.engine.driver import EngineDriver, TokenEvent
 from latency_oracle.sim.engine.exported_metrics import EngineMetrics
@@ -38,8 +41,6 @@ from latency_oracle.sim.engine.openai_text import (
 )
 from latency_oracle.sim.engine.records import FinishedRequest
 from latency_oracle.sim.engine.scheduler import Engine
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MAX_TOKENS = 16
 DONE = b"data: [DONE]\n\n"

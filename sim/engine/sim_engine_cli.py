@@ -12,14 +12,14 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> None:
     import uvicorn
+
+    from latency_oracle.settings import Settings
     from latency_oracle.sim.engine.gpu_profiles import canonical_model, shared_data_dir
     from latency_oracle.sim.engine.openai_text import AnswerLengths
     from latency_oracle.sim.engine.records import EngineConfig
     from latency_oracle.sim.engine.scheduler import Engine
     from latency_oracle.sim.engine.server import create_sim_app
     from latency_oracle.sim.traces import read_trace
-
-    from latency_oracle.settings import Settings
 
     settings = Settings()
     config = EngineConfig(max_num_batched_tokens=args.max_num_batched_tokens)

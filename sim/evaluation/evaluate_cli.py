@@ -35,6 +35,7 @@ def _names(text: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from latency_oracle.settings import Settings
     from latency_oracle.sim.evaluation.evaluated_policies import POLICY_NAMES
     from latency_oracle.sim.evaluation.load_sweep import (
         DEFAULT_LOADS,
@@ -44,8 +45,6 @@ def _run(args: argparse.Namespace) -> None:
     )
     from latency_oracle.sim.evaluation.report import write_report
     from latency_oracle.sim.traces import azure_trace
-
-    from latency_oracle.settings import Settings
 
     settings = Settings(mlflow_enabled=False)
     if args.suite:

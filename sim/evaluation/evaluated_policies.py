@@ -19,11 +19,10 @@ from latency_oracle.models.registry import ModelRegistry
 from latency_oracle.routing.inflight_ledger import InFlightLedger
 from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
 from latency_oracle.routing.router import Router
+from latency_oracle.settings import Settings
 from latency_oracle.sim.evaluation.cluster import Outcome, Placement, PodView
 from latency_oracle.sim.evaluation.oracle_policy import TrueLatencyOracle
 from latency_oracle.sim.evaluation.workloads import ClientRequest
-
-from latency_oracle.settings import Settings
 
 # Simulated time 0 as a Unix time: records and the in-flight ledger need real-looking stamps.
 EPOCH = 1_700_000_000.0

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from latency_oracle.settings import Settings
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.evaluation.cluster import (
     ClusterConfig,
@@ -43,8 +45,6 @@ from latency_oracle.sim.evaluation.workloads import (
     synthetic,
 )
 from latency_oracle.sim.traces import read_trace
-
-from latency_oracle.settings import Settings
 
 ATTAINMENT_TARGET = 0.90  # the SLOs are p90 objectives: missing them = under 90% met
 WINDOW_S = 300.0  # coverage windows (5 minutes)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from latency_oracle.settings import Settings
 from latency_oracle.sim.engine.gpu_profiles import shared_data_dir
 from latency_oracle.sim.evaluation.cluster import ClusterConfig, RunResult
 from latency_oracle.sim.evaluation.evaluated_policies import HEURISTICS, SloTargets
@@ -33,8 +35,6 @@ from latency_oracle.sim.evaluation.load_sweep import (
     versions,
 )
 from latency_oracle.sim.traces import azure_trace
-
-from latency_oracle.settings import Settings
 
 START_LOAD = 2.0
 LOAD_STEP = 0.5

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
+
+from latency_oracle.settings import Settings
 from latency_oracle.sim.client_caps import client_cap, client_of
 from latency_oracle.sim.engine.records import SimRequest, shared_prefix_hashes
 from latency_oracle.sim.traces import TraceRow, arxiv_lengths, azure_trace, read_trace
-
-from latency_oracle.settings import Settings
 
 WorkloadName = Literal["azure", "poisson", "bursty", "chat", "long-prompt", "conversation"]
 WORKLOADS: tuple[str, ...] = ("azure", "poisson", "bursty", "chat", "long-prompt", "conversation")
