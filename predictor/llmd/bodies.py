@@ -100,7 +100,7 @@ def request_columns(
     numbers |= {name: _numbers(_column(rows, key, 0), n) for name, key in _OPTIONAL.items()}
     if tokens_per_word != 1.0:
         for name in WORD_FIELDS:
-            numbers[name] = np.round(numbers[name] * tokens_per_word)
+            numbers[name] = numbers[name] * tokens_per_word
     types = _column(rows, "pod_type", "")
     roles = (
         np.zeros(n)
