@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +29,12 @@ def installed_name(path: Path) -> str | None:
             parts = path.relative_to(ROOT / folder).with_suffix("").parts
             return ".".join([package, *(p for p in parts if p != "__init__")])
     return None
+
+
+@pytest.fixture(scope="session")
+def installed_module_name() -> Callable[[Path], str | None]:
+    """``installed_name``, for the tests that map source files to their modules."""
+    return installed_name
 
 
 class InstalledDoctestModule(DoctestModule):

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import xgboost as xgb
 
-QUEUE_EDGES = np.array([1, 2, 3, 5, 9, 17, 33])  # waiting requests: 0, 1, 2, 3-4, ..., 33+
+from latency_oracle.models.batch_forest import LLMD_REGULARISATION, QUEUE_EDGES
+
 PARAMS = {
     "objective": "reg:quantileerror",
     "quantile_alpha": 0.9,
@@ -29,20 +30,11 @@ ROUNDS = 200
 # llm-d's training server regularisation (latencypredictor's XGBRegressor for both targets:
 # subsample, colsample_bytree, min_child_weight, gamma, reg_alpha, reg_lambda), on top of
 # the same quantile objective, depth, learning rate and rounds.
-LLMD_PARAMS = {
-    **PARAMS,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 5,
-    "gamma": 0.2,
-    "alpha": 0.01,
-    "lambda": 0.1,
-    "seed": 42,
-}
+LLMD_PARAMS = {**PARAMS, **LLMD_REGULARISATION, "seed": 42}
 
 
 def bucket_of(waiting: float, kv_cache_usage: float, prefix_score: float) -> tuple[int, int, int]:
-    """The sample's (queue, KV-cache decile, prefix-score quartile) bucket."""
+    """The sample's (queue band, KV-cache decile, prefix-score quartile) bucket."""
     return (
         int(np.searchsorted(QUEUE_EDGES, waiting, side="right")),
         min(int(kv_cache_usage * 10), 9),
@@ -91,10 +83,17 @@ def run_baseline(
     timestamp: np.ndarray,
     schedule: Iterator[tuple[np.ndarray, np.ndarray]],
     params: dict[str, object] = PARAMS,
+    log_target: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict each batch, learning outcomes as ``schedule`` reveals them; each target's
     forest refitted every second of stream time. ``features``: one matrix for both
-    targets, or one per target (TTFT, TPOT), as llm-d builds them."""
+    targets, or one per target (TTFT, TPOT), as llm-d builds them. ``log_target``: fit
+    log-ms and serve its exponential (as LO's learners do) instead of ms (llm-d)."""
+    if log_target:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logged = tuple(np.log(t) for t in targets)
+        ttft, tpot = run_baseline(features, logged, buckets, timestamp, schedule, params)
+        return np.exp(ttft), np.exp(tpot)
     predictions = (np.empty(len(timestamp)), np.empty(len(timestamp)))
     models = (BucketedQuantileForest(params=params), BucketedQuantileForest(params=params))
     per_target = features if isinstance(features, tuple) else (features, features)

@@ -74,6 +74,11 @@ def _raw_p90(
     return np.exp(serving.function(features)[:, q])
 
 
+def _tpot(value: float) -> float | None:
+    """A TPOT to send: None where there is none (a one-token answer in a recording)."""
+    return float(value) if np.isfinite(value) else None
+
+
 def _records(stream: Stream, rows: np.ndarray) -> list[dict[str, object]]:
     f = stream.fields
     return [
@@ -164,7 +169,7 @@ def feed_native(
                         "timestamp": float(finished[i]),
                         "output_tokens": int(stream.fields["output_tokens"][i]),
                         "ttft_ms": float(stream.ttft_ms[i]),
-                        "tpot_ms": float(stream.tpot_ms[i]),
+                        "tpot_ms": _tpot(stream.tpot_ms[i]),
                     }
                     | ({} if prompt_chars is None else {"prompt_chars": int(prompt_chars[i])})
                     for i, record in zip(known.tolist(), _records(stream, known), strict=True)
@@ -258,7 +263,7 @@ def feed_llmd(
                         **entry,
                         "num_tokens_generated": int(stream.fields["output_tokens"][i]),
                         "actual_ttft_ms": 0.0 if ttft_sent[i] else float(stream.ttft_ms[i]),
-                        "actual_tpot_ms": float(stream.tpot_ms[i]),
+                        "actual_tpot_ms": _tpot(stream.tpot_ms[i]) or 0.0,
                         "timestamp": float(finished[i]),
                     }
                     for i, entry in zip(learn.tolist(), _llmd_entries(stream, learn), strict=True)
@@ -266,7 +271,7 @@ def feed_llmd(
                 if entries:
                     response = client.post("/add_training_data_bulk", json={"entries": entries})
                     assert response.status_code == 202, response.text
-                    sent[accelerator] += len(entries)
+                    sent[accelerator] += response.json()["accepted"]
                     _learned(service, sent[accelerator])
                 mine = rows[stream.accelerator[rows] == accelerator]
                 if len(mine):

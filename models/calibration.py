@@ -23,6 +23,13 @@ class AdaptiveConformal:
         self.step = step
         self.reset()
 
+    @property
+    def _max_levels(self) -> np.ndarray:
+        """The highest level each quantile may adapt to: a tenth of its miss rate short of
+        1. At level 1 the offset is the largest residual in the window, one outlier (a
+        request stuck behind a saturated queue) multiplying every prediction by itself."""
+        return 1.0 - (1.0 - self.targets) / 10.0
+
     def reset(self) -> None:
         self.levels = self.targets.copy()
         self.offsets = np.zeros(len(self.targets))
@@ -51,7 +58,9 @@ class AdaptiveConformal:
         served = self.offsets if served_extra is None else self.offsets + served_extra
         misses = scores > served
         self.levels = np.clip(
-            self.levels + self.step * (misses - (1.0 - self.targets)).sum(axis=0), 0.0, 1.0
+            self.levels + self.step * (misses - (1.0 - self.targets)).sum(axis=0),
+            0.0,
+            self._max_levels,
         )
         self._scores.extend(scores)
         self.offsets = conformal_quantiles(self._scores.view(), self.levels)
@@ -62,3 +71,8 @@ def conformal_quantiles(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
     n = len(scores)
     rank = np.clip(np.ceil(levels * (n + 1)).astype(np.int64) - 1, 0, n - 1)
     return np.sort(scores, axis=0)[rank, np.arange(scores.shape[1])]
+
+
+def served_quantiles(calibrated_log: np.ndarray) -> np.ndarray:
+    """Monotone quantiles in ms: a p99 below the p90 is never served."""
+    return np.exp(np.maximum.accumulate(calibrated_log, axis=1))

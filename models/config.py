@@ -7,10 +7,12 @@ from typing import Any
 
 from latency_oracle.features.engineering import N_FEATURES, monotone_signs
 from latency_oracle.features.plausibility import ObservationBounds
+from latency_oracle.models.batch_forest import BatchQuantileForest
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey, Target
 from latency_oracle.models.learner import Learner
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.rolling_quantile import RollingQuantile
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
 from latency_oracle.settings import Settings
 
@@ -43,6 +45,9 @@ class ModelConfig:
     xgb_max_rounds: int = _default("xgb_max_rounds")
     xgb_refit_rounds: int = _default("xgb_refit_rounds")
     xgb_max_depth: int = _default("xgb_max_depth")
+    batch_per_bucket: int = _default("batch_per_bucket")
+    batch_refit_every: int = _default("batch_refit_every")
+    regime_memory: int = _default("regime_memory")
     drift_delta: float = _default("drift_delta")
     challenger_window: int = _default("challenger_window")
     challenger_max_samples: int = _default("challenger_max_samples")
@@ -72,7 +77,8 @@ class ModelConfig:
         return min(100, self.eval_window)
 
     def make_learners(self, key: ModelKey) -> list[Learner]:
-        """Fresh learners for a key: the fast online one and the trees.
+        """Fresh learners for a key: the state-blind rolling quantile, the fast online
+        one, the incremental trees and the batch-refit trees (``models.batch_forest``).
 
         The global model gets trees only: transferring across hardware needs interactions
         (compute-bound prefill scales with TFLOP/s, decode with bandwidth) that a linear
@@ -104,4 +110,15 @@ class ModelConfig:
         linear = RiverQuantileLinear(
             self.quantiles, N_FEATURES, self.river_learning_rate, monotone=monotone, offset=offset
         )
-        return [linear, trees]
+        batch = BatchQuantileForest(
+            self.quantiles,
+            N_FEATURES,
+            per_bucket=self.batch_per_bucket,
+            refit_every=self.batch_refit_every,
+            monotone=monotone,
+            offset=offset,
+        )
+        # Before any learner has been scored, the first fitted one serves: the linear
+        # model, which knows the pod's state from its first batch. The state-blind
+        # rolling quantile serves where it wins the election (it would rank every pod alike).
+        return [linear, trees, batch, RollingQuantile(self.quantiles, N_FEATURES)]

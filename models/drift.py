@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     DRIFT = "drift"
     PROMOTION = "promotion"
     CHALLENGER_DROPPED = "challenger_dropped"
+    RECALL = "recall"  # a past regime's champion serves again (``models.regime_memory``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +145,10 @@ class DriftWatch:
         after = self.detector.update(y_log - champion.last_raw[:, median])
         if after:
             self.drifts += 1
+            model_set.remember_champion()
             for slot in model_set.slots:
                 slot.forget(after)
-            self._record(model_set, EventKind.DRIFT, champion.learner.name, "ADWIN, p50 residual")
+            self.record(model_set, EventKind.DRIFT, champion.learner.name, "ADWIN, p50 residual")
             self.race = ChallengerRace(model_set.spawn_challenger(), model_set.config)
         return None
 
@@ -164,10 +166,10 @@ class DriftWatch:
         if self.race.challenger_wins(config):
             model_set.promote(self.race.slot)
             self.promotions += 1
-            self._record(model_set, EventKind.PROMOTION, self.race.slot.learner.name, detail)
+            self.record(model_set, EventKind.PROMOTION, self.race.slot.learner.name, detail)
             self._end_race()
         elif self.race.samples >= config.challenger_max_samples:
-            self._record(
+            self.record(
                 model_set, EventKind.CHALLENGER_DROPPED, self.race.slot.learner.name, detail
             )
             self._end_race()
@@ -177,7 +179,7 @@ class DriftWatch:
         self.race = None
         self._watching = None
 
-    def _record(self, model_set: ModelSet, kind: EventKind, learner: str, detail: str) -> None:
+    def record(self, model_set: ModelSet, kind: EventKind, learner: str, detail: str) -> None:
         event = ModelEvent(kind, model_set.key, learner, time.time(), model_set.n_samples, detail)
         self.events.append(event)
         self.new_events.append(event)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from latency_oracle.models.calibration import AdaptiveConformal
+from latency_oracle.models.calibration import AdaptiveConformal, served_quantiles
 from latency_oracle.models.config import ModelConfig
-from latency_oracle.models.drift import DriftWatch
+from latency_oracle.models.drift import DriftWatch, EventKind
 from latency_oracle.models.evaluation import PrequentialEvaluator, WindowScores
 from latency_oracle.models.keys import GLOBAL_ACCELERATOR, ModelKey
 from latency_oracle.models.learner import Learner, QuantileFunction
 from latency_oracle.models.pod_calibration import PodOffsets, offsets_of
+from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.status import KeyStatus, status_of
@@ -29,6 +30,9 @@ from latency_oracle.models.status import KeyStatus, status_of
 # Outputs outside [1 us, ~28 h] are not latencies: the learner has diverged.
 LOG_MS_MIN = math.log(1e-3)
 LOG_MS_MAX = math.log(1e8)
+# A served quantile never exceeds this multiple of the largest outcome its key has seen:
+# room for a queue deeper than any seen so far, none for an extrapolation gone wild.
+CEILING_FACTOR = 10.0
 
 
 class LearnerDiverged(ArithmeticError):
@@ -42,11 +46,6 @@ def check_output(raw: np.ndarray) -> None:
     low, high = float(raw.min()), float(raw.max())
     if low < LOG_MS_MIN or high > LOG_MS_MAX:
         raise LearnerDiverged(f"prediction out of range: log-ms {low:.3g}..{high:.3g}")
-
-
-def served_quantiles(calibrated_log: np.ndarray) -> np.ndarray:
-    """Monotone quantiles in ms: a p99 below the p90 is never served."""
-    return np.exp(np.maximum.accumulate(calibrated_log, axis=1))
 
 
 @dataclass(slots=True)
@@ -86,6 +85,8 @@ class ServingModel:
     updated_at: float
     # The global model's log-scale per served model (``models.served_model_scale``).
     model_scales: dict[str, float] = field(default_factory=dict)
+    # log-ms no served quantile exceeds (``CEILING_FACTOR`` x the largest outcome seen).
+    ceiling: float = math.inf
 
     def predict_log(
         self,
@@ -106,7 +107,7 @@ class ServingModel:
         own = None if pods is None else offsets_of(self.pod_offsets, pods, len(self.offsets))
         if own is not None:
             out += own[:, : out.shape[1]]
-        return out
+        return np.minimum(out, self.ceiling + model_scale, out=out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,12 @@ class LearnerSlot:
 class ModelSet:
     """All learners of one key, evaluated prequentially; the best recent one serves."""
 
+    # The largest log-ms outcome learned (normalised, on the global key): the ceiling of
+    # what it serves. A class default, so snapshots from before it restore.
+    max_log_seen: float = -math.inf
+    # Champions of past regimes (``models.regime_memory``); None in older snapshots.
+    memory: RegimeMemory | None = None
+
     def __init__(self, key: ModelKey, config: ModelConfig) -> None:
         self.key = key
         self.config = config
@@ -213,6 +220,7 @@ class ModelSet:
         self.last_update: float | None = None
         self.version = 0
         self.drift = DriftWatch(config)
+        self.memory = RegimeMemory(config.quantiles, config.regime_memory)
         self.served_scales = self._new_served_scales()
 
     def _new_served_scales(self) -> ServedModelScale | None:
@@ -256,6 +264,8 @@ class ModelSet:
         scales = None if served_models is None else self.served_scales
         if scales is not None:
             y_log = y_log - scales.rows(served_models)
+        if len(y_log):
+            self.max_log_seen = max(self.max_log_seen, float(y_log.max()))
         failures = [
             LearnerFailure(self.key, slot.learner.name, error)
             for slot in self.slots
@@ -267,6 +277,8 @@ class ModelSet:
             median = int(np.argmin(np.abs(np.asarray(self.config.quantiles) - 0.5)))
             scales.update(served_models, y_log - raw[:, median])
         self.n_samples += len(y_log)
+        if self.memory is not None:
+            self.memory.score(features, y_log, None if champion is None else champion.last_served)
         if (error := self.drift.step(self, features, y_log)) is not None:
             failures.append(LearnerFailure(self.key, f"{self.champion} challenger", error))
         self.last_update = time.time()
@@ -282,6 +294,12 @@ class ModelSet:
         fresh = self.config.make_learners(self.key)
         return self._new_slot(next(x for x in fresh if x.name == self.champion))
 
+    def remember_champion(self) -> None:
+        """Before a drift makes every learner forget: keep the champion as it is."""
+        champion = self.champion_slot()
+        if self.memory is not None and champion is not None:
+            self.memory.remember(champion)
+
     def promote(self, challenger: LearnerSlot) -> None:
         """The challenger replaces the stale slot of its kind and becomes champion."""
         name = challenger.learner.name
@@ -296,6 +314,7 @@ class ModelSet:
         losses are larger, and would otherwise lose to a stale learner's calm past. After
         a drift (scores start over) the champion stays until there are enough of them.
         """
+        self._recall()
         eligible = [s for s in self.slots if s.eligible()]
         if not eligible:
             fitted = [s for s in self.slots if s.learner.is_fitted and s.health.state != "failed"]
@@ -311,6 +330,21 @@ class ModelSet:
         current = losses.get(self.champion or "")
         if current is None or losses[best] < current * (1.0 - self.config.champion_margin):
             self.champion = best
+
+    def _recall(self) -> None:
+        """A past regime's champion that now beats the live one serves again."""
+        champion = self.champion_slot()
+        if self.memory is None or champion is None or not champion.eligible():
+            return
+        revived = self.memory.recall(self.config)
+        if revived is None:
+            return
+        name = revived.learner.name
+        displaced = self.slot(name)
+        self.slots = [revived if s is displaced else s for s in self.slots]
+        self.memory.swap(revived, displaced)
+        self.champion = name
+        self.drift.record(self, EventKind.RECALL, name, "a past regime's champion returned")
 
     def slot(self, name: str) -> LearnerSlot:
         return next(s for s in self.slots if s.learner.name == name)
@@ -336,6 +370,7 @@ class ModelSet:
             version=self.version,
             updated_at=self.last_update or time.time(),
             model_scales={} if self.served_scales is None else self.served_scales.published(),
+            ceiling=self.max_log_seen + math.log(CEILING_FACTOR),
         )
 
     def status(self, serving: bool) -> KeyStatus:

@@ -2,8 +2,10 @@
 the global ones.
 
 A new (accelerator type, served model) pair gets its own model sets on first sight; until
-they have ``min_samples`` samples, its requests are answered by the global model, which
-learns from every accelerator and every served model. It sees hardware descriptors, so
+they have ``min_samples`` samples, its requests are answered by the global model, or, while
+the global model has too few samples itself, by its own models from however few outcomes
+(they know its speed better than a 7B roofline at a hardware label's spec FLOP/s). The
+global model learns from every accelerator and every served model. It sees hardware descriptors, so
 what it learned on an H100 transfers to an MI300X by compute and bandwidth ratios, and it
 learns latency normalised by a scale per served model (``models.served_model_scale``), so
 a 70B model seen only on H100s is predicted on an A100 by the 70B's scale and the A100's
@@ -344,7 +346,8 @@ class ModelRegistry:
         through_headline: bool,
     ) -> Answer:
         """Both targets for one (accelerator, served model)'s rows: its own models, else the
-        global ones scaled to the served model, else the global ones, else the physics prior."""
+        global ones scaled to the served model, else the global ones, else its own models
+        from however few outcomes, else the physics prior."""
         log_ms: list[np.ndarray] = []
         models: list[str] = []
         keys: list[str] = []
@@ -357,6 +360,8 @@ class ModelRegistry:
                 cold = True
                 serving = self._published(GLOBAL_ACCELERATOR, target, ANY_MODEL)
                 scale = None if serving is None else serving.model_scales.get(model)
+            if serving is None:  # its very first outcomes still beat a 7B roofline guess
+                serving = self._serving.get((accelerator, target, model))
             if serving is None:
                 prior = prior or prior_log_quantiles(features, quantiles)
                 log_ms.append(prior[target.value])

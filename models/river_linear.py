@@ -51,14 +51,25 @@ class RunningStandardizer:
 
 @dataclass(frozen=True, slots=True)
 class LinearQuantileFunction:
-    """Serving form of the linear learners: ((x - mean) * inv_scale) @ weights + intercept."""
+    """Serving form of the linear learners: ((x - mean) * inv_scale) @ weights + intercept,
+    each feature first clipped into the range it was learned on (``low``..``high``).
+
+    A linear model of log-latency extrapolates exponentially: a weight learned on queues
+    of 0-2 requests, applied to a queue of 200, served p90s of minutes for requests of a
+    quarter second. Beyond the states it has seen it predicts as at their edge; growth
+    past them is the physics baseline's to give (``models.residual``), not the slope's.
+    """
 
     mean: np.ndarray
     inv_scale: np.ndarray
     weights: np.ndarray  # (d, q)
     intercept: np.ndarray  # (q,)
+    low: np.ndarray | None = None  # (d,) per-feature range learned on (None: unclipped)
+    high: np.ndarray | None = None
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
+        if self.low is not None:
+            features = np.clip(features, self.low, self.high)
         return ((features - self.mean) * self.inv_scale) @ self.weights + self.intercept
 
     def leading(self, k: int) -> LinearQuantileFunction:
@@ -88,6 +99,8 @@ class RiverQuantileLinear(BaseLearner):
         self._function = None
         self._keys = [f"x{i}" for i in range(self.n_features)]
         self._scaler = RunningStandardizer(self.n_features)
+        self._low = np.full(self.n_features, np.inf)
+        self._high = np.full(self.n_features, -np.inf)
         self._target = RunningStandardizer(1)
         # Recent (baseline, outcome) pairs in log-ms: the baseline's fit follows them.
         self._baseline_recent = RingBuffer(BASELINE_WINDOW, 2)
@@ -109,6 +122,9 @@ class RiverQuantileLinear(BaseLearner):
             self._fit_offset(recent[:, 0], recent[:, 1])
         y = self._residual(features, y)
         self._scaler.update(features)
+        if len(features):
+            self._low = np.minimum(self._low, features.min(axis=0))
+            self._high = np.maximum(self._high, features.max(axis=0))
         self._target.update(y.reshape(-1, 1))
         inv_scale = self._scaler.inverse_scale()
         centred = (y - self._target.mean[0]).tolist()
@@ -142,4 +158,11 @@ class RiverQuantileLinear(BaseLearner):
             [[reg.weights.get(key, 0.0) for reg in self._regressors] for key in self._keys]
         )
         intercept = np.array([reg.intercept for reg in self._regressors]) + self._target.mean[0]
-        return LinearQuantileFunction(self._scaler.mean.copy(), inv_scale, weights, intercept)
+        return LinearQuantileFunction(
+            self._scaler.mean.copy(),
+            inv_scale,
+            weights,
+            intercept,
+            self._low.copy(),
+            self._high.copy(),
+        )

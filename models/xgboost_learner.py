@@ -28,6 +28,31 @@ from latency_oracle.models.ring import RingBuffer
 MIN_REBUILD = 64  # fewest samples a forest is rebuilt on while its window fills
 
 
+def quantile_params(
+    quantiles: tuple[float, ...],
+    max_depth: int,
+    learning_rate: float,
+    monotone: tuple[int, ...] | None,
+    **regularisation: float,
+) -> dict[str, object]:
+    """XGBoost parameters of a multi-quantile forest on one thread, as the learners fit
+    them, with ``monotone`` sign constraints per feature where any is set."""
+    params: dict[str, object] = {
+        "objective": "reg:quantileerror",
+        "quantile_alpha": list(quantiles),
+        "tree_method": "hist",
+        "max_bin": 64,
+        "max_depth": max_depth,
+        "eta": learning_rate,
+        **regularisation,
+        "nthread": 1,
+        "verbosity": 0,
+    }
+    if monotone and any(monotone):
+        params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
+    return params
+
+
 class IncrementalXGBoost(BaseLearner):
     """Sliding-window continued boosting with one output per served quantile."""
 
@@ -58,19 +83,9 @@ class IncrementalXGBoost(BaseLearner):
         self.rounds_per_boost = rounds_per_boost
         self.max_rounds = max_rounds
         self.refit_rounds = refit_rounds
-        self.params = {
-            "objective": "reg:quantileerror",
-            "quantile_alpha": list(self.quantiles),
-            "tree_method": "hist",
-            "max_bin": 64,
-            "max_depth": max_depth,
-            "eta": learning_rate,
-            "min_child_weight": 4.0,
-            "nthread": 1,
-            "verbosity": 0,
-        }
-        if monotone and any(monotone):
-            self.params["monotone_constraints"] = "(" + ",".join(map(str, monotone)) + ")"
+        self.params = quantile_params(
+            self.quantiles, max_depth, learning_rate, monotone, min_child_weight=4.0
+        )
         self.reset()
 
     def reset(self) -> None:

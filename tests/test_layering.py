@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -215,17 +216,6 @@ def test_no_folder_holds_a_family_of_modules() -> None:
     assert not crowded, crowded
 
 
-def module_name(module: Path) -> str:
-    """A source file's installed dotted name: ``models/persistence/codec.py`` ->
-    ``latency_oracle.models.persistence.codec``."""
-    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    for package, folder in sorted(mapping["package-dir"].items(), key=lambda p: -len(p[1])):
-        if module.is_relative_to(ROOT / folder):
-            parts = module.relative_to(ROOT / folder).with_suffix("").parts
-            return ".".join([package, *(p for p in parts if p != "__init__")])
-    raise ValueError(module)
-
-
 def run_time_imports(source: Path, modules: set[str]) -> set[str]:
     """The package's modules a file imports when it runs, in functions too: everything but
     what ``if TYPE_CHECKING:`` guards (annotations only)."""
@@ -249,10 +239,10 @@ def run_time_imports(source: Path, modules: set[str]) -> set[str]:
     return found & modules
 
 
-def test_no_import_cycle_runs() -> None:
+def test_no_import_cycle_runs(installed_module_name: Callable[[Path], str | None]) -> None:
     """A cycle works only while one of its imports stays inside a function, and breaks the
     day someone hoists it; it also ties modules that should change apart together."""
-    sources = {module_name(m): m for m in package_modules()}
+    sources = {installed_module_name(m): m for m in package_modules()}
     graph = {name: run_time_imports(path, set(sources)) - {name} for name, path in sources.items()}
     cycles = []
     state: dict[str, str] = {}  # "open" while on the DFS path, "done" once explored

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from latency_oracle.features.engineering import N_FEATURES, RequestColumns, build_features
+from latency_oracle.models.batch_forest import BatchQuantileForest
 from latency_oracle.models.learner import Learner, NotFittedError
 from latency_oracle.models.persistence.allowed_types import SNAPSHOT_TYPES
 from latency_oracle.models.prior import prefill_backlog_log_ms
 from latency_oracle.models.river_linear import RiverQuantileLinear
+from latency_oracle.models.rolling_quantile import RollingQuantile
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
 from latency_oracle.sim.synthetic_stream import SyntheticStream
 
@@ -26,6 +28,20 @@ LEARNERS: dict[str, Callable[[], Learner]] = {
     "xgboost": lambda: IncrementalXGBoost(QUANTILES, N_FEATURES, window=512, boost_every=128),
     "xgboost residual": lambda: IncrementalXGBoost(
         QUANTILES, N_FEATURES, window=512, boost_every=128, offset=prefill_backlog_log_ms
+    ),
+    "rolling_quantile": lambda: RollingQuantile(QUANTILES, N_FEATURES),
+    # Refitting in line, so each batch's effect is seen at once (the background refit has
+    # its own tests in test_batch_forest.py).
+    "batch_xgboost": lambda: BatchQuantileForest(
+        QUANTILES, N_FEATURES, refit_every=128, rounds=20, background=False
+    ),
+    "batch_xgboost residual": lambda: BatchQuantileForest(
+        QUANTILES,
+        N_FEATURES,
+        refit_every=128,
+        rounds=20,
+        offset=prefill_backlog_log_ms,
+        background=False,
     ),
 }
 

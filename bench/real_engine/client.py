@@ -7,6 +7,7 @@ time from that event to the last text event, over the tokens after the first (us
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+CUT = "cut at the deadline"
 
 
 @dataclass
@@ -67,32 +70,57 @@ async def stream(
     url: str,
     body: dict[str, Any],
     on_first_token: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> Measured:
-    """POST a streamed completion and time it; errors are recorded, never raised."""
+    """POST a streamed completion and time it; errors are recorded, never raised.
+
+    ``deadline`` (a ``time.perf_counter`` time): the stream is cut there, its times so
+    far kept, and ``error`` says it was cut (a run that ends does not wait for the tail).
+    """
     measured = Measured(sent=time.perf_counter())
     try:
-        async with client.stream("POST", url, json=body) as response:
-            measured.status = response.status_code
-            if response.status_code != 200:
-                measured.error = (await response.aread())[:200].decode(errors="replace")
-                return measured
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                now = time.perf_counter()
-                chunk = json.loads(line[6:])
-                choices = chunk.get("choices") or []
-                if any(_has_text(c) for c in choices):
-                    if measured.first_token is None and on_first_token is not None:
-                        on_first_token()
-                    measured.first_token = measured.first_token or now
-                    measured.last_token = now
-                    measured.text_events += 1
-                for choice in choices:
-                    measured.finish_reason = choice.get("finish_reason") or measured.finish_reason
-                if chunk.get("usage"):
-                    measured.usage = chunk["usage"]
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            await _read(client, url, body, measured, on_first_token)
+    except TimeoutError:
+        measured.error = CUT
     except (httpx.HTTPError, ValueError) as exc:
         measured.error = repr(exc)[:200]
     measured.finished = time.perf_counter()
     return measured
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    """A ``perf_counter`` time on the event loop's clock."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + deadline - time.perf_counter()
+
+
+async def _read(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    measured: Measured,
+    on_first_token: Callable[[], None] | None,
+) -> None:
+    async with client.stream("POST", url, json=body) as response:
+        measured.status = response.status_code
+        if response.status_code != 200:
+            measured.error = (await response.aread())[:200].decode(errors="replace")
+            return
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            now = time.perf_counter()
+            chunk = json.loads(line[6:])
+            choices = chunk.get("choices") or []
+            if any(_has_text(c) for c in choices):
+                if measured.first_token is None and on_first_token is not None:
+                    on_first_token()
+                measured.first_token = measured.first_token or now
+                measured.last_token = now
+                measured.text_events += 1
+            for choice in choices:
+                measured.finish_reason = choice.get("finish_reason") or measured.finish_reason
+            if chunk.get("usage"):
+                measured.usage = chunk["usage"]

@@ -51,7 +51,7 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run(argv: list[str], log_path: Path) -> None:
+def run_logged(argv: list[str], log_path: Path) -> None:
     with open(log_path, "a") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
@@ -71,10 +71,12 @@ def ensure_venv(root: Path | None = None) -> Path:
         log.warning("installing %s into %s (about 2 minutes, 3 GB)", VLLM_PIN, root / "venv")
         logs = root / "logs"
         logs.mkdir(exist_ok=True)
-        _run([sys.executable, "-m", "venv", "--clear", str(root / "venv")], logs / "install.log")
+        run_logged(
+            [sys.executable, "-m", "venv", "--clear", str(root / "venv")], logs / "install.log"
+        )
         pip = [str(engine_python(root)), "-m", "pip", "--disable-pip-version-check"]
-        _run([*pip, "install", "-q", VLLM_PIN], logs / "install.log")
-        _run([*pip, "uninstall", "-y", "-q", *CUDA_EXTRAS], logs / "install.log")
+        run_logged([*pip, "install", "-q", VLLM_PIN], logs / "install.log")
+        run_logged([*pip, "uninstall", "-y", "-q", *CUDA_EXTRAS], logs / "install.log")
         marker.write_text(
             json.dumps({"pin": VLLM_PIN, "seconds": round(time.monotonic() - started)})
         )
@@ -92,5 +94,5 @@ def ensure_model(preset: str = "tiny", seed: int = 0, root: Path | None = None) 
             return folder
         log.warning("making the %s model in %s", preset, folder)
         argv = [str(python), str(MAKE_MODEL), str(folder), "--preset", preset]
-        _run([*argv, "--seed", str(seed)], root / "logs" / "make_model.log")
+        run_logged([*argv, "--seed", str(seed)], root / "logs" / "make_model.log")
     return folder

@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 from batch_baseline import LLMD_PARAMS, run_baseline
 
+from latency_oracle.models.batch_forest import QUEUE_EDGES
 from real_engine.recording import Recording
 
 ROLLING = 200
-QUEUE_EDGES = np.array([1, 3, 6, 11])  # llm-d's queue buckets: 0, 1-2, 3-5, 6-10, 11+
 
 
 def llmd_bucket(waiting: float, kv: float, prefix: float) -> tuple[int, int, int]:

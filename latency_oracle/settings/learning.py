@@ -92,6 +92,27 @@ class LearningSettings(BaseModel):
     )
     xgb_refit_rounds: int = Field(16, ge=1, description="Rounds of a refit from the window.")
     xgb_max_depth: int = Field(5, ge=1, le=10, description="XGBoost tree depth.")
+    batch_per_bucket: int = Field(
+        200,
+        ge=8,
+        le=4_096,
+        description="Recent samples the batch-refit trees keep per (queue, KV-cache) bucket "
+        "(100 buckets: at most 100x this many rows of 23 floats per key and target).",
+    )
+    batch_refit_every: int = Field(
+        2_048,
+        ge=16,
+        description="New samples between background refits of the batch trees (while "
+        "fewer are held, each time they double). A refit of 20k samples costs ~1 s of one "
+        "core; every 512 samples it cost 60% more CPU per sample learned than the rest.",
+    )
+    regime_memory: int = Field(
+        3,
+        ge=0,
+        le=16,
+        description="Champions displaced by a drift kept per model key, frozen and scored on "
+        "new samples, so a regime that returns is served by the model that knew it.",
+    )
     drift_delta: float = Field(
         0.002,
         gt=0,

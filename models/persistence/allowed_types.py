@@ -14,6 +14,7 @@ from river import linear_model, optim
 from river.utils import VectorDict
 
 from latency_oracle.models.baseline_fit import FittedOffset
+from latency_oracle.models.batch_forest import BackgroundRefit, BatchQuantileForest
 from latency_oracle.models.calibration import AdaptiveConformal
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import (
@@ -31,6 +32,7 @@ from latency_oracle.models.output_length import LengthCounts
 from latency_oracle.models.persistence.codec import Adapter, TypeRegistry
 from latency_oracle.models.pod_calibration import PodOffsets
 from latency_oracle.models.prior import prefill_backlog_log_ms
+from latency_oracle.models.regime_memory import RegimeMemory
 from latency_oracle.models.residual import ResidualFunction
 from latency_oracle.models.ring import RingBuffer
 from latency_oracle.models.river_linear import (
@@ -38,6 +40,7 @@ from latency_oracle.models.river_linear import (
     RiverQuantileLinear,
     RunningStandardizer,
 )
+from latency_oracle.models.rolling_quantile import ConstantQuantileFunction, RollingQuantile
 from latency_oracle.models.served_history import ServedHistory
 from latency_oracle.models.served_model_scale import ServedModelScale
 from latency_oracle.models.xgboost_learner import IncrementalXGBoost
@@ -62,6 +65,10 @@ SNAPSHOT_TYPES = TypeRegistry(
         RunningStandardizer,
         LinearQuantileFunction,
         IncrementalXGBoost,
+        RollingQuantile,
+        RegimeMemory,
+        BatchQuantileForest,
+        ConstantQuantileFunction,
         CompiledForest,
         ResidualFunction,
         FittedOffset,
@@ -78,6 +85,8 @@ SNAPSHOT_TYPES = TypeRegistry(
         Adapter(VectorDict, lambda weights: weights.to_dict(), VectorDict),
         # Recent versions re-fill within minutes and would bloat every snapshot.
         Adapter(ServedHistory, lambda history: history.size, lambda size: ServedHistory(int(size))),
+        # A refit in flight is not state: a restored learner refits again when due.
+        Adapter(BackgroundRefit, lambda refit: None, lambda state: BackgroundRefit()),
         # ADWIN's window is a Rust object with no plain-data form: a restored detector
         # starts a fresh window (a drift is then detected from the restore on).
         Adapter(
