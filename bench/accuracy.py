@@ -139,6 +139,24 @@ def rolling_p90(stream: Source, instant: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def windowed(stream: Source, warmup: int) -> Iterator[tuple[str, str, slice, np.ndarray]]:
+    """(target, window, its rows, the outcomes there), for every target and window."""
+    for target in TARGETS:
+        y = getattr(stream, f"{target}_ms")
+        for window, sl in windows(stream, warmup).items():
+            if sl.start < min(sl.stop, len(stream)):
+                yield target, window, sl, y[sl]
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A markdown table under its title."""
+    print(f"\n{title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def pinball(y: np.ndarray, q: np.ndarray, alpha: float = 0.9) -> float:
     """Mean p90 pinball loss over the rows with both an outcome and a prediction."""
     ok = np.isfinite(y) & np.isfinite(q)

@@ -12,10 +12,13 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "schema": (
             "Observation",
             "PredictionRequest",
+            "PredictionQuery",
+            "PromptSize",
             "RequestShape",
             "PodIdentity",
             "ServerState",
         ),
+        "labels": ("Label", "Claimed", "offered"),
         "pod_state": ("PodState", "PodStateStore"),
         "engineering": ("FEATURE_NAMES", "RequestColumns", "build_features", "record_numbers"),
         "store": ("ObservationStore", "InProcessObservationStore", "StoreFull"),

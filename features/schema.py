@@ -12,7 +12,16 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from latency_oracle.features.accelerators import normalize_accelerator
 
@@ -76,8 +85,8 @@ class RequestShape(_Record):
 
     @model_validator(mode="after")
     def _hits_within_prompt(self) -> Self:
-        hits = self.prefix_cache_hit_tokens
-        if hits is not None and hits > self.input_tokens:
+        hits, tokens = self.prefix_cache_hit_tokens, self.input_tokens
+        if hits is not None and tokens is not None and hits > tokens:
             raise ValueError("prefix_cache_hit_tokens cannot exceed input_tokens")
         return self
 
@@ -86,17 +95,85 @@ class PredictionRequest(PodIdentity, RequestShape, ServerState):
     """A candidate placement: the request on a pod in its current state."""
 
 
+PROMPT_SIZE_FIELDS = ("input_tokens", "prompt_chars", "prompt_words")
+
+
+class PromptSize(_Record):
+    """A prompt's size in the unit its caller counts: exactly one of tokens, characters or
+    words. Gateways and llm-d's endpoint picker do not tokenize; the predictor converts
+    characters and words with the served model's learned ratio (``models.prompt_units``)."""
+
+    input_tokens: TokenCount | None = Field(None, description="Prompt length in tokens.")
+    prompt_chars: TokenCount | None = Field(
+        None, description="Prompt length in characters, instead of input_tokens."
+    )
+    prompt_words: TokenCount | None = Field(
+        None, description="Prompt length in whitespace-separated words, instead of input_tokens."
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt_size(self) -> Self:
+        given = [name for name in PROMPT_SIZE_FIELDS if getattr(self, name) is not None]
+        if len(given) == 1:
+            return self
+        # An error at the field: none given names input_tokens, several the second one.
+        error = PydanticCustomError(
+            "prompt_size",
+            "give the prompt size as exactly one of input_tokens, prompt_chars, "
+            "prompt_words (given: {given})",
+            {"given": ", ".join(given) or "none"},
+        )
+        field = given[1] if given else "input_tokens"
+        details = InitErrorDetails(type=error, loc=(field,), input=getattr(self, field))
+        raise ValidationError.from_exception_data(type(self).__name__, [details])
+
+
+class PredictionQuery(PromptSize, PredictionRequest):
+    """A prediction request as callers send it: the prompt size in their unit. The
+    predictor answers it as the ``PredictionRequest`` with the size in tokens."""
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class Observation(PredictionRequest):
-    """One finished request as a pod saw it, with its measured latencies."""
+    """One request as a pod saw it, with its measured latencies: at its end, or at its
+    first token (``finished`` false), when only its TTFT is known yet."""
 
     observation_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         min_length=1,
         max_length=128,
-        description="Idempotency key: a retried write with the same id is counted once.",
+        description="Idempotency key: the request's id. Each target (TTFT, TPOT, output "
+        "length) is learned at most once per id, whichever record brings it first.",
     )
     timestamp: Number = Field(
-        default_factory=time.time, gt=0, description="Unix time the request finished."
+        default_factory=time.time,
+        gt=0,
+        description="Unix time of the record: the request's end, or its first token when "
+        "not finished.",
+    )
+    # Fields at their defaults are left out of the JSON (``exclude_if``): a finished
+    # record dumps as it did before they existed, so readers of older versions and code
+    # that turns a dumped observation into a prediction request keep working.
+    prompt_chars: TokenCount | None = Field(
+        None,
+        description="Characters of the prompt, when sent as text: with input_tokens, "
+        "teaches the served model's tokens per character.",
+        exclude_if=_unset,
+    )
+    prompt_words: TokenCount | None = Field(
+        None,
+        description="Whitespace-separated words of the prompt, when sent as text.",
+        exclude_if=_unset,
+    )
+    finished: bool = Field(
+        True,
+        exclude_if=bool,
+        description="The request has ended and output_tokens is its final count, which "
+        "output-length learning needs. False: a record sent at the first token, or one "
+        "whose client did not send the final count (llm-d's TPOT entries).",
     )
     ttft_ms: Number | None = Field(None, gt=0, le=MAX_TTFT_MS, description="Time to first token.")
     tpot_ms: Number | None = Field(

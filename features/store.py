@@ -1,8 +1,10 @@
 """Where accepted observations wait to be learned: the embedded, in-process store.
 
-Writes are all-or-nothing and idempotent by observation id, so a sidecar that retries a
-write never creates a second sample, and a full buffer refuses a whole call (the caller
-gets 503 and retries) instead of silently dropping part of it.
+Writes are all-or-nothing and idempotent per target and observation id
+(``features.labels``), so a sidecar that retries a write never creates a second sample,
+a request's first-token and finish records teach each target once, and a full buffer
+refuses a whole call (the caller gets 503 and retries) instead of silently dropping part
+of it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from latency_oracle.features.labels import Claimed, Label, claim, offered
 from latency_oracle.features.pod_state import PodState, PodStateStore, select_pods
 from latency_oracle.features.schema import Observation
 
@@ -40,13 +43,14 @@ class ObservationStore(PodStateStore, Protocol):
 
     def append(self, observations: Sequence[Observation]) -> AppendResult: ...
 
-    def read_batch(self, max_items: int, timeout_s: float) -> list[Observation]: ...
+    def read_batch(self, max_items: int, timeout_s: float) -> list[Claimed]: ...
 
     def pending(self) -> int: ...
 
 
 class InProcessObservationStore:
-    """A bounded FIFO with an id window for idempotency, shared by threads of one process."""
+    """A bounded FIFO with an id window (the labels each id has taught) for idempotency,
+    shared by threads of one process."""
 
     def __init__(
         self,
@@ -64,32 +68,38 @@ class InProcessObservationStore:
         self.pods_evicted = 0
         # Least recently reported first, so the cap evicts the stalest pod.
         self._pods: OrderedDict[str, tuple[float, PodState]] = OrderedDict()
-        self._queue: deque[Observation] = deque()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._queue: deque[Claimed] = deque()
+        self._seen: OrderedDict[str, Label] = OrderedDict()
         self._ready = threading.Condition()
 
     def append(self, observations: Sequence[Observation]) -> AppendResult:
         with self._ready:
-            fresh: dict[str, Observation] = {}
+            taken: dict[str, Label] = {}  # the ids' labels with this call's claims
+            fresh: list[Claimed] = []
             for obs in observations:
-                if obs.observation_id not in self._seen:
-                    fresh.setdefault(obs.observation_id, obs)
+                before = taken.get(obs.observation_id, self._seen.get(obs.observation_id, Label(0)))
+                labels = claim(before, offered(obs))
+                if labels:
+                    taken[obs.observation_id] = before | labels
+                    fresh.append(Claimed(obs, labels))
             if len(self._queue) + len(fresh) > self.capacity:
                 raise StoreFull(
                     f"observation buffer full ({len(self._queue)}/{self.capacity})",
                     retry_after_s=1.0,
                 )
-            for obs_id, obs in fresh.items():
-                self._seen[obs_id] = None
-                self._queue.append(obs)
+            for obs_id, labels in taken.items():
+                self._seen[obs_id] = labels
+                self._seen.move_to_end(obs_id)
+            self._queue.extend(fresh)
             while len(self._seen) > self.dedup_window:
                 self._seen.popitem(last=False)
             if fresh:
                 self._ready.notify_all()
             return AppendResult(len(fresh), len(observations) - len(fresh))
 
-    def read_batch(self, max_items: int, timeout_s: float) -> list[Observation]:
-        """Up to ``max_items`` observations, waiting up to ``timeout_s`` for the first."""
+    def read_batch(self, max_items: int, timeout_s: float) -> list[Claimed]:
+        """Up to ``max_items`` records with the labels they claimed, waiting up to
+        ``timeout_s`` for the first."""
         with self._ready:
             if not self._queue:
                 self._ready.wait(timeout_s)

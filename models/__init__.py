@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "registry": ("ModelRegistry", "LearnReport", "LearnScope"),
         "config": ("ModelConfig",),
+        "prompt_units": ("PromptUnit",),
         "keys": ("ModelKey", "Target"),
         "learner": ("Learner", "BaseLearner", "NotFittedError", "QuantileFunction"),
         "river_linear": ("RiverQuantileLinear",),

@@ -16,6 +16,10 @@ model (prompt band, cap band) <- model (cap band) <- fleet (cap band) <- fleet <
 log-normal prior. The fleet's pooled level counts a cut request as a length at its cap
 (caps differ there), the levels of one cap band as the atom.
 
+Each served model's counts also carry its prompt units (``models.prompt_units``: tokens
+per character and per word, learned from the same finished records), so they travel
+with them.
+
 The state is plain numpy arrays in a dataclass, so it travels through the restricted
 snapshot codec (``models/persistence/allowed_types.py``); counts of one layout add up, so states
 learned apart combine by summing. Predictions read a published table of per-cell
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latency_oracle.features.schema import Observation
+from latency_oracle.models.prompt_units import PromptUnit, empty_sums, learn_sums, tokens_per
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ class LengthCounts:
     by_prompt: np.ndarray = field(default_factory=lambda: np.zeros((NP, BINS + 1)))
     pooled: np.ndarray = field(default_factory=lambda: np.zeros(BINS + 1))
     samples: int = 0  # observations learned (not decayed)
+    prompt_units: np.ndarray = field(default_factory=empty_sums)  # ``models.prompt_units``
 
     def learn(self, prompt: np.ndarray, cap: np.ndarray, slot: np.ndarray, raw: np.ndarray) -> None:
         """Add observations: bands, their slot (length bin, or the atom ``BINS`` when cut
@@ -194,10 +200,16 @@ class OutputLengths:
         self._fleet_table = quantile_table(self.fleet, self.fleet)
 
     def learn(self, observations: Sequence[Observation]) -> None:
-        """Learn the finished requests' output tokens against the caps they were sent."""
-        observations = [o for o in observations if o.output_tokens > 0]
+        """Learn the finished requests' output tokens against the caps they were sent (a
+        record sent at the first token counts tokens so far, not the request's)."""
+        observations = [o for o in observations if o.finished and o.output_tokens > 0]
         if not observations:
             return
+        texts = [o for o in observations if o.prompt_chars or o.prompt_words]
+        learn_sums(self.fleet.prompt_units, texts)
+        for model in dict.fromkeys(o.model for o in texts):
+            counts = self.models.setdefault(model, LengthCounts())
+            learn_sums(counts.prompt_units, [o for o in texts if o.model == model])
         served = np.array([o.model for o in observations], dtype=object)
         output = np.array([o.output_tokens for o in observations])
         cap = np.array([o.max_tokens for o in observations])
@@ -245,6 +257,13 @@ class OutputLengths:
         row = table[bisect_left(_PROMPT_EDGES, input_tokens), bisect_left(_CAP_EDGES, max_tokens)]
         return np.minimum(row, max_tokens) if max_tokens > 0 else row
 
+    def tokens_per(self, served: str, unit: PromptUnit) -> float:
+        """Tokens per character or word of ``served``'s prompts (the fleet's for a model
+        never seen; a typical tokenizer's before any)."""
+        fleet = tokens_per(self.fleet.prompt_units, unit)
+        counts = self.models.get(served)
+        return fleet if counts is None else tokens_per(counts.prompt_units, unit, fleet)
+
     # -- persistence: the counts travel, the tables are rebuilt -------------------------
 
     def export(self) -> dict[str, LengthCounts] | None:
@@ -280,5 +299,6 @@ def _usable(counts: LengthCounts) -> bool:
             (counts.by_cap, expected.by_cap),
             (counts.by_prompt, expected.by_prompt),
             (counts.pooled, expected.pooled),
+            (counts.prompt_units, expected.prompt_units),
         )
     )

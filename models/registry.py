@@ -27,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 
 from latency_oracle.features.engineering import RequestColumns, build_features
+from latency_oracle.features.labels import Label, offered
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import ModelEvent
@@ -92,13 +93,18 @@ class ModelRegistry:
     # -- learning (one trainer thread) -------------------------------------------------
 
     def learn(
-        self, observations: Sequence[Observation], scope: LearnScope = LearnScope.ALL
+        self,
+        observations: Sequence[Observation],
+        scope: LearnScope = LearnScope.ALL,
+        labels: Sequence[Label] | None = None,
     ) -> LearnReport:
         """Apply a batch of observations to every model set they concern within ``scope``.
 
         Each observation trains the global model and its own (accelerator, served model)
-        key, and, with the global model, the output lengths. Implausible observations are
-        skipped here too, whichever door they came in by.
+        key, and, with the global model, the output lengths: only in the targets of its
+        ``labels``, those its store claimed for it (``features.labels``; default, all it
+        offers), so a request's first-token and finish records teach each target once.
+        Implausible observations are skipped here too, whichever door they came in by.
 
         Parameters
         ----------
@@ -108,6 +114,9 @@ class ModelRegistry:
         scope
             Which keys learn: all (one process), or, where trainers split the work, only
             the accelerators' or only the global ones.
+        labels
+            Per observation, the targets to learn from it (``features.labels.Label``);
+            None: all it offers.
 
         Returns
         -------
@@ -134,18 +143,22 @@ class ModelRegistry:
         >>> sorted(f"{key.accelerator}/{key.target}" for key in report.samples)
         ['H100/tpot', 'H100/ttft', 'global/tpot', 'global/ttft']
         """
-        plausible = self.config.bounds.keep_plausible(observations)
-        implausible = len(observations) - len(plausible)
-        if not plausible:
+        if labels is None:
+            labels = [offered(o) for o in observations]
+        check = self.config.bounds.check
+        kept = [(o, m) for o, m in zip(observations, labels, strict=True) if check(o) is None]
+        implausible = len(observations) - len(kept)
+        if not kept:
             return LearnReport(len(observations), {}, [], implausible=implausible)
-        observations = plausible
+        observations = [o for o, _ in kept]
         columns = RequestColumns.from_requests(observations)
         served = np.array([o.model for o in observations], dtype=object)
         features = build_features(columns)
         outcomes = {
-            Target.TTFT: np.array([o.ttft_ms or np.nan for o in observations]),
-            Target.TPOT: np.array([o.tpot_ms or np.nan for o in observations]),
+            Target.TTFT: _labelled(kept, Label.TTFT, "ttft_ms"),
+            Target.TPOT: _labelled(kept, Label.TPOT, "tpot_ms"),
         }
+        lengths = [o for o, m in kept if m & Label.USAGE]
         finished = np.array([o.timestamp for o in observations], dtype=np.float64)
         arrived = finished - np.array([_duration_s(o) for o in observations])
         # Never "global": a client cannot claim the global key.
@@ -159,7 +172,7 @@ class ModelRegistry:
         events: list[ModelEvent] = []
         with self._lock:
             if scope != LearnScope.ACCELERATORS:
-                self.output_lengths.learn(observations)
+                self.output_lengths.learn(lengths)
             admit = [(a, m) for a, m, _ in pairs] if scope != LearnScope.GLOBAL else []
             own, evicted = self._admit(admit)
             for target, values in outcomes.items():
@@ -433,6 +446,11 @@ class ModelRegistry:
     def last_update(self) -> float | None:
         stamps = [s.last_update for s in self.statuses() if s.last_update is not None]
         return max(stamps, default=None)
+
+
+def _labelled(kept: list[tuple[Observation, Label]], label: Label, field: str) -> np.ndarray:
+    """Each observation's ``field`` where its ``label`` was claimed, else NaN (not learned)."""
+    return np.array([(getattr(o, field) or np.nan) if m & label else np.nan for o, m in kept])
 
 
 def _duration_s(observation: Observation) -> float:

@@ -17,7 +17,7 @@ from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from latency_oracle.features.plausibility import ImplausibleObservations
-from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.schema import Observation, PredictionQuery, PredictionRequest
 from latency_oracle.features.store import StoreFull
 from latency_oracle.models.evaluation import WindowScores
 from latency_oracle.models.output_length import LengthForecast
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
     predictions = JsonRoute(
         "/v1/predictions",
         _predictor(service, labels),
-        one_or_many(PredictionRequest, settings.max_batch_items),
+        one_or_many(PredictionQuery, settings.max_batch_items),
         "p50/p90/p99 TTFT and TPOT for one request, or a list of candidates",
         {200: ("The prediction, or one per candidate in order.", Prediction | PredictionList)},
         read_gate(settings),
@@ -165,10 +165,9 @@ def create_app(settings: Settings | None = None, service: OracleService | None =
 
 
 def _predictor(service: OracleService, labels: list[str]) -> Handler:
-    async def predict(
-        request: Request, body: PredictionRequest | list[PredictionRequest]
-    ) -> Response:
-        items: Sequence[PredictionRequest] = body if isinstance(body, list) else [body]
+    async def predict(request: Request, body: PredictionQuery | list[PredictionQuery]) -> Response:
+        queries = body if isinstance(body, list) else [body]
+        items = [service.in_tokens(q, q.prefix_cache_hit_tokens or 0) for q in queries]
         lengths = service.predict_output_tokens(items)
         rendered = _render(items, service.predict(items), lengths, labels)
         payload = {"predictions": rendered} if isinstance(body, list) else rendered[0]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from latency_oracle.features.labels import record_key
 from latency_oracle.features.pod_state import PodState
 from latency_oracle.features.redis.observation_store import WRITE_CHUNK, RedisObservationStore
 from latency_oracle.features.schema import Observation
@@ -50,7 +51,9 @@ class BufferedRedisStore:
         self.remote_backlog = 0
         self._backlog_read_at = -BACKLOG_POLL_S
         self._buffer: deque[Observation] = deque()
-        self._buffered_ids: set[str] = set()
+        # Records buffered, by id and labels offered: a first-token and a finish record of
+        # one request are two records, a retry of either is one.
+        self._buffered_ids: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -100,9 +103,7 @@ class BufferedRedisStore:
     def _buffer_up(self, observations: Sequence[Observation]) -> AppendResult:
         with self._lock:
             fresh = {
-                o.observation_id: o
-                for o in observations
-                if o.observation_id not in self._buffered_ids
+                record_key(o): o for o in observations if record_key(o) not in self._buffered_ids
             }
             if len(self._buffer) + len(fresh) > self.capacity:
                 raise StoreFull(
@@ -121,7 +122,7 @@ class BufferedRedisStore:
             self.store.append(chunk)
             with self._lock:
                 for _ in chunk:
-                    self._buffered_ids.discard(self._buffer.popleft().observation_id)
+                    self._buffered_ids.discard(record_key(self._buffer.popleft()))
         self.last_error = None
         log.info("redis back: flushed buffered observations in %.2fs", time.monotonic() - started)
 

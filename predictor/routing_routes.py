@@ -36,6 +36,8 @@ def routing_route(service: OracleService) -> JsonRoute:
                 [{"type": "too_long", "loc": ["pods"], "msg": f"at most {max_pods} candidates"}],
                 ("body",),
             )
+        hits = [p.prefix_cache_hit_tokens or 0 for p in body.pods or []]
+        body = service.in_tokens(body, max(hits, default=0))
         try:
             pods = body.pods if body.pods is not None else live_candidates(body.model or None)
             decision = router.route(body, pods)

@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from latency_oracle.features.engineering import RequestColumns
 from latency_oracle.features.plausibility import Implausibility, ImplausibleObservations
-from latency_oracle.features.schema import Observation, PredictionRequest
+from latency_oracle.features.schema import Observation, PredictionRequest, PromptSize
 from latency_oracle.features.store import (
     AppendResult,
     InProcessObservationStore,
@@ -34,6 +34,7 @@ from latency_oracle.models.persistence.snapshot import (
     encode_snapshot,
     write_atomically,
 )
+from latency_oracle.models.prompt_units import PromptUnit, to_tokens
 from latency_oracle.models.registry import ModelRegistry, PredictionBatch
 from latency_oracle.operations.metrics import ServiceMetrics
 from latency_oracle.operations.model_versions import apply_pinned_versions
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from latency_oracle.predictor.redis_replica import RedisReplica
 
 log = logging.getLogger(__name__)
+SizedRequest = TypeVar("SizedRequest", bound=PromptSize)
 
 
 class OracleService:
@@ -122,6 +124,25 @@ class OracleService:
 
     # -- requests ----------------------------------------------------------------------
 
+    def in_tokens(self, request: SizedRequest, at_least: int = 0) -> SizedRequest:
+        """``request`` with its prompt size in tokens, converted from the caller's
+        characters or words with its served model's learned ratio (``models.prompt_units``);
+        at least ``at_least`` (its prefix-cache hit tokens)."""
+        if request.input_tokens is not None:
+            return request
+        unit = PromptUnit.CHARS if request.prompt_chars is not None else PromptUnit.WORDS
+        amount = request.prompt_chars if unit == PromptUnit.CHARS else request.prompt_words
+        ratio = self.models.output_lengths.tokens_per(getattr(request, "model", ""), unit)
+        tokens = max(to_tokens(amount or 0, ratio), at_least)
+        return request.model_copy(update={"input_tokens": tokens})
+
+    def tokens_per_word(self) -> float:
+        """What an llm-d word counts as (``llmd_input_unit``): the fleet's tokens per word,
+        or 1 where llm-d's clients send tokens."""
+        if self.settings.llmd_input_unit == "tokens":
+            return 1.0
+        return self.models.output_lengths.tokens_per("", PromptUnit.WORDS)
+
     def predict(self, requests: Sequence[PredictionRequest]) -> PredictionBatch:
         served = np.array([r.model for r in requests], dtype=object)
         return self.predict_columns(RequestColumns.from_requests(requests), served)
@@ -186,9 +207,10 @@ class OracleService:
         batch = self.store.read_batch(self.settings.learn_batch_size, timeout_s)
         if not batch:
             return 0
-        report = self.models.learn(batch)
+        observations = [claimed.observation for claimed in batch]
+        report = self.models.learn(observations, labels=[claimed.labels for claimed in batch])
         self.metrics.record_learning(report)
-        self.activity.record_learning(batch, self.models, report)
+        self.activity.record_learning(observations, self.models, report)
         self.tracker.submit(report, self.models)
         for failure in report.failures:
             log.error(

@@ -16,6 +16,7 @@ from latency_oracle.features.schema import (
     MAX_TTFT_MS,
     Number,
     PodIdentity,
+    PromptSize,
     ServerState,
     TokenCount,
 )
@@ -58,12 +59,10 @@ class Slo(BaseModel):
     )
 
 
-class RouteRequest(BaseModel):
-    """One routing question: where (if anywhere) should this request go now?"""
+class RouteRequest(PromptSize):
+    """One routing question: where (if anywhere) should this request go now? The prompt
+    size comes in the caller's unit (``PromptSize``); the router sees it in tokens."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-
-    input_tokens: TokenCount = Field(description="Prompt length in tokens.")
     max_tokens: TokenCount = Field(0, description="max_tokens requested; 0 when unset.")
     output_tokens_hint: Annotated[int, Strict(), Field(ge=1, le=MAX_TOKENS)] | None = Field(
         None,
@@ -89,7 +88,7 @@ class RouteRequest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("pods: pod names must be unique")
         hits = [p.prefix_cache_hit_tokens for p in pods]
-        if hits.count(None) < len(hits):  # any hit tokens given (list.count runs in C)
+        if self.input_tokens is not None and hits.count(None) < len(hits):  # (in C)
             for name, pod_hits in zip(names, hits, strict=True):
                 if pod_hits is not None and pod_hits > self.input_tokens:
                     raise ValueError(f"pods: {name}: prefix_cache_hit_tokens > input_tokens")

@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "app": ("create_sidecar", "serve_sidecar", "SidecarApp"),
+        "exchange": ("FirstTokenRecords",),
         "inflight": ("InflightCounter",),
         "sink": ("ObservationSink", "RedisSink", "PredictorSink"),
     },

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from latency_oracle.settings import Settings
 from latency_oracle.sidecar.accelerator import pod_identity
 from latency_oracle.sidecar.delivery import ObservationWriter, PodStatePublisher, RetryPolicy
+from latency_oracle.sidecar.exchange import FirstTokenRecords
 from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.proxy import MeasuringProxy, Receive, Scope, Send
 from latency_oracle.sidecar.scraper import EngineScraper
@@ -55,7 +56,16 @@ def create_sidecar(settings: Settings, sink: ObservationSink | None = None) -> S
         publisher,
         metrics,
     )
-    proxy = MeasuringProxy(settings.engine_url, settings.engine_timeout_s, scraper, writer, metrics)
+    proxy = MeasuringProxy(
+        settings.engine_url,
+        settings.engine_timeout_s,
+        scraper,
+        writer,
+        metrics,
+        FirstTokenRecords(
+            settings.sidecar_first_token_record_s, settings.sidecar_first_token_max_hit_share
+        ),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

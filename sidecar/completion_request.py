@@ -33,6 +33,7 @@ class CompletionRequest:
     chat: bool = False
     prompt_chars: int = 0  # characters of prompt text (the token count is estimated)
     prompt_token_ids: int = 0  # prompt tokens sent as ids (counted exactly)
+    prompt: Any = None  # the prompt or messages as parsed: words are counted after the end
 
 
 def read_completion_request(body: bytes, chat: bool = False) -> CompletionRequest | None:
@@ -48,7 +49,8 @@ def read_completion_request(body: bytes, chat: bool = False) -> CompletionReques
     if options is not None and not isinstance(options, dict):
         return None
     strip = streamed and (options or {}).get("include_usage") is not True
-    chars, ids = _prompt_size(request.get("messages") if chat else request.get("prompt"))
+    prompt = request.get("messages") if chat else request.get("prompt")
+    chars, ids = _prompt_size(prompt)
     return CompletionRequest(
         streamed=streamed,
         single_choice=request.get("n") in (1, None) and request.get("best_of") in (1, None),
@@ -58,6 +60,7 @@ def read_completion_request(body: bytes, chat: bool = False) -> CompletionReques
         chat=chat,
         prompt_chars=chars,
         prompt_token_ids=ids,
+        prompt=prompt,
     )
 
 
@@ -84,6 +87,21 @@ def _prompt_size(prompt: Any) -> tuple[int, int]:
             ids += part_ids
         return chars, ids
     return 0, 0
+
+
+def prompt_words(prompt: Any) -> int:
+    """Whitespace-separated words of a prompt's text, as gateways and llm-d count them.
+
+    Counted once the request has ended, off the client's path (a split of a long prompt
+    costs tens of microseconds).
+    """
+    if isinstance(prompt, str):
+        return len(prompt.split())
+    if isinstance(prompt, dict):
+        return prompt_words(prompt.get("content", prompt.get("text")))
+    if isinstance(prompt, list) and not (prompt and type(prompt[0]) is int):
+        return sum(prompt_words(part) for part in prompt)
+    return 0
 
 
 def _asking_for_usage(body: bytes, request: dict[str, Any]) -> bytes:

@@ -1,11 +1,13 @@
 """The measuring reverse proxy in front of the engine's OpenAI API.
 
 Everything passes through as the engine sent it (status, headers minus hop-by-hop ones,
-body bytes, streaming); only streamed completions are also measured. A sample is written
-only for a stream that finished normally with a 2xx status, usage and the engine's load
-at arrival known: an engine error, a broken or timed-out stream, or a client that hung up
-ends with no observation at all, because a truncated request's timings would teach the
-models latencies that never happened. The write itself is queued, never awaited here.
+body bytes, streaming); only streamed completions are also measured. A finish record is
+written only for a stream that finished normally with a 2xx status, usage and the
+engine's load at arrival known: an engine error, a broken or timed-out stream, or a
+client that hung up ends with no finish record, because a truncated request's timings
+would teach the models latencies that never happened. Its first token did happen: a
+stream still running a while after it sends a first-token record then
+(``sidecar/exchange.py``). Writes are queued, never awaited here.
 
 Every completion request is also counted in flight (``sidecar/inflight.py``) from its
 arrival until it ends, however it ends: prefill backlog until its first generated token
@@ -24,14 +26,17 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from latency_oracle.features.schema import MAX_TOKENS, Observation, ServerState
-from latency_oracle.sidecar.completion_request import CompletionRequest, read_completion_request
+from latency_oracle.sidecar.completion_request import read_completion_request
 from latency_oracle.sidecar.delivery import ObservationWriter
+from latency_oracle.sidecar.exchange import (
+    Exchange,
+    FirstTokenRecords,
+    cached_tokens,
+    finish_record,
+    first_token_record,
+)
 from latency_oracle.sidecar.own_metrics import SidecarMetrics
 from latency_oracle.sidecar.prompt_tokens import PromptTokenEstimate
 from latency_oracle.sidecar.scraper import EngineScraper
@@ -68,28 +73,6 @@ _HOP_BY_HOP = frozenset(
 _NOT_FORWARDED_UP = _HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
-@dataclass
-class _Exchange:
-    """One request's measurements, filled in as its response passes through."""
-
-    arrived: float
-    state: ServerState | None
-    plan: CompletionRequest | None
-    request_id: str = ""
-    inflight: tuple[int, int] = (0, 0)  # (prefill, decode) tokens in flight at arrival
-    status: int = 0
-    meter: StreamMeter | None = None
-    body: list[bytes] = field(default_factory=list)
-    usage: dict[str, Any] | None = None
-    completed_at: float = 0.0
-
-    @property
-    def kind(self) -> str:
-        if self.plan is None:
-            return "passthrough"
-        return "streamed" if self.plan.streamed else "unstreamed"
-
-
 class MeasuringProxy:
     """An ASGI app forwarding every request to ``engine_url`` through a pooled client."""
 
@@ -100,8 +83,10 @@ class MeasuringProxy:
         scraper: EngineScraper,
         writer: ObservationWriter,
         metrics: SidecarMetrics,
+        first_token_records: FirstTokenRecords | None = None,
     ) -> None:
         self.engine = EnginePool(engine_url, CONNECT_TIMEOUT_S, timeout_s)
+        self.first_token_records = first_token_records or FirstTokenRecords()
         self.scraper = scraper
         self.writer = writer
         self.metrics = metrics
@@ -134,19 +119,20 @@ class MeasuringProxy:
         plan = None
         if scope["method"] == "POST" and scope["path"] in MEASURED_PATHS:
             plan = read_completion_request(body, chat=scope["path"] == CHAT_PATH)
-        exchange = _Exchange(arrived, state, plan)
+        exchange = Exchange(arrived, state, plan)
         if plan is None:
             await self._forward(scope, receive, send, exchange, body)
             return
         exchange.request_id = str(next(self._ids))
-        exchange.inflight = self.inflight.arrive(exchange.request_id, self.prompts.estimate(plan))
+        exchange.prompt_estimate = self.prompts.estimate(plan)
+        exchange.inflight = self.inflight.arrive(exchange.request_id, exchange.prompt_estimate)
         try:
             await self._forward(scope, receive, send, exchange, plan.upstream_body)
         finally:
             self._settle(exchange)
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, body: bytes
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, body: bytes
     ) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED_UP]
         self.metrics.proxy_overhead.observe(time.perf_counter() - exchange.arrived)
@@ -164,7 +150,7 @@ class MeasuringProxy:
             outcome = self._finish(exchange)
         self._count(exchange, outcome)
 
-    async def _relay(self, exchange: _Exchange, response: UpstreamResponse, send: Send) -> str:
+    async def _relay(self, exchange: Exchange, response: UpstreamResponse, send: Send) -> str:
         """Forward the response; 'completed', or 'failed' when the engine's stream broke."""
         exchange.status = response.status
         plan = exchange.plan
@@ -185,6 +171,8 @@ class MeasuringProxy:
             self.inflight.first_token(exchange.request_id)
         counted = 0
         last = False
+        wanted = self.first_token_records.wanted(self.inflight.hit_share)
+        early = self.first_token_records.after_s if wanted else None
         try:
             while not last:
                 chunk = await response.read()
@@ -203,11 +191,25 @@ class MeasuringProxy:
                     out += meter.tail()
                 if out or last:
                     await send({"type": "http.response.body", "body": out, "more_body": not last})
+                if early is not None and counted and not last:  # after the client's bytes
+                    early = self._first_token_due(exchange, early)
         except (UpstreamError, TimeoutError) as exc:
             log.warning("engine stream broke after %d: %r", response.status, exc)
             return "failed"  # returning unfinished makes the server drop the connection
         exchange.completed_at = time.perf_counter()
         return "completed"
+
+    def _first_token_due(self, exchange: Exchange, after_s: float) -> float | None:
+        """Send the first-token record once the stream has run ``after_s`` past its first
+        token; what to wait for next (None: sent, or nothing to send)."""
+        meter = exchange.meter
+        assert meter is not None and meter.first_token_at is not None
+        if time.perf_counter() - meter.first_token_at < after_s:
+            return after_s
+        record = first_token_record(exchange, self.scraper.identity, self.inflight.hit_share)
+        if record is not None:
+            self.writer.submit(record)
+        return None
 
     def _count_tokens(self, request_id: str, before: int, now: int) -> None:
         if before == 0:
@@ -216,7 +218,7 @@ class MeasuringProxy:
         if now > before:
             self.inflight.tokens(request_id, now - before)
 
-    def _settle(self, exchange: _Exchange) -> None:
+    def _settle(self, exchange: Exchange) -> None:
         """The request leaves the in-flight counts, however it ended; the engine's usage
         report, when one came, teaches the prompt estimate and the cache-hit share."""
         usage = exchange.usage
@@ -226,10 +228,10 @@ class MeasuringProxy:
         cached = None
         if type(prompt) is int and exchange.plan is not None:
             self.prompts.learn(exchange.plan, prompt)
-            cached = _cached_tokens(usage or {}, prompt)
+            cached = cached_tokens(usage or {}, prompt)
         self.inflight.finish(exchange.request_id, cached)
 
-    def _finish(self, exchange: _Exchange) -> str:
+    def _finish(self, exchange: Exchange) -> str:
         if not 200 <= exchange.status < 300:
             return "engine_error"
         if exchange.plan is None:
@@ -237,45 +239,13 @@ class MeasuringProxy:
         if not exchange.plan.streamed:
             self._record_unstreamed(exchange)
             return "completed"
-        observation = self._observation(exchange)
+        observation = finish_record(exchange, self.scraper.identity)
         if observation is None:
             return "unobserved"
         self.writer.submit(observation)
         return "observed"
 
-    def _observation(self, exchange: _Exchange) -> Observation | None:
-        meter, plan = exchange.meter, exchange.plan
-        if meter is None or plan is None or exchange.state is None or not plan.single_choice:
-            return None
-        usage = meter.usage or {}
-        prompt, output = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if meter.first_token_at is None or meter.last_token_at is None:
-            return None
-        if type(prompt) is not int or type(output) is not int:
-            return None
-        tpot_ms = None
-        if output >= 2:
-            tpot_ms = (meter.last_token_at - meter.first_token_at) * 1e3 / (output - 1)
-        prefill, decode = exchange.inflight
-        state = exchange.state.model_dump()
-        state["prefill_tokens_in_flight"] = min(prefill, MAX_TOKENS)
-        state["decode_tokens_in_flight"] = min(decode, MAX_TOKENS)
-        try:
-            return Observation(
-                **self.scraper.identity.model_dump(),
-                **state,
-                input_tokens=prompt,
-                output_tokens=output,
-                max_tokens=plan.max_tokens,
-                prefix_cache_hit_tokens=_cached_tokens(usage, prompt),
-                ttft_ms=(meter.first_token_at - exchange.arrived) * 1e3,
-                tpot_ms=tpot_ms or None,
-            )
-        except ValidationError as exc:
-            log.warning("measured request is no valid observation: %s", exc)
-            return None
-
-    def _record_unstreamed(self, exchange: _Exchange) -> None:
+    def _record_unstreamed(self, exchange: Exchange) -> None:
         """Latency and tokens for the sidecar's own metrics: no TTFT, so never a sample."""
         self.metrics.unstreamed_latency.observe(exchange.completed_at - exchange.arrived)
         try:
@@ -289,7 +259,7 @@ class MeasuringProxy:
                 if type(usage.get(key)) is int:
                     self.metrics.unstreamed_tokens.labels(direction).inc(usage[key])
 
-    def _count(self, exchange: _Exchange, outcome: str) -> None:
+    def _count(self, exchange: Exchange, outcome: str) -> None:
         self.metrics.requests.labels(exchange.kind, outcome).inc()
 
 
@@ -355,9 +325,3 @@ def _target(scope: Scope) -> bytes:
     path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string")
     return path + b"?" + query if query else path
-
-
-def _cached_tokens(usage: dict[str, Any], prompt_tokens: int) -> int | None:
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return cached if type(cached) is int and 0 <= cached <= prompt_tokens else None

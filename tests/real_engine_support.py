@@ -45,9 +45,11 @@ class SidecarStack:
     prefix: str
 
     def observations(self) -> list[Observation]:
+        """The finish records written (first-token records are not whole requests)."""
         client = connect(SHARED_REDIS_URL, 2.0)
         entries = client.xrange(RedisKeys(self.prefix).stream(GLOBAL_SHARD))
-        return [Observation.model_validate_json(fields[b"o"]) for _, fields in entries]
+        records = [Observation.model_validate_json(fields[b"o"]) for _, fields in entries]
+        return [record for record in records if record.finished]
 
     def sidecar_gauge(self, name: str) -> float:
         text = httpx.get(f"{self.sidecar_url}/sidecar/metrics").text

@@ -165,3 +165,17 @@ def test_full_outage_buffer_answers_503_with_retry_after() -> None:
             probe.pop(field)
         assert http.post("/v1/predictions", json=probe).json()["model"]["ttft"] == "prior"
         assert http.get("/readyz").json()["status"] == "degraded"
+
+
+def test_outage_buffer_keeps_a_requests_first_token_and_finish_records() -> None:
+    """Buffered by id and labels: both records of one request wait for Redis; a retry of
+    either is one."""
+    settings = redis_settings(unique_prefix(), url=f"redis://127.0.0.1:{free_port()}/0")
+    finish = generate_stream(1, seed=32).observations[0]
+    first_token = finish.model_copy(update={"tpot_ms": None, "output_tokens": 1, "finished": False})
+    records = [o.model_dump(mode="json") for o in (first_token, finish)]
+    with TestClient(create_app(settings)) as http:
+        assert http.post("/v1/observations", json=records).json()["accepted"] == 2
+        retried = http.post("/v1/observations", json=records[1:])
+        assert retried.json() == {"accepted": 0, "duplicates": 1}
+        assert "latency_oracle_outage_buffered_observations 2.0" in http.get("/metrics").text

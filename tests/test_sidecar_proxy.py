@@ -52,10 +52,15 @@ class Stack:
     prefix: str
     redis_url: str
 
-    def observations(self) -> list[Observation]:
+    def records(self) -> list[Observation]:
+        """Every record written: first-token and finish records."""
         client = connect(self.redis_url, 2.0)
         entries = client.xrange(RedisKeys(self.prefix).stream(GLOBAL_SHARD))
         return [Observation.model_validate_json(fields[b"o"]) for _, fields in entries]
+
+    def observations(self) -> list[Observation]:
+        """The finish records written (first-token records are not whole requests)."""
+        return [record for record in self.records() if record.finished]
 
     def sidecar_counter(self, name: str, **labels: str) -> float:
         text = httpx.get(f"{self.sidecar_url}/sidecar/metrics").text
@@ -196,10 +201,19 @@ def test_streamed_requests_are_observed_as_the_client_measured_them(redis_url: s
         observations = {o.input_tokens: o for o in stack.observations()}
         direct = asyncio.run(_call_all(stack.engine_url, 2 * CONCURRENCY))
         written = stack.sidecar_counter("observations", outcome="written")
-        stored = len(stack.observations())
+        records = stack.records()
 
     # Warm-ups sent before the first scrape have no server state and are not observed.
-    assert stored == written >= REQUESTS
+    assert len(records) == written and len(observations) >= REQUESTS
+    # Streams running past the first-token delay also sent their TTFT at the first token,
+    # under the finish record's id, before it.
+    finished = {o.observation_id: o for o in records if o.finished}
+    early = [o for o in records if not o.finished]
+    assert len(early) >= REQUESTS // 2
+    for record in early:
+        finish = finished[record.observation_id]
+        assert (record.ttft_ms, record.tpot_ms) == (finish.ttft_ms, None)
+        assert record.timestamp < finish.timestamp
     errors: dict[str, list[float]] = {"ttft_ms": [], "tpot_ms": []}
     for i, (seen, baseline) in enumerate(zip(proxied, direct, strict=True)):
         assert seen.body == baseline.body, f"request {i}: proxied bytes differ from direct"

@@ -15,8 +15,10 @@ from redis_support import (
     unique_prefix,
 )
 
+from latency_oracle.features.labels import Label
 from latency_oracle.features.pod_state import PodState
-from latency_oracle.features.redis.observation_store import connect
+from latency_oracle.features.redis.key_layout import shard_of
+from latency_oracle.features.redis.observation_store import RedisObservationStore, connect
 from latency_oracle.features.store import InProcessObservationStore
 from latency_oracle.sim.synthetic_stream import generate_stream
 
@@ -55,6 +57,32 @@ def test_duplicate_ids_within_one_call_are_one_sample(store) -> None:
     result = store.append([obs, obs, obs])
     assert (result.accepted, result.duplicates) == (1, 2)
     assert store.pending() == 1
+
+
+def _claimed(store) -> list[Label]:
+    """The labels each stored record claimed, in order (the stream's field ``t``)."""
+    if isinstance(store, InProcessObservationStore):
+        return [claimed.labels for claimed in store.read_batch(100, 0.0)]
+    assert isinstance(store, RedisObservationStore)
+    stream = store.keys.stream(shard_of("H100", ""))
+    return [Label(int(fields[b"t"])) for _, fields in store.client.xrange(stream)]
+
+
+def test_each_target_is_learned_once_per_id_whichever_record_brings_it(store) -> None:
+    """A request's first-token record claims TTFT; its finish record then claims only TPOT
+    and output length; retries of either, alone or together, claim nothing."""
+    finish = generate_stream(1, seed=5).observations[0]
+    first_token = finish.model_copy(update={"tpot_ms": None, "output_tokens": 1, "finished": False})
+    assert store.append([first_token]).accepted == 1
+    assert store.append([first_token]).duplicates == 1
+    assert store.append([finish]).accepted == 1
+    assert store.append([finish, first_token]).duplicates == 2
+    # A finish record first claims all three, and a late first-token record nothing.
+    late = finish.model_copy(update={"observation_id": "late"})
+    late_first = first_token.model_copy(update={"observation_id": "late"})
+    assert (store.append([late, late_first]).accepted, store.pending()) == (1, 3)
+    everything = Label.TTFT | Label.TPOT | Label.USAGE
+    assert _claimed(store) == [Label.TTFT, Label.TPOT | Label.USAGE, everything]
 
 
 def test_live_pods_are_listed_by_model_and_expire(store) -> None:

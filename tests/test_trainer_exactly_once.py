@@ -26,9 +26,10 @@ from redis_support import (
 )
 
 from latency_oracle.features.redis.client import RedisClient
-from latency_oracle.features.redis.key_layout import TRAINER_GROUP, RedisKeys
+from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
 from latency_oracle.features.redis.observation_store import connect
 from latency_oracle.features.sampling import GLOBAL_SAMPLE, in_sample
+from latency_oracle.models.persistence.redis_checkpoint import CheckpointStore
 from latency_oracle.predictor.app import create_app
 from latency_oracle.settings import Settings
 from latency_oracle.sim.synthetic_stream import generate_stream
@@ -96,23 +97,34 @@ def _kill_mid_stream(
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     settings: Settings, client: RedisClient, trainers: list[subprocess.Popen[bytes]]
 ) -> None:
+    """Across a SIGKILLed trainer, every target is learned once per request: requests
+    reported at their first token (TTFT) and again at their finish (TTFT again, TPOT and
+    output length) teach TTFT once, and retried writes teach nothing."""
     store = make_store(client, settings)
     first = generate_stream(10_000, seed=1, id_prefix="a").observations
     second = generate_stream(10_000, seed=2, id_prefix="b").observations
-    assert store.append(first).accepted == 10_000
+    first_tokens = [
+        o.model_copy(update={"tpot_ms": None, "output_tokens": 1, "finished": False}) for o in first
+    ]
+    assert store.append(first_tokens).accepted == 10_000
 
     in_flight, learned_before = _kill_mid_stream(settings, client, trainers)
 
-    assert store.append(second).accepted == 10_000
+    assert store.append(first + second).accepted == 20_000
     assert store.append(first[:1_000]).duplicates == 1_000  # a sidecar retrying old writes
     trainers.append(start_trainer(settings, "successor"))
 
     per_key = dict.fromkeys(["H100/ttft", "H100/tpot", "global/ttft", "global/tpot"], 20_000)
     _wait_learned(client, settings, per_key)
     applied = applied_by(client, settings)
-    assert in_flight > 0 and 0 < learned_before < 40_000
-    assert sum(applied.values()) == 40_000  # every entry of both shards, once
+    assert in_flight > 0 and 0 < learned_before < 60_000
+    assert sum(applied.values()) == 60_000  # every entry of both shards, once
     assert applied["successor"] > 0
+    lengths = CheckpointStore(
+        client, RedisKeys(settings.redis_key_prefix), settings.quantiles
+    ).read(GLOBAL_SHARD)
+    assert lengths is not None and lengths.output_lengths is not None
+    assert lengths.output_lengths["fleet"].samples == 20_000  # finish records only
 
 
 def test_two_trainers_share_the_shards_exactly(

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import redis
 from pydantic import ValidationError
 
+from latency_oracle.features.labels import Claimed, Label, offered
 from latency_oracle.features.redis.client import RedisClient
 from latency_oracle.features.redis.key_layout import GLOBAL_SHARD, TRAINER_GROUP, RedisKeys
-from latency_oracle.features.redis.observation_store import dedup_id, targets_mask
 from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.learned_share import ObservedCounts
@@ -125,7 +125,7 @@ class ShardWorker:
     def apply(self, entries: list[StreamEntry]) -> int:
         """Count and learn the entries newer than the applied id, in order; the number learned."""
         applied = entry_order(self.applied_id)
-        fresh: list[Observation] = []
+        fresh: list[Claimed] = []
         for entry_id, fields in entries:
             self._unacked.append(entry_id)
             order = entry_order(entry_id.decode())
@@ -135,14 +135,16 @@ class ShardWorker:
             self.applied_id = entry_id.decode()
             self.applied_since_checkpoint += 1
             try:
-                observation = self._count(fields, order[0])
+                claimed = self._count(fields, order[0])
             except (KeyError, ValueError, ValidationError) as exc:  # validated at write
                 log.error("shard %s: dropping unreadable entry %s: %s", self.shard, entry_id, exc)
                 continue
-            if observation is not None:
-                fresh.append(observation)
+            if claimed is not None:
+                fresh.append(claimed)
         if fresh:
-            report = self.registry.learn(fresh, self.scope)
+            report = self.registry.learn(
+                [c.observation for c in fresh], self.scope, [c.labels for c in fresh]
+            )
             for failure in report.failures:
                 log.error(
                     "learner failed: %s %s: %s", failure.key.label(), failure.learner, failure.error
@@ -151,23 +153,24 @@ class ShardWorker:
         self._publish_observed()
         return len(fresh)
 
-    def _count(self, fields: dict[bytes, bytes], entry_ms: int) -> Observation | None:
-        """Count one entry for its keys; the observation if it is in the sample learned.
+    def _count(self, fields: dict[bytes, bytes], entry_ms: int) -> Claimed | None:
+        """Count one entry for its keys; the observation and the labels it claimed
+        (``features.labels``) if it is in the sample learned.
 
-        The id, targets and copy flag are small fields of the entry, so an entry outside a
+        The id, labels and copy flag are small fields of the entry, so an entry outside a
         hot shard's sample is counted without parsing its observation.
         """
         if b"i" in fields and b"t" in fields:
-            observation_id, mask = fields[b"i"].decode(), int(fields[b"t"])
+            observation_id, labels = fields[b"i"].decode(), Label(int(fields[b"t"]))
             observation = None
         else:  # an entry without them: what they say is in the observation
             observation = Observation.model_validate_json(fields[b"o"])
-            observation_id, mask = dedup_id(observation), targets_mask(observation)
+            observation_id, labels = observation.observation_id, offered(observation)
         if fields.get(b"c") != b"1":  # a sampled copy is counted by its own shard
-            self.observed.count(mask)
+            self.observed.count(labels)
         if not self.gate.learns(entry_ms, observation_id):
             return None
-        return observation or Observation.model_validate_json(fields[b"o"])
+        return Claimed(observation or Observation.model_validate_json(fields[b"o"]), labels)
 
     def _publish_observed(self) -> None:
         """The shard's own keys' counts into its statuses (the global keys' are the fleet's,

@@ -37,8 +37,9 @@ class RecordingSink:
         return f"http://127.0.0.1:{self.port}"
 
     def taken(self) -> list[dict[str, Any]]:
+        """The finish records kept: a first-token record is not a whole request."""
         with self._lock:
-            return list(self.observations)
+            return [o for o in self.observations if o.get("finished", True)]
 
     def _app(self) -> Starlette:
         forward = httpx.AsyncClient(base_url=self.predictor_url, timeout=10.0)

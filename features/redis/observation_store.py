@@ -2,9 +2,11 @@
 
 Observations go to their shard's stream: one per (accelerator type, served model) pair
 (``key_layout``), so on a Redis Cluster shards spread over the masters. One Lua script per
-shard and write claims each observation's idempotency id (``SET NX EX``) and only then
-appends it, atomically and within the shard's hash slot: a retried write, even one whose
-first attempt died after Redis executed it, never makes a second entry.
+shard and write claims each record's labels under its idempotency id (``SET NX EX``,
+``features.labels``) and only then appends it, atomically and within the shard's hash
+slot: a retried write, even one whose first attempt died after Redis executed it, never
+makes a second entry, and a request's first-token and finish records teach each target
+once.
 
 The global model learns from a sample of every shard (``global_sample_rate``, decided by
 the observation id, ``features.sampling``): the sampled observations are appended to the
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from latency_oracle.features.labels import offered
 from latency_oracle.features.pod_state import PodState, select_pods
 from latency_oracle.features.redis.client import RedisClient, ScriptCall, run_scripts
 from latency_oracle.features.redis.key_layout import (
@@ -49,23 +52,39 @@ WRITE_CHUNK = 500
 REGISTRATION_TTL_S = 60.0
 
 # KEYS: the shard's stream. ARGV: id TTL, stream length, "1" for the global stream's
-# sampled copies, the shard's idempotency-key prefix, then per observation its JSON, its
-# idempotency id and which targets it measured (bit 1: TTFT, bit 2: TPOT). The stream
-# entry carries the last two as fields "i" and "t", and "c" on a sampled copy, so trainers
-# count and sample without parsing the observation. The idempotency keys are built here
-# rather than declared: they share the stream's hash tag, so they are in its slot on any
-# cluster node, and declaring 500 keys made redis-py's cluster client hash every one.
+# sampled copies, the shard's idempotency-key prefix, then per record its JSON, its
+# observation id and the labels it offers (``features.labels``: 1 TTFT, 2 TPOT, 4 output
+# length). The idempotency key of an id holds 8 plus the labels claimed so far: a record
+# claims the labels not yet taken and is appended only if it claimed one, its field "t"
+# holding them. The first record of an id costs one SET NX, as before labels were
+# claimed apart; a key written before (value 1) counts as every label taken. The entry
+# carries "i" and "t", and "c" on a sampled copy, so trainers count and sample without
+# parsing the observation. The idempotency keys are built here rather than declared:
+# they share the stream's hash tag, so they are in its slot on any cluster node, and
+# declaring 500 keys made redis-py's cluster client hash every one.
 APPEND_SCRIPT = """
 local ttl, maxlen, copy, seen = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
 local accepted = 0
 for at = 5, #ARGV, 3 do
-  if redis.call('SET', seen .. ARGV[at + 1], '1', 'NX', 'EX', ttl) then
+  local key, offered = seen .. ARGV[at + 1], tonumber(ARGV[at + 2])
+  local claimed = offered
+  if not redis.call('SET', key, 8 + offered, 'NX', 'EX', ttl) then
+    local taken = tonumber(redis.call('GET', key)) or 15
+    if taken < 8 then
+      taken = 15
+    end
+    claimed = bit.band(offered, bit.bnot(taken))
+    if claimed ~= 0 then
+      redis.call('SET', key, bit.bor(taken, claimed), 'KEEPTTL')
+    end
+  end
+  if claimed ~= 0 then
     if copy then
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
-                 'o', ARGV[at], 'i', ARGV[at + 1], 't', ARGV[at + 2], 'c', '1')
+                 'o', ARGV[at], 'i', ARGV[at + 1], 't', claimed, 'c', '1')
     else
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
-                 'o', ARGV[at], 'i', ARGV[at + 1], 't', ARGV[at + 2])
+                 'o', ARGV[at], 'i', ARGV[at + 1], 't', claimed)
     end
     accepted = accepted + 1
   end
@@ -88,11 +107,6 @@ return redis.call('SADD', KEYS[1], ARGV[1])
 def dedup_id(observation: Observation) -> str:
     """What makes two writes the same observation: the one place idempotency is keyed."""
     return observation.observation_id
-
-
-def targets_mask(observation: Observation) -> int:
-    """Which targets the observation measured: 1 TTFT, 2 TPOT, 3 both (stream field ``t``)."""
-    return (1 if observation.ttft_ms else 0) | (2 if observation.tpot_ms else 0)
 
 
 def connect(
@@ -194,7 +208,7 @@ class RedisObservationStore:
         seen = self.keys.seen(shard, "")
         args: list[str | int] = [self.id_ttl_s, self.stream_maxlen, int(copy), seen]
         for identifier, obs, payload in group:
-            args += [payload, identifier, targets_mask(obs)]
+            args += [payload, identifier, int(offered(obs))]
         return self._append, [self.keys.stream(shard)], args
 
     def _shard(self, observation: Observation) -> str:

@@ -43,6 +43,12 @@ class RoutingSettings(BaseModel):
         description="Accelerator type of llm-d API calls at the llm-d prefix (the EPP sends "
         "none); calls under <prefix>/accelerators/<type>/ are about that type instead.",
     )
+    llmd_input_unit: Literal["words", "tokens"] = Field(
+        "words",
+        description="llm-d: what input_token_length and prefill_tokens_in_flight count. "
+        "llm-d's endpoint picker sends words (whitespace-separated), converted to tokens "
+        "with the tokens per word learned from the sidecars' reports; tokens: as sent.",
+    )
     llmd_strict_readiness: bool = Field(
         False,
         description="llm-d's own behaviour: its prediction endpoints answer 503 (and /status "

@@ -70,6 +70,22 @@ class SidecarSettings(BaseModel):
         description="Sidecar: seconds between summaries logged while the store stays down "
         "(one warning when an outage starts, one line when it ends).",
     )
+    sidecar_first_token_record_s: float | None = Field(
+        0.1,
+        ge=0,
+        description="Sidecar: a stream still running this long after its first token sends "
+        "a first-token record, so TTFT is learned before the request ends (0: at the first "
+        "token; unset: only at the finish). Shorter streams send one record, at the finish.",
+    )
+    sidecar_first_token_max_hit_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Sidecar: first-token records only while the pod's recent prefix-cache "
+        "hit share is at most this: the engine reports a request's cached tokens only at "
+        "the end, and where caching sets TTFT a TTFT learned without them is worse than a "
+        "later one learned with them.",
+    )
     engine_timeout_s: float = Field(
         600.0, gt=0, description="Sidecar: longest wait for the engine's next bytes, seconds."
     )

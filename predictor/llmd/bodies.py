@@ -43,6 +43,8 @@ _REQUIRED = {
     "waiting_requests": "num_request_waiting",
     "kv_cache_usage": "kv_cache_percentage",
 }
+# Native fields llm-d counts in words (its prompts' whitespace-separated words).
+WORD_FIELDS = ("input_tokens", "prefill_tokens_in_flight")
 _OPTIONAL = {
     "prefill_tokens_in_flight": "prefill_tokens_in_flight",
     "decode_tokens_in_flight": "decode_tokens_in_flight",
@@ -80,11 +82,15 @@ class LlmdTrainingBatch(TypedDict):
     entries: list[LlmdEntry]
 
 
-def request_columns(rows: Sequence[Any], accelerator: str) -> RequestColumns:
+def request_columns(
+    rows: Sequence[Any], accelerator: str, tokens_per_word: float = 1.0
+) -> RequestColumns:
     """The model's raw numbers of validated llm-d requests (or entries), column by column.
 
     ``num_tokens_generated`` is not among them: tokens generated are an outcome, which the
-    native API does not take as a feature either.
+    native API does not take as a feature either. llm-d counts prompts in words
+    (``input_token_length`` and ``prefill_tokens_in_flight``): they become tokens at
+    ``tokens_per_word`` (``OracleService.tokens_per_word``).
     """
     n = len(rows)
     numbers = {
@@ -92,6 +98,9 @@ def request_columns(rows: Sequence[Any], accelerator: str) -> RequestColumns:
         for name, key in _REQUIRED.items()
     }
     numbers |= {name: _numbers(_column(rows, key, 0), n) for name, key in _OPTIONAL.items()}
+    if tokens_per_word != 1.0:
+        for name in WORD_FIELDS:
+            numbers[name] = numbers[name] * tokens_per_word
     types = _column(rows, "pod_type", "")
     roles = (
         np.zeros(n)

@@ -145,7 +145,9 @@ def llmd_routes(service: OracleService) -> list[JsonRoute]:
         sources = adapter.sources(accelerator)
         if not adapter.answerable(sources):
             return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
-        batch = service.predict_columns(request_columns([body], accelerator))
+        batch = service.predict_columns(
+            request_columns([body], accelerator, service.tokens_per_word())
+        )
         q = adapter.headline
         return JSONResponse(
             {
@@ -163,7 +165,9 @@ def llmd_routes(service: OracleService) -> list[JsonRoute]:
             if not with_errors:
                 return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_READY)
             return _all_failed(request, rows)
-        batch = service.predict_columns(request_columns(rows, accelerator))
+        batch = service.predict_columns(
+            request_columns(rows, accelerator, service.tokens_per_word())
+        )
         q = adapter.headline
         predictions = render_predictions(
             batch.ttft_ms[:, q], batch.tpot_ms[:, q], adapter.stamp(sources)
@@ -184,7 +188,9 @@ def llmd_routes(service: OracleService) -> list[JsonRoute]:
         return predictions_json(request, body["requests"], with_errors=True)
 
     async def add_training_data(request: Request, body: LlmdTrainingBatch) -> Response:
-        kept, skipped = observations(body["entries"], adapter.accelerator(request))
+        kept, skipped = observations(
+            body["entries"], adapter.accelerator(request), service.tokens_per_word()
+        )
         try:
             _, problems = service.ingest_plausible(kept)
         except StoreFull as exc:

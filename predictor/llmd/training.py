@@ -13,7 +13,11 @@ llm-d page, ``docs/llm-d.md``, "What the EPP's entries mean here"):
 So ``num_tokens_generated: 0`` beside a TPOT is not "no tokens": it is one TPOT sample
 whose token count the client did not send. It is learned as a request with two output
 tokens, the fewest for which a TPOT exists; the count only dates the request's arrival
-(finish time minus its decode time), never a feature.
+(finish time minus its decode time), never a feature, and never an output length: an
+entry is ``finished`` (teaches output length, ``features.labels``) only with a real
+count. Each entry is its own observation id, as the sidecar's first-token and finish
+records are one id's two records: either way TTFT and TPOT are each learned once per
+request.
 
 The client drops a whole flush on any non-202 and never retries it, so one implausible
 entry (a TTFT of hours from a stuck stream, a negative clock) must not cost the other
@@ -55,29 +59,36 @@ def out_of_bounds(native_field: str) -> str:
     return f"{_LLMD_FIELDS.get(native_field, native_field)}_out_of_bounds"
 
 
-def observation(entry: LlmdEntry, accelerator: str) -> Observation | str:
-    """The native observation of ``entry``, or the reason it cannot be one."""
+def observation(
+    entry: LlmdEntry, accelerator: str, tokens_per_word: float = 1.0
+) -> Observation | str:
+    """The native observation of ``entry``, or the reason it cannot be one; its word
+    counts in tokens at ``tokens_per_word`` (as ``bodies.request_columns``)."""
     ttft, tpot = entry["actual_ttft_ms"], entry["actual_tpot_ms"]
     if ttft <= 0 and tpot <= 0:
         return NO_LABEL
     generated = entry["num_tokens_generated"]
     stamp = entry.get("timestamp")
+
     try:
         return Observation(
             accelerator=accelerator,
             pod=entry.get("pod", ""),
             role=role_of(entry.get("pod_type") or ""),
-            input_tokens=entry["input_token_length"],
+            input_tokens=round(entry["input_token_length"] * tokens_per_word),
             prefix_cache_score=entry["prefix_cache_score"],
             output_tokens=max(generated, 2) if tpot > 0 else generated,
             running_requests=entry["num_request_running"],
             waiting_requests=entry["num_request_waiting"],
             kv_cache_usage=entry["kv_cache_percentage"],
-            prefill_tokens_in_flight=entry.get("prefill_tokens_in_flight", 0),
+            prefill_tokens_in_flight=round(  # words, as input_token_length
+                entry.get("prefill_tokens_in_flight", 0) * tokens_per_word
+            ),
             decode_tokens_in_flight=entry.get("decode_tokens_in_flight", 0),
             timestamp=(stamp or datetime.now(UTC)).timestamp(),
             ttft_ms=ttft or None,
             tpot_ms=tpot or None,
+            finished=tpot > 0 and generated > 0,
         )
     except ValidationError as exc:
         location = exc.errors()[0]["loc"]
@@ -85,13 +96,13 @@ def observation(entry: LlmdEntry, accelerator: str) -> Observation | str:
 
 
 def observations(
-    entries: Sequence[LlmdEntry], accelerator: str
+    entries: Sequence[LlmdEntry], accelerator: str, tokens_per_word: float = 1.0
 ) -> tuple[list[Observation], Counter[str]]:
     """The entries that are observations, and the others counted by reason."""
     kept: list[Observation] = []
     skipped: Counter[str] = Counter()
     for entry in entries:
-        result = observation(entry, accelerator)
+        result = observation(entry, accelerator, tokens_per_word)
         if isinstance(result, str):
             skipped[result] += 1
         else:
