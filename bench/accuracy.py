@@ -38,6 +38,7 @@ from batch_baseline import LLMD_PARAMS, bucket_of, run_baseline
 from lo_feed import Served, feed_llmd, feed_native
 from real_engine import recording
 from zoo import WORLDS, generate
+from zoo.scoring import windows
 
 from latency_oracle.features.engineering import RequestColumns, build_features
 
@@ -167,15 +168,6 @@ def pinball(y: np.ndarray, q: np.ndarray, alpha: float = 0.9) -> float:
 def coverage(y: np.ndarray, q: np.ndarray) -> float:
     ok = np.isfinite(y) & np.isfinite(q)
     return float(np.mean(y[ok] <= q[ok])) if ok.any() else np.nan
-
-
-def windows(stream: Source, warmup: int) -> dict[str, slice]:
-    at = stream.drift_at
-    return {
-        "before": slice(warmup, at),
-        "first 2k after": slice(at, at + 2_000),
-        "after": slice(at + 2_000, len(stream)),
-    }
 
 
 def verdict(window: str, protocol: str, ratios: list[float], covers: list[float]) -> str:

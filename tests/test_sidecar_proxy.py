@@ -222,12 +222,12 @@ def test_streamed_requests_are_observed_as_the_client_measured_them(redis_url: s
         assert (obs.pod, obs.accelerator, obs.role, obs.model) == (POD, "H100", "both", obs.model)
         assert (obs.output_tokens, obs.max_tokens) == (MAX_TOKENS, MAX_TOKENS)
         for name, errs in errors.items():
-            sidecar, client = getattr(obs, name), getattr(seen, name)
-            # One request's client stamp can lag by a scheduling slice on a busy machine...
-            assert sidecar == pytest.approx(client, rel=0.10), f"request {i} {name}"
-            errs.append(abs(sidecar / client - 1))
+            errs.append(abs(getattr(obs, name) / getattr(seen, name) - 1))
         assert obs.running_requests + obs.waiting_requests <= CONCURRENCY
-    for name, errs in errors.items():  # ...but the sidecar measures what the client sees
+    for name, errs in errors.items():
+        # A request's client stamp can lag by a scheduling slice on a busy machine, so a
+        # few may differ by more than 10%; but the sidecar measures what the client sees.
+        assert sum(err > 0.10 for err in errs) <= len(errs) // 10, (name, errs)
         assert statistics.median(errs) < 0.03, name
     assert observations[_input_tokens(0)].model  # asked from the engine's /v1/models
     loads = [o.running_requests + o.waiting_requests for o in observations.values()]
