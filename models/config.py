@@ -63,8 +63,11 @@ class ModelConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ModelConfig:
-        values = {name: getattr(settings, name) for name in Settings.model_fields}
-        return cls(**{name: values[name] for name in cls.__slots__ if name in values}, **overrides)
+        fields = Settings.model_fields
+        return cls(
+            **{name: getattr(settings, name) for name in cls.__slots__ if name in fields},
+            **overrides,
+        )
 
     @property
     def bounds(self) -> ObservationBounds:
