@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from polling import wait_until
 
 from latency_oracle.cli import main
+from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import EventKind, ModelEvent
 from latency_oracle.models.keys import ModelKey, Target
 from latency_oracle.models.persistence.snapshot import decode_snapshot
@@ -269,14 +270,21 @@ def unreachable_tracking_service(state_dir: Path, uri: str, **overrides: object)
         tracking_flush_timeout_s=0,
         **overrides,
     )
-    service = OracleService(settings)
+    service = OracleService(settings, model_config=in_line_refits(settings))
     service.tracker.start()
     return service
 
 
+def in_line_refits(settings: Settings) -> ModelConfig:
+    """Batch trees refitted at the sample they are due: two services fed alike predict
+    alike (a background refit lands whenever its thread finishes)."""
+    return ModelConfig.from_settings(settings, background_refits=False)
+
+
 def test_dead_mlflow_server_leaves_learning_and_predictions_unchanged(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    reference = OracleService(model_settings(tmp_path / "off", mlflow_enabled=False))
+    off = model_settings(tmp_path / "off", mlflow_enabled=False)
+    reference = OracleService(off, model_config=in_line_refits(off))
     drive(reference, 1_500, None)
     service = unreachable_tracking_service(tmp_path / "dead", dead, tracking_every_observations=100)
     drive(service, 1_500, None)

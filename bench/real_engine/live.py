@@ -205,6 +205,11 @@ class Run:
                 print(f"drift: restarting with {_describe(self.plan.drifted)}", flush=True)
                 name = self.plan.engine.name
                 await asyncio.to_thread(self.fleet.restart, name, self.plan.drifted)
+                # The pod left the live list while it was down (its state expired); it is
+                # routable again once its sidecar has reported the new engine.
+                serving = time.monotonic()
+                if not await asyncio.to_thread(self.sink.wait_reported, name, serving):
+                    print(f"drift: {name} not reported within a minute", flush=True)
                 self.drift = 1
                 await self.drive(client, self.plan.phases_after or self.plan.phases)
             finally:

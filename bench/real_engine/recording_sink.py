@@ -28,6 +28,7 @@ class RecordingSink:
         self.predictor_url = predictor_url
         self.observations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._reported: dict[str, float] = {}  # pod -> monotonic time of its last stored report
         self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -40,6 +41,17 @@ class RecordingSink:
         """The finish records kept: a first-token record is not a whole request."""
         with self._lock:
             return [o for o in self.observations if o.get("finished", True)]
+
+    def wait_reported(self, pod: str, since: float, timeout_s: float = 60.0) -> bool:
+        """Wait until the predictor stored a state of ``pod`` reported after ``since``
+        (``time.monotonic``): from then on ``/v1/route`` lists it again."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._reported.get(pod, float("-inf")) > since:
+                    return True
+            time.sleep(0.05)
+        return False
 
     def _app(self) -> Starlette:
         forward = httpx.AsyncClient(base_url=self.predictor_url, timeout=10.0)
@@ -58,6 +70,9 @@ class RecordingSink:
                 )
             except httpx.HTTPError:
                 return Response(status_code=503)
+            if request.url.path == "/v1/pods" and answer.is_success:
+                with self._lock:
+                    self._reported[str(json.loads(body).get("pod"))] = time.monotonic()
             return Response(answer.content, answer.status_code, media_type="application/json")
 
         return Starlette(

@@ -217,7 +217,8 @@ async def replay_load(
     warm_up_first: bool = False,
     startup_s: float = 0.0,
 ) -> DemoStats:
-    """Send the trace's requests at their (compressed) times until it ends or time is up.
+    """Send the trace's requests at their (compressed) times until it ends or time is up;
+    those in flight when the trace ends finish, within the same time.
 
     With ``warm_up_first``, every pod first serves trace-shaped requests until all models
     serve (``sim/demo/warmup.py``), within the same ``duration_s``.
@@ -252,6 +253,11 @@ async def replay_load(
             task = asyncio.create_task(_one_request(client, predictor, index, row, stats))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+        # The trace has ended: requests in flight finish (until time is up), so the
+        # table counts what the pods served, not what the clock cut.
+        if tasks and time.monotonic() < deadline:
+            remaining = None if deadline == float("inf") else deadline - time.monotonic()
+            await asyncio.wait(set(tasks), timeout=remaining)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
