@@ -32,6 +32,7 @@ from latency_oracle.features.schema import Observation
 from latency_oracle.models.config import ModelConfig
 from latency_oracle.models.drift import ModelEvent
 from latency_oracle.models.keys import ANY_MODEL, GLOBAL_ACCELERATOR, ModelKey, Target
+from latency_oracle.models.learn_batch import LearnBatch
 from latency_oracle.models.model_set import BatchClock, LearnerFailure, ModelSet, ServingModel
 from latency_oracle.models.output_length import LengthCounts, OutputLengths
 from latency_oracle.models.prediction_batch import (
@@ -145,37 +146,18 @@ class ModelRegistry:
         """
         if labels is None:
             labels = [offered(o) for o in observations]
-        check = self.config.bounds.check
-        kept = [(o, m) for o, m in zip(observations, labels, strict=True) if check(o) is None]
-        implausible = len(observations) - len(kept)
-        if not kept:
-            return LearnReport(len(observations), {}, [], implausible=implausible)
-        observations = [o for o, _ in kept]
-        columns = RequestColumns.from_requests(observations)
-        served = np.array([o.model for o in observations], dtype=object)
-        features = build_features(columns)
-        outcomes = {
-            Target.TTFT: _labelled(kept, Label.TTFT, "ttft_ms"),
-            Target.TPOT: _labelled(kept, Label.TPOT, "tpot_ms"),
-        }
-        lengths = [o for o, m in kept if m & Label.USAGE]
-        finished = np.array([o.timestamp for o in observations], dtype=np.float64)
-        arrived = finished - np.array([_duration_s(o) for o in observations])
-        # Never "global": a client cannot claim the global key.
-        pairs = [
-            (a, m, rows)
-            for a, m, rows in _pair_rows(columns.accelerator, served)
-            if a != GLOBAL_ACCELERATOR
-        ]
+        batch = LearnBatch.build(observations, labels, self.config.bounds)
+        if batch is None:
+            return LearnReport(len(observations), {}, [], implausible=len(observations))
         samples: dict[ModelKey, int] = {}
         failures: list[LearnerFailure] = []
         events: list[ModelEvent] = []
         with self._lock:
             if scope != LearnScope.ACCELERATORS:
-                self.output_lengths.learn(lengths)
-            admit = [(a, m) for a, m, _ in pairs] if scope != LearnScope.GLOBAL else []
+                self.output_lengths.learn(batch.lengths)
+            admit = [(a, m) for a, m, _ in batch.pairs] if scope != LearnScope.GLOBAL else []
             own, evicted = self._admit(admit)
-            for target, values in outcomes.items():
+            for target, values in batch.outcomes.items():
                 valid = ~np.isnan(values)
                 if not valid.any():
                     continue
@@ -183,25 +165,25 @@ class ModelRegistry:
                 if scope == LearnScope.ACCELERATORS:
                     groups_ = []
                 groups_ += [
-                    (ModelKey(a, target, m), valid & rows) for a, m, rows in pairs if (a, m) in own
+                    (ModelKey(a, target, m), valid & rows)
+                    for a, m, rows in batch.pairs
+                    if (a, m) in own
                 ]
                 for key, rows in groups_:
                     if not rows.any():
                         continue
-                    clock = BatchClock(arrived[rows], float(finished[rows].max()))
+                    clock = BatchClock(batch.arrived[rows], float(batch.finished[rows].max()))
                     failures += self._learn_key(
                         key,
-                        features[rows],
+                        batch.features[rows],
                         np.log(values[rows]),
                         clock,
-                        columns.pod[rows],
-                        served[rows],
+                        batch.columns.pod[rows],
+                        batch.served[rows],
                     )
                     events += self._model_sets[key].drift.new_events
                     samples[key] = int(rows.sum())
-        return LearnReport(
-            len(observations) + implausible, samples, failures, events, implausible, evicted
-        )
+        return LearnReport(len(observations), samples, failures, events, batch.implausible, evicted)
 
     def _admit(self, pairs: list[tuple[str, str]]) -> tuple[set[tuple[str, str]], list[str]]:
         """Mark (accelerator, served model) ``pairs`` as just seen, evicting the least
@@ -446,26 +428,3 @@ class ModelRegistry:
     def last_update(self) -> float | None:
         stamps = [s.last_update for s in self.statuses() if s.last_update is not None]
         return max(stamps, default=None)
-
-
-def _labelled(kept: list[tuple[Observation, Label]], label: Label, field: str) -> np.ndarray:
-    """Each observation's ``field`` where its ``label`` was claimed, else NaN (not learned)."""
-    return np.array([(getattr(o, field) or np.nan) if m & label else np.nan for o, m in kept])
-
-
-def _duration_s(observation: Observation) -> float:
-    """Arrival to finish: the first token, then one TPOT per further output token."""
-    ttft = observation.ttft_ms or 0.0
-    decode = (observation.tpot_ms or 0.0) * max(observation.output_tokens - 1, 0)
-    return (ttft + decode) / 1e3
-
-
-def _pair_rows(accelerators: np.ndarray, served: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
-    """A boolean row mask per (accelerator, served model) pair of a batch, in first-seen order."""
-    n = len(accelerators)
-    out = []
-    for accelerator, model, rows in groups(accelerators, served):
-        mask = np.zeros(n, dtype=bool)
-        mask[rows] = True
-        out.append((accelerator, model, mask))
-    return out

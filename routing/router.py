@@ -33,7 +33,6 @@ from latency_oracle.features.engineering import (
 from latency_oracle.features.schema import PodRole
 from latency_oracle.models.output_length import LEVELS, P50, P90
 from latency_oracle.models.registry import PRIOR_MODEL, ModelRegistry, PredictionBatch
-from latency_oracle.routing.attainment import Predicted, tpot_outcomes
 from latency_oracle.routing.candidate_report import CandidateReport, candidate_report
 from latency_oracle.routing.inflight_ledger import (
     DECODE_TOKENS,
@@ -43,8 +42,15 @@ from latency_oracle.routing.inflight_ledger import (
     WAITING,
     InFlightLedger,
 )
+from latency_oracle.routing.phase import (
+    Phase,
+    relative_headroom,
+    retry_after_ms,
+    slo_index,
+    with_attainment,
+)
 from latency_oracle.routing.policies import LeastLoaded, PhaseView, make_router_policy
-from latency_oracle.routing.route_request import CandidatePod, RouteRequest, Slo
+from latency_oracle.routing.route_request import CandidatePod, RouteRequest
 from latency_oracle.settings import Settings
 
 Decision = Literal["place", "shed", "queue"]
@@ -78,21 +84,6 @@ class RouteDecision:
     retry_after_ms: float | None
     quantile: float
     candidates: list[CandidateReport]
-
-
-@dataclass(frozen=True, slots=True)
-class _Phase:
-    """Candidates of one placement and the targets it is judged on: the members are all
-    pods (a slice, so every array of the phase is a view) or indices into them."""
-
-    name: str
-    members: slice | np.ndarray
-    ttft: bool
-    tpot: bool
-
-    def position(self, index: int) -> int:
-        """The pod position of the phase's ``index``-th candidate."""
-        return index if isinstance(self.members, slice) else int(self.members[index])
 
 
 class Router:
@@ -170,7 +161,7 @@ class Router:
             pending = self.ledger.pending(names, [p.scraped_at for p in pods])
             columns = _columns(request, pods, names, pending)
             phases = _phases(columns.role)
-            q = _slo_index(request.slo, self.models.config.quantiles, self._headline)
+            q = slo_index(request.slo, self.models.config.quantiles, self._headline)
             served = _served_models(request, pods)
             batch = self.models.predict(
                 columns, through_headline=q <= self._headline, served_models=served
@@ -202,13 +193,13 @@ class Router:
         self,
         request: RouteRequest,
         pods: Sequence[CandidatePod],
-        phases: list[_Phase],
+        phases: list[Phase],
         columns: RequestColumns,
         batch: PredictionBatch,
         pending: np.ndarray,
         q: int,
         lengths: np.ndarray,
-    ) -> tuple[RouteDecision, list[tuple[_Phase, int]]]:
+    ) -> tuple[RouteDecision, list[tuple[Phase, int]]]:
         """The decision, and the (phase, pod position) of each placement it made (none
         when it sheds or queues); ``q`` indexes the quantile the SLOs bind and
         ``lengths`` are the request's output tokens at ``LEVELS``, equally likely (one row,
@@ -225,13 +216,13 @@ class Router:
         per_pod = lengths.ndim == 2  # candidates serving different models
         expected = lengths.sum(axis=-1) / lengths.shape[-1]  # equally likely: the mean
         eligible_any = np.zeros(len(pods), dtype=bool)
-        placed: list[tuple[_Phase, int]] = []
+        placed: list[tuple[Phase, int]] = []
         reasons: list[str] = []
         retry_ms = 0.0
         for phase in phases:
             m = phase.members
             phase_ttft, phase_tpot = ttft[m], tpot[m]
-            headroom = _relative_headroom(
+            headroom = relative_headroom(
                 (phase_ttft, slo.ttft_ms if phase.ttft else None),
                 (phase_tpot, slo.tpot_ms if phase.tpot else None),
             )
@@ -239,7 +230,7 @@ class Router:
             eligible_any[m] |= eligible
             decode_ms = phase_tpot * (expected[m] if per_pod else expected)
             if judged and not eligible.any():
-                wait = _retry_after_ms(phase, phase_ttft, phase_tpot, decode_ms, request)
+                wait = retry_after_ms(phase, phase_ttft, phase_tpot, decode_ms, request)
                 retry_ms = max(retry_ms, wait)
                 continue
             if phase.ttft and phase.tpot:
@@ -251,7 +242,7 @@ class Router:
             view = PhaseView(phase.name, eligible, headroom, latency, first, phase_columns)
             if name == "slo-attainment":
                 phase_lengths = lengths[m] if per_pod else lengths
-                view = _with_attainment(view, phase, batch, m, q, request, phase_lengths)
+                view = with_attainment(view, phase, batch, q, request, phase_lengths)
             elif cold and phase.ttft:
                 view = replace(view, prefill_ms=phase_ttft)
             choice = policy.choose(view, self._rng)
@@ -290,7 +281,7 @@ class Router:
         ), placed
 
     def _reserve(
-        self, request: RouteRequest, columns: RequestColumns, placed: list[tuple[_Phase, int]]
+        self, request: RouteRequest, columns: RequestColumns, placed: list[tuple[Phase, int]]
     ) -> None:
         for phase, i in placed:
             delta = np.zeros(LOAD_FIELDS)
@@ -304,18 +295,18 @@ class Router:
             self.ledger.place(str(columns.pod[i]), delta)
 
 
-def _phases(roles: np.ndarray) -> list[_Phase]:
+def _phases(roles: np.ndarray) -> list[Phase]:
     """One phase for a pool of ``both`` pods, else prefill then decode (``roles``: codes)."""
     if (roles == ROLE_CODES[PodRole.BOTH]).all():
-        return [_Phase("pod", slice(None), ttft=True, tpot=True)]
+        return [Phase("pod", slice(None), ttft=True, tpot=True)]
     prefill = np.flatnonzero(roles != ROLE_CODES[PodRole.DECODE])
     decode = np.flatnonzero(roles != ROLE_CODES[PodRole.PREFILL])
     if not len(prefill) or not len(decode):
         missing = "prefill" if not len(prefill) else "decode"
         raise NoCandidates(f"disaggregated pool has no {missing} pods among the candidates")
     return [
-        _Phase("prefill", prefill, ttft=True, tpot=False),
-        _Phase("decode", decode, ttft=False, tpot=True),
+        Phase("prefill", prefill, ttft=True, tpot=False),
+        Phase("decode", decode, ttft=False, tpot=True),
     ]
 
 
@@ -344,36 +335,6 @@ def _served_models(request: RouteRequest, pods: Sequence[CandidatePod]) -> np.nd
     return np.array([m or request.model for m in models], dtype=object)
 
 
-def _relative_headroom(*targets: tuple[np.ndarray, float | None]) -> np.ndarray | None:
-    """Worst (slo - prediction) / slo over the targets with an SLO; None when none has one."""
-    parts = [(slo - predicted) / slo for predicted, slo in targets if slo is not None]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else np.minimum(*parts)
-
-
-def _retry_after_ms(
-    phase: _Phase,
-    ttft: np.ndarray,
-    tpot: np.ndarray,
-    decode_ms: np.ndarray,
-    request: RouteRequest,
-) -> float:
-    """When the best pod of a failed phase should meet the SLO again.
-
-    Queued prefill work drains in real time, so a TTFT overshoot of X ms is gone in about
-    X ms; a TPOT miss lasts until the decodes it would share the batch with finish, about
-    the request's own expected decode time (``decode_ms``).
-    """
-    wait = np.zeros(len(ttft))
-    if phase.ttft and request.slo.ttft_ms is not None:
-        wait = np.maximum(wait, ttft - request.slo.ttft_ms)
-    if phase.tpot and request.slo.tpot_ms is not None:
-        missed = tpot > request.slo.tpot_ms
-        wait = np.maximum(wait, np.where(missed, decode_ms, 0.0))
-    return float(wait.min())
-
-
 def _untrained_accelerators(columns: RequestColumns, batch: PredictionBatch) -> str:
     """Accelerator types the physics prior answered (nothing learned for them anywhere)."""
     untrained = [
@@ -381,41 +342,3 @@ def _untrained_accelerators(columns: RequestColumns, batch: PredictionBatch) -> 
         for t, p in zip(batch.ttft_model, batch.tpot_model, strict=True)
     ]
     return ", ".join(sorted({str(a) for a in columns.accelerator[untrained]}))
-
-
-def _slo_index(slo: Slo, quantiles: tuple[float, ...], headline: int) -> int:
-    """The served quantile the SLOs bind: the smallest at or above the SLO's own quantile
-    (p99 for a tail SLO), else the headline one."""
-    if slo.quantile is None:
-        return headline
-    above = [i for i, level in enumerate(quantiles) if level >= slo.quantile - 1e-9]
-    return above[0] if above else len(quantiles) - 1
-
-
-def _with_attainment(
-    view: PhaseView,
-    phase: _Phase,
-    batch: PredictionBatch,
-    members: slice | np.ndarray,
-    q: int,
-    request: RouteRequest,
-    lengths: np.ndarray,
-) -> PhaseView:
-    """The phase view with each pod's chance of meeting the SLOs and its decode harm, both
-    over the request's likely output lengths (``lengths``: equally likely, one row or one
-    per pod)."""
-    slo = request.slo
-    if slo.ttft_ms is None and slo.tpot_ms is None:
-        return view
-    levels = batch.quantiles
-    ttft = Predicted(batch.ttft_ms[members], levels, q)
-    tpot = Predicted(batch.tpot_ms[members], levels, q)
-    n = len(view.latency_ms)
-    attainment = np.ones(n)
-    harm = None
-    if phase.ttft and slo.ttft_ms is not None:
-        attainment *= ttft.meet_probability(slo.ttft_ms)
-    if phase.tpot and slo.tpot_ms is not None:
-        met, harm = tpot_outcomes(view.columns, tpot, slo.tpot_ms, lengths)
-        attainment *= met
-    return replace(view, attainment=attainment, harm=harm)
