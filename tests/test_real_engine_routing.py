@@ -13,9 +13,9 @@ import pytest
 from real_engine import route_score, trace_load
 from real_engine.epp_view import PodView
 from real_engine.prompts import Corpus
-from real_engine.route_policies import Least, RoundRobin, ScrapedPod
+from real_engine.route_policies import ALL, Least, RoundRobin, ScrapedPod
+from real_engine.route_report import report, rescore
 from real_engine.route_score import Outcome, Slo
-from real_engine.routing import ALL, report, rescore
 
 from latency_oracle.sidecar.metrics_parser import EngineSample
 

@@ -29,9 +29,16 @@ from typing import Protocol
 
 import httpx
 
+from real_engine import peer_router
 from real_engine.epp_view import PodView
 from real_engine.route_score import Slo
 from real_engine.trace_load import TraceRequest
+
+# The policies by family: the heuristics, the peer router's own, and the service's.
+HEURISTICS = ("round-robin", "least-requests", "least-kv-cache")
+PEERS = tuple(f"vllm-router-{p}" for p in peer_router.POLICIES)
+SERVICE = ("latency-oracle", "latency-oracle-shed")
+ALL = (*HEURISTICS, *PEERS, *SERVICE)
 
 
 class Policy(Protocol):

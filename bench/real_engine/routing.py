@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gzip
 import itertools
 import json
 import os
@@ -57,6 +56,9 @@ from real_engine.fleet import Fleet
 from real_engine.install import VLLM_PIN, ensure_model, ensure_venv, home
 from real_engine.prompts import Corpus
 from real_engine.route_policies import (
+    ALL,
+    PEERS,
+    SERVICE,
     LatencyOracle,
     Least,
     PeerRouter,
@@ -64,12 +66,9 @@ from real_engine.route_policies import (
     RoundRobin,
     ScrapedPod,
 )
+from real_engine.route_report import report, rescore
 
 MODEL = "tiny-llama"
-HEURISTICS = ("round-robin", "least-requests", "least-kv-cache")
-PEERS = tuple(f"vllm-router-{p}" for p in peer_router.POLICIES)
-SERVICE = ("latency-oracle", "latency-oracle-shed")
-ALL = (*HEURISTICS, *PEERS, *SERVICE)
 SETTLE_TIMEOUT_S = 90.0
 SLO_SCALE = 5.0  # SLOs: this times the idle fleet's slowest latencies (sim/evaluation.py)
 CALIBRATION_REPEATS = 3
@@ -327,53 +326,6 @@ class Comparison:
                     f"TTFT p90 {summary.ttft_p90_all_ms:.0f} ms, shed {summary.shed:.1%}",
                     flush=True,
                 )
-
-
-def report(summaries: dict[float, list[route_score.Summary]]) -> list[str]:
-    lines = []
-    for rate, runs in summaries.items():
-        lines += ["", f"{rate:g} requests/s:", "", *_report(runs)]
-    return lines
-
-
-def _report(summaries: list[route_score.Summary]) -> list[str]:
-    pooled = route_score.pool(summaries)
-    lines = route_score.table(pooled)
-    for service in SERVICE:
-        v = route_score.verdict(pooled, service, [*HEURISTICS, *PEERS])
-        if v is None:
-            continue
-        lines.append(
-            f"{service}: p90 TTFT {v.ttft_p90_ratio:.2f}x {v.best}'s (bar: <= 0.85x), "
-            f"attainment {v.attainment_service:.1%} vs {v.attainment_best:.1%}; "
-            f"{v.best} meets {v.attainment_best:.1%} of SLOs "
-            f"({'in' if v.best_attainment_in_band else 'outside'} the 80-95% band): "
-            f"bar {'met' if v.met else 'NOT met'}"
-        )
-    return lines
-
-
-def rescore(path: Path, slo: route_score.Slo | None) -> dict[float, list[route_score.Summary]]:
-    """A saved run's summaries, from its rows (under another SLO when given)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        saved = json.load(handle)
-    slo = slo or route_score.Slo(**saved["config"]["slo"])
-    by_run: dict[tuple[float, str, int], list[dict[str, object]]] = {}
-    for row in saved["rows"]:
-        if row["policy"] != "warm-up":
-            key = (float(row["rate"]), str(row["policy"]), int(row["round"]))
-            by_run.setdefault(key, []).append(row)
-    summaries: dict[float, list[route_score.Summary]] = {}
-    for (rate, policy, _), rows in by_run.items():
-        outcomes = [
-            route_score.Outcome(r["ttft_ms"], r["tpot_ms"], bool(r["shed"]))  # type: ignore[arg-type]
-            for r in rows
-        ]
-        duration = max(float(r["arrival_s"]) for r in rows)  # type: ignore[arg-type]
-        summary = route_score.summarize(policy, outcomes, duration, slo)
-        summaries.setdefault(rate, []).append(summary)
-    return summaries
 
 
 def main() -> None:
