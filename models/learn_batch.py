@@ -26,8 +26,7 @@ __all__ = ["LearnBatch"]
 class LearnBatch:
     """The plausible observations of one learn call, column-wise."""
 
-    observations: list[Observation]
-    implausible: int
+    implausible: int  # observations left out: outside the plausibility bounds
     columns: RequestColumns
     served: np.ndarray  # each observation's served model (object array)
     features: np.ndarray
@@ -63,7 +62,6 @@ class LearnBatch:
             if a != GLOBAL_ACCELERATOR
         ]
         return cls(
-            observations=plausible,
             implausible=len(observations) - len(kept),
             columns=columns,
             served=served,
